@@ -1,0 +1,71 @@
+//! The one grid type every stage hands to the next: a cubic M × M × M array.
+//!
+//! Layout: `data[(iz * m + iy) * m + ix]` (x fastest, C order of an `[z][y][x]` array, the same
+//! order numpy and MRC files use). The grid is centred: voxel `(c, c, c)` with `c = (m - 1) / 2`
+//! sits at the origin, which is why `m` is odd (DESIGN.md, "Volume grid").
+//!
+//! The same type carries a reciprocal-space volume (`spacing` = Δs in Å⁻¹: intensity |F|²,
+//! amplitude |F| or the complex transform F) and a real-space map (`spacing` = voxel size in Å:
+//! electron density). For a reciprocal grid of spacing Δs the matching real-space grid has voxel
+//! size 1 / (m · Δs).
+
+use num_complex::Complex64;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Volume<T> {
+    /// Voxels along each axis (odd).
+    pub m: usize,
+    /// Δs in Å⁻¹ for reciprocal volumes, voxel size in Å for real-space maps.
+    pub spacing: f64,
+    pub data: Vec<T>,
+}
+
+/// |F|² or |F| sampled on the reciprocal grid.
+pub type IntensityVolume = Volume<f32>;
+/// The complex molecular transform F(s) on the reciprocal grid.
+pub type ComplexVolume = Volume<Complex64>;
+/// A real-space map (electron density), voxel size in Å.
+pub type DensityMap = Volume<f32>;
+
+impl<T: Clone> Volume<T> {
+    pub fn filled(m: usize, spacing: f64, value: T) -> Self {
+        Volume { m, spacing, data: vec![value; m * m * m] }
+    }
+}
+
+impl<T> Volume<T> {
+    /// Index of the centre voxel along each axis.
+    pub fn centre(&self) -> usize {
+        (self.m - 1) / 2
+    }
+
+    pub fn index(&self, ix: usize, iy: usize, iz: usize) -> usize {
+        (iz * self.m + iy) * self.m + ix
+    }
+
+    /// Coordinate (Å⁻¹ or Å) of voxel index `i` along any axis.
+    pub fn coordinate(&self, i: usize) -> f64 {
+        (i as f64 - self.centre() as f64) * self.spacing
+    }
+
+    /// Largest coordinate on the grid (s_max for a reciprocal volume).
+    pub fn half_extent(&self) -> f64 {
+        self.centre() as f64 * self.spacing
+    }
+
+    pub fn map<U>(&self, f: impl Fn(&T) -> U) -> Volume<U> {
+        Volume { m: self.m, spacing: self.spacing, data: self.data.iter().map(f).collect() }
+    }
+}
+
+impl ComplexVolume {
+    /// |F|² as f32, the intensity volume the slicer samples.
+    pub fn intensity(&self) -> IntensityVolume {
+        self.map(|f| f.norm_sqr() as f32)
+    }
+
+    /// |F| as f32, the amplitude volume phasing starts from.
+    pub fn amplitude(&self) -> IntensityVolume {
+        self.map(|f| f.norm() as f32)
+    }
+}
