@@ -1,0 +1,179 @@
+//! On-disk datasets, numpy-readable:
+//!
+//! ```text
+//! DIR/images.npy   float32, shape (n, N, N), row-major: expected photons or counts
+//! DIR/poses.csv    header w,x,y,z; one unit quaternion (scalar first, w ≥ 0) per image
+//! DIR/meta.json    every parameter, the seed, the crate version, timings
+//! ```
+//!
+//! Writing streams batch by batch into a sibling temporary directory that is renamed into
+//! place only when complete, so a killed run never leaves a half-written dataset under the
+//! final name and an existing directory is never touched unless `--force` replaces it.
+//! Reading seeks to any image range, so datasets larger than memory are read in chunks.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context};
+use nalgebra::UnitQuaternion;
+
+use npyz::WriterBuilder;
+
+use crate::rotation::{read_poses, to_wxyz};
+
+/// Refuses a non-empty target unless `force`; returns the path of a fresh staging directory.
+pub fn prepare_output_dir(dir: &Path, force: bool) -> anyhow::Result<PathBuf> {
+    if dir.exists() {
+        ensure!(dir.is_dir(), "--out {}: exists and is not a directory", dir.display());
+        let non_empty = std::fs::read_dir(dir)?.next().is_some();
+        if non_empty && !force {
+            bail!(
+                "--out {}: the directory is not empty; nothing was written. Choose another directory or pass --force to replace it",
+                dir.display()
+            );
+        }
+    }
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    std::fs::create_dir(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    Ok(staging)
+}
+
+/// Moves a completed staging directory to its final name (replacing an old one only if it
+/// was allowed by `prepare_output_dir`).
+pub fn commit_output_dir(staging: &Path, dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        let old = staging.with_extension("old");
+        std::fs::rename(dir, &old).with_context(|| format!("cannot move the old {} aside", dir.display()))?;
+        std::fs::rename(staging, dir).with_context(|| format!("cannot move results into {}", dir.display()))?;
+        std::fs::remove_dir_all(&old).ok();
+    } else {
+        std::fs::rename(staging, dir).with_context(|| format!("cannot move results into {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Streams images and poses of a known count into `images.npy` and `poses.csv`.
+pub struct DatasetWriter {
+    dir: PathBuf,
+    images: npyz::NpyWriter<f32, BufWriter<File>>,
+    poses: BufWriter<File>,
+    expected: u64,
+    written: u64,
+    pixels_per_image: usize,
+}
+
+impl DatasetWriter {
+    /// Starts writing `n` images of `side × side` pixels into `dir` (normally a staging dir).
+    pub fn create(dir: &Path, n: u64, side: usize) -> anyhow::Result<DatasetWriter> {
+        let images_path = dir.join("images.npy");
+        let file = File::create(&images_path).with_context(|| format!("cannot create {}", images_path.display()))?;
+        let images = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&[n, side as u64, side as u64])
+            .writer(BufWriter::with_capacity(1 << 20, file))
+            .begin_nd()?;
+        let poses_path = dir.join("poses.csv");
+        let mut poses =
+            BufWriter::new(File::create(&poses_path).with_context(|| format!("cannot create {}", poses_path.display()))?);
+        writeln!(poses, "w,x,y,z")?;
+        Ok(DatasetWriter { dir: dir.to_path_buf(), images, poses, expected: n, written: 0, pixels_per_image: side * side })
+    }
+
+    /// Appends images (row-major, `pixels_per_image` values each) and their poses.
+    pub fn append(&mut self, images: &[f32], poses: &[UnitQuaternion<f64>]) -> anyhow::Result<()> {
+        ensure!(images.len() == poses.len() * self.pixels_per_image, "one pose per image is needed");
+        self.images.extend(images.iter().copied())?;
+        for q in poses {
+            let [w, x, y, z] = to_wxyz(q);
+            writeln!(self.poses, "{w:.17e},{x:.17e},{y:.17e},{z:.17e}")?;
+        }
+        self.written += poses.len() as u64;
+        Ok(())
+    }
+
+    /// Writes `meta.json` and closes the files; errors if fewer images came than announced.
+    pub fn finish(mut self, meta: &serde_json::Value) -> anyhow::Result<PathBuf> {
+        ensure!(self.written == self.expected, "dataset incomplete: {} of {} images written", self.written, self.expected);
+        self.images.finish()?;
+        self.poses.flush()?;
+        let meta_path = self.dir.join("meta.json");
+        std::fs::write(&meta_path, serde_json::to_string_pretty(meta)? + "\n")?;
+        Ok(self.dir)
+    }
+}
+
+/// A dataset on disk, opened for chunked reading.
+pub struct Dataset {
+    pub dir: PathBuf,
+    /// Number of images.
+    pub len: u64,
+    /// Pixels per side.
+    pub side: usize,
+    /// Byte offset of the first image in `images.npy`.
+    data_offset: u64,
+    file: File,
+    pub poses: Vec<UnitQuaternion<f64>>,
+    pub meta: serde_json::Value,
+}
+
+impl Dataset {
+    pub fn open(dir: &Path) -> anyhow::Result<Dataset> {
+        let images_path = dir.join("images.npy");
+        let mut file = File::open(&images_path)
+            .with_context(|| format!("{}: no images.npy here (is it a dataset written by `xrai-bench simulate`?)", dir.display()))?;
+        let header = npyz::NpyHeader::from_reader(&mut file)
+            .with_context(|| format!("{}: not a valid .npy file", images_path.display()))?;
+        let data_offset = file.stream_position()?;
+        let shape = header.shape().to_vec();
+        ensure!(
+            shape.len() == 3 && shape[1] == shape[2],
+            "{}: expected shape (n, N, N), found {shape:?}",
+            images_path.display()
+        );
+        match header.dtype() {
+            npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {}
+            other => bail!("{}: expected little-endian float32 images, found {}", images_path.display(), other.descr()),
+        }
+        ensure!(header.order() == npyz::Order::C, "{}: expected C (row-major) order", images_path.display());
+        let (len, side) = (shape[0], shape[1] as usize);
+        let expected_bytes = data_offset + len * (side * side * 4) as u64;
+        let actual = file.metadata()?.len();
+        ensure!(
+            actual >= expected_bytes,
+            "{}: truncated ({actual} bytes, {expected_bytes} expected for {len} images of {side}×{side}); \
+             the run that wrote it was probably killed — simulate it again",
+            images_path.display()
+        );
+        let poses = read_poses(&dir.join("poses.csv"))?;
+        ensure!(
+            poses.len() as u64 == len,
+            "{}: {} poses for {len} images",
+            dir.join("poses.csv").display(),
+            poses.len()
+        );
+        let meta_path = dir.join("meta.json");
+        let meta = match std::fs::read_to_string(&meta_path) {
+            Ok(text) => serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", meta_path.display()))?,
+            Err(_) => serde_json::Value::Null,
+        };
+        Ok(Dataset { dir: dir.to_path_buf(), len, side, data_offset, file, poses, meta })
+    }
+
+    /// Images `start .. start + count` (clamped to the end), row-major.
+    pub fn read_images(&mut self, start: u64, count: usize) -> anyhow::Result<Vec<f32>> {
+        ensure!(start <= self.len, "image {start} is past the end of the dataset ({} images)", self.len);
+        let count = count.min((self.len - start) as usize);
+        let per_image = self.side * self.side;
+        self.file.seek(SeekFrom::Start(self.data_offset + start * (per_image * 4) as u64))?;
+        let mut bytes = vec![0u8; count * per_image * 4];
+        self.file.read_exact(&mut bytes)?;
+        Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    }
+}

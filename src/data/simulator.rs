@@ -1,0 +1,204 @@
+//! Image i of a stream as a pure function of (seed, split, i): its pose and its photon noise
+//! come from a ChaCha8 generator keyed by (seed, split) and positioned on stream i, so an
+//! image never depends on batch size, thread count or which images were made before it.
+
+use nalgebra::UnitQuaternion;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::physics::beam::Beam;
+use crate::physics::detector::{Detector, PixelGeometry};
+use crate::physics::molecule::Molecule;
+use crate::physics::noise::poisson_in_place;
+use crate::physics::slice::Slicer;
+use crate::physics::transform::{direct_transform, grid_transform, GridSpec};
+use crate::rotation::{random_rotation, to_matrix};
+use crate::volume::ComplexVolume;
+
+/// Disjoint seed domains: a test stream never produces a training image, whatever the seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Test,
+}
+
+impl Split {
+    fn domain(self) -> u64 {
+        match self {
+            Split::Train => 0x7472_6169_6e00_0001, // "train"
+            Split::Test => 0x7465_7374_0000_0002,  // "test"
+        }
+    }
+}
+
+/// How |F|² is evaluated at the pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Trilinear interpolation in a precomputed M³ intensity grid (fast).
+    Grid,
+    /// Exact summation over atoms at every pixel (slow, the yardstick).
+    Direct,
+}
+
+/// Optional rescaling of the expected photons.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rescale {
+    /// Physical expected photons.
+    None,
+    /// Every image scaled to exactly this total (the paper: ≥ 20,000).
+    PerImage(f64),
+    /// One constant for all images, chosen so the mean total over random poses is this;
+    /// keeps the physical variation of the total with pose.
+    MeanTotal(f64),
+}
+
+/// Everything that decides the images, as stored in `meta.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SimulationConfig {
+    pub beam: Beam,
+    pub detector: Detector,
+    pub mode: Mode,
+    /// Intensity oversampling k of the default grid rule (Δs = 1/(4kR)).
+    pub oversampling: f64,
+    /// Grid size override (`--grid M`).
+    pub grid: Option<usize>,
+    pub rescale: Rescale,
+    pub poisson: bool,
+    pub seed: u64,
+}
+
+impl Default for SimulationConfig {
+    fn default() -> Self {
+        SimulationConfig {
+            beam: Beam::default(),
+            detector: Detector::default(),
+            mode: Mode::Grid,
+            oversampling: crate::physics::transform::DEFAULT_OVERSAMPLING,
+            grid: None,
+            rescale: Rescale::None,
+            poisson: false,
+            seed: 0,
+        }
+    }
+}
+
+/// A molecule, a detector and a beam, ready to produce images.
+pub struct ImageSimulator {
+    pub config: SimulationConfig,
+    pub geometry: PixelGeometry,
+    /// The grid and its transform (always built: grid mode slices it, and it sets the global
+    /// rescaling constant in both modes).
+    pub grid: GridSpec,
+    pub transform: ComplexVolume,
+    slicer: Slicer,
+    molecule: Molecule,
+    /// Global multiplier applied to every image (1, or the mean-total constant).
+    global_scale: f64,
+    /// Seconds spent on the grid transform.
+    pub transform_seconds: f64,
+}
+
+impl ImageSimulator {
+    pub fn new(molecule: Molecule, config: SimulationConfig) -> anyhow::Result<ImageSimulator> {
+        config.beam.validate()?;
+        config.detector.validate()?;
+        if let Rescale::PerImage(t) | Rescale::MeanTotal(t) = config.rescale {
+            anyhow::ensure!(t.is_finite() && t > 0.0, "--rescale-total must be positive, got {t}");
+        }
+        let geometry = config.detector.geometry(&config.beam);
+        let s_max = geometry.s_max();
+        let radius = molecule.radius();
+        let grid = match config.grid {
+            Some(m) => GridSpec::with_size(m, radius, s_max)?,
+            None => GridSpec::for_molecule(radius, s_max, config.oversampling)?,
+        };
+        let t0 = std::time::Instant::now();
+        let transform = grid_transform(&molecule, &grid);
+        let transform_seconds = t0.elapsed().as_secs_f64();
+        let slicer = Slicer::new(&transform.intensity(), &geometry)?;
+        let global_scale = match config.rescale {
+            Rescale::MeanTotal(t) => t / slicer.mean_total(),
+            _ => 1.0,
+        };
+        Ok(ImageSimulator { config, geometry, grid, transform, slicer, molecule, global_scale, transform_seconds })
+    }
+
+    pub fn pixels(&self) -> usize {
+        self.geometry.len()
+    }
+
+    pub fn molecule(&self) -> &Molecule {
+        &self.molecule
+    }
+
+    /// The generator of image i of a split: pose first, then noise.
+    pub fn rng(&self, split: Split, index: u64) -> ChaCha8Rng {
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&self.config.seed.to_le_bytes());
+        key[8..16].copy_from_slice(&split.domain().to_le_bytes());
+        key[16..24].copy_from_slice(b"xraibnch");
+        let mut rng = ChaCha8Rng::from_seed(key);
+        rng.set_stream(index);
+        rng
+    }
+
+    /// Image `index` of `split` with a random pose; returns the pose.
+    pub fn image(&self, split: Split, index: u64, out: &mut [f32]) -> UnitQuaternion<f64> {
+        let mut rng = self.rng(split, index);
+        let pose = random_rotation(&mut rng);
+        self.render(&pose, out);
+        if self.config.poisson {
+            poisson_in_place(out, &mut rng);
+        }
+        pose
+    }
+
+    /// Image `index` of `split` at a given pose (from `--poses`); noise still keyed by index.
+    pub fn image_at_pose(&self, split: Split, index: u64, pose: &UnitQuaternion<f64>, out: &mut [f32]) {
+        self.render(pose, out);
+        if self.config.poisson {
+            let mut rng = self.rng(split, index);
+            let _ = random_rotation(&mut rng); // same stream position as `image`
+            poisson_in_place(out, &mut rng);
+        }
+    }
+
+    /// Expected photons (after rescaling) at a pose, no noise.
+    pub fn render(&self, pose: &UnitQuaternion<f64>, out: &mut [f32]) {
+        let r = to_matrix(pose);
+        match self.config.mode {
+            Mode::Grid => self.slicer.slice_into(&r, out),
+            Mode::Direct => {
+                let rotated: Vec<[f64; 3]> =
+                    self.geometry.s.iter().map(|s| (r * nalgebra::Vector3::from(*s)).into()).collect();
+                let f = direct_transform(&self.molecule, &rotated);
+                for ((o, f), w) in out.iter_mut().zip(&f).zip(&self.geometry.scale) {
+                    *o = (w * f.norm_sqr()) as f32;
+                }
+            }
+        }
+        match self.config.rescale {
+            Rescale::PerImage(total) => {
+                let sum: f64 = out.iter().map(|&x| x as f64).sum();
+                if sum > 0.0 {
+                    let k = (total / sum) as f32;
+                    out.iter_mut().for_each(|x| *x *= k);
+                }
+            }
+            Rescale::MeanTotal(_) => {
+                let k = self.global_scale as f32;
+                out.iter_mut().for_each(|x| *x *= k);
+            }
+            Rescale::None => {}
+        }
+    }
+
+    /// The global rescaling constant (1 unless `MeanTotal`).
+    pub fn global_scale(&self) -> f64 {
+        self.global_scale
+    }
+}

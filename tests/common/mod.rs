@@ -1,0 +1,42 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use xrai_bench::physics::molecule::{read_structure, Molecule, Selection};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn reference_dir() -> PathBuf {
+    repo().join("tests/data/skopi_2cex_a_d0.1")
+}
+
+/// 2CEX chain A, the bundled default protein.
+pub fn cex_a() -> Molecule {
+    read_structure(&repo().join("datasets/pdb/2cex_a.pdb"), &Selection::default()).expect("bundled 2CEX_A")
+}
+
+/// Reads a whole .npy file as f64 (f64, f32 or i32/i64 arrays).
+pub fn npy_f64(path: &Path) -> (Vec<u64>, Vec<f64>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = npy.shape().to_vec();
+    let descr = npy.dtype().descr().trim_matches('\'').to_string();
+    let data = match descr.as_str() {
+        "<f8" => npy.into_vec::<f64>().unwrap(),
+        "<f4" => npy.into_vec::<f32>().unwrap().into_iter().map(f64::from).collect(),
+        "<i4" => npy.into_vec::<i32>().unwrap().into_iter().map(f64::from).collect(),
+        "<i8" => npy.into_vec::<i64>().unwrap().into_iter().map(|x| x as f64).collect(),
+        other => panic!("unsupported dtype {other}"),
+    };
+    (shape, data)
+}
+
+/// √(Σ(a−b)²/Σb²)
+pub fn rel_rms(a: &[f64], b: &[f64]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+    let den: f64 = b.iter().map(|y| y * y).sum();
+    (num / den).sqrt()
+}
