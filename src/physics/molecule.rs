@@ -429,13 +429,16 @@ pub fn resolve(spec: &str) -> anyhow::Result<ResolvedStructure> {
     if chain.is_some() {
         stems.push(id.to_ascii_lowercase());
     }
-    let mut dirs: Vec<(String, PathBuf)> = bundled_dirs().into_iter().map(|d| ("bundled".to_string(), d)).collect();
-    match std::env::var_os("XRAI_PDB_DIR") {
-        Some(d) => dirs.push(("$XRAI_PDB_DIR".to_string(), PathBuf::from(d))),
-        None => tried.push("$XRAI_PDB_DIR (not set)".to_string()),
-    }
-    dirs.push(("cache".to_string(), cache_dir()));
+    let mut dirs: Vec<(String, Option<PathBuf>)> =
+        bundled_dirs().into_iter().map(|d| ("bundled".to_string(), Some(d))).collect();
+    let env_dir = std::env::var_os("XRAI_PDB_DIR").filter(|d| !d.is_empty()).map(PathBuf::from);
+    dirs.push(("$XRAI_PDB_DIR".to_string(), env_dir));
+    dirs.push(("download cache".to_string(), Some(cache_dir())));
     for (label, dir) in &dirs {
+        let Some(dir) = dir else {
+            tried.push(format!("{label} (not set)"));
+            continue;
+        };
         for stem in &stems {
             if let Some(path) = find_case_insensitive(dir, stem) {
                 let file_chain = if *stem == stems[0] && stems.len() > 1 { None } else { chain.clone() };
@@ -477,7 +480,7 @@ fn find_case_insensitive(dir: &Path, stem: &str) -> Option<PathBuf> {
 
 /// Fetches `ID.pdb` with curl into the cache (atomically: temporary name, then rename).
 fn download_from_rcsb(id: &str, cache: &Path) -> Result<PathBuf, String> {
-    if std::env::var_os("XRAI_OFFLINE").is_some() {
+    if std::env::var_os("XRAI_OFFLINE").is_some_and(|v| !v.is_empty()) {
         return Err("skipped (XRAI_OFFLINE is set)".to_string());
     }
     std::fs::create_dir_all(cache).map_err(|e| format!("cannot create cache {}: {e}", cache.display()))?;
