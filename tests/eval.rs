@@ -43,7 +43,12 @@ fn truth() -> &'static Truth {
         let ds = 1.0 / (6.0 * atoms.radius());
         let transform = atoms.transform(M, ds, B_FACTOR);
         let density = density_from_transform(&transform);
-        Truth { atoms, ds, transform, density }
+        Truth {
+            atoms,
+            ds,
+            transform,
+            density,
+        }
     })
 }
 
@@ -58,7 +63,11 @@ fn rz_pi() -> UnitQuaternion<f64> {
 /// A rotation by exactly `angle` radians about a uniformly random axis.
 fn rotation_by(angle: f64, rng: &mut ChaCha8Rng) -> UnitQuaternion<f64> {
     let axis = loop {
-        let v = Vector3::new(rng.random::<f64>() - 0.5, rng.random::<f64>() - 0.5, rng.random::<f64>() - 0.5);
+        let v = Vector3::new(
+            rng.random::<f64>() - 0.5,
+            rng.random::<f64>() - 0.5,
+            rng.random::<f64>() - 0.5,
+        );
         if v.norm() > 1e-3 && v.norm() <= 0.5 {
             break v.normalize();
         }
@@ -107,10 +116,23 @@ fn pose_error_is_zero_for_a_globally_rotated_copy() {
     let mut rng = rng(1);
     let truth: Vec<_> = (0..2000).map(|_| random_rotation(&mut rng)).collect();
     let global = random_rotation(&mut rng);
-    let est = estimates(&truth, &global, &vec![UnitQuaternion::identity(); 2000], &vec![false; 2000]);
+    let est = estimates(
+        &truth,
+        &global,
+        &vec![UnitQuaternion::identity(); 2000],
+        &vec![false; 2000],
+    );
     let result = pose_error(&truth, &est).unwrap();
-    assert!(result.summary.median_deg < 1e-6, "median {}", result.summary.median_deg);
-    assert!(result.summary.rms_deg < 1e-6, "rms {}", result.summary.rms_deg);
+    assert!(
+        result.summary.median_deg < 1e-6,
+        "median {}",
+        result.summary.median_deg
+    );
+    assert!(
+        result.summary.rms_deg < 1e-6,
+        "rms {}",
+        result.summary.rms_deg
+    );
     assert!(result.alignment.angle_to(&global) < 1e-8, "G not recovered");
 }
 
@@ -121,11 +143,21 @@ fn pose_error_is_zero_with_random_in_plane_pi_flips() {
     let truth: Vec<_> = (0..n).map(|_| random_rotation(&mut rng)).collect();
     let flips: Vec<bool> = (0..n).map(|_| rng.random::<bool>()).collect();
     let global = random_rotation(&mut rng);
-    let est = estimates(&truth, &global, &vec![UnitQuaternion::identity(); n], &flips);
+    let est = estimates(
+        &truth,
+        &global,
+        &vec![UnitQuaternion::identity(); n],
+        &flips,
+    );
     let result = pose_error(&truth, &est).unwrap();
     let worst = result.angles_deg.iter().copied().fold(0.0, f64::max);
     assert!(worst < 1e-6, "worst {worst}°");
-    let agree = result.flipped.iter().zip(&flips).filter(|(a, b)| a == b).count();
+    let agree = result
+        .flipped
+        .iter()
+        .zip(&flips)
+        .filter(|(a, b)| a == b)
+        .count();
     assert_eq!(agree, n, "flips not identified");
     // Without the flip handling half of these would be 180° off.
     assert!((result.summary.flipped_fraction - 0.5).abs() < 0.05);
@@ -138,18 +170,29 @@ fn pose_error_recovers_injected_noise() {
     let truth: Vec<_> = (0..n).map(|_| random_rotation(&mut rng)).collect();
     // Angles uniform in [0°, 8°] (median 4°), random axes, random flips, random global rotation.
     let injected: Vec<f64> = (0..n).map(|_| rng.random::<f64>() * 8.0).collect();
-    let noise: Vec<_> = injected.iter().map(|a| rotation_by(a.to_radians(), &mut rng)).collect();
+    let noise: Vec<_> = injected
+        .iter()
+        .map(|a| rotation_by(a.to_radians(), &mut rng))
+        .collect();
     let flips: Vec<bool> = (0..n).map(|_| rng.random::<bool>()).collect();
     let global = random_rotation(&mut rng);
     let est = estimates(&truth, &global, &noise, &flips);
     let result = pose_error(&truth, &est).unwrap();
     let want = median(&injected);
     let got = result.summary.median_deg;
-    assert!((got - want).abs() < 0.1 * want, "median {got:.3}° vs injected {want:.3}°");
+    assert!(
+        (got - want).abs() < 0.1 * want,
+        "median {got:.3}° vs injected {want:.3}°"
+    );
     let rms_want = (injected.iter().map(|a| a * a).sum::<f64>() / n as f64).sqrt();
     assert!((result.summary.rms_deg - rms_want).abs() < 0.1 * rms_want);
     // Per image, not just in distribution.
-    let worst = result.angles_deg.iter().zip(&injected).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let worst = result
+        .angles_deg
+        .iter()
+        .zip(&injected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
     assert!(worst < 0.5, "per-image error off by up to {worst:.3}°");
 }
 
@@ -174,7 +217,10 @@ fn pose_error_of_random_poses_matches_the_folded_uniform_distribution() {
     let result = pose_error(&truth, &est).unwrap();
     let got = result.summary.median_deg;
     // Fitting G to random data can only pull the median down a little.
-    assert!((got - expected).abs() < 0.05 * expected, "median {got:.2}° vs expected {expected:.2}°");
+    assert!(
+        (got - expected).abs() < 0.05 * expected,
+        "median {got:.2}° vs expected {expected:.2}°"
+    );
 }
 
 #[test]
@@ -194,13 +240,21 @@ fn density_of_a_single_atom_sits_at_its_position() {
     let m = 33;
     let ds = 0.02;
     let voxel = 1.0 / (m as f64 * ds);
-    let atom = Atoms { positions: vec![Vector3::new(2.0 * voxel, -3.0 * voxel, 1.5 * voxel)], electrons: vec![6.0] };
+    let atom = Atoms {
+        positions: vec![Vector3::new(2.0 * voxel, -3.0 * voxel, 1.5 * voxel)],
+        electrons: vec![6.0],
+    };
     let f = atom.transform(m, ds, 200.0);
     let rho = density_from_transform(&f);
     assert!((rho.spacing - voxel).abs() < 1e-12);
     let c = (m - 1) / 2;
     // Peak at x = c+2, y = c−3 and straddling z = c+1, c+2.
-    let (imax, _) = rho.data.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap();
+    let (imax, _) = rho
+        .data
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap();
     let (ix, iy, iz) = (imax % m, (imax / m) % m, imax / (m * m));
     assert_eq!((ix, iy), (c + 2, c - 3));
     assert!(iz == c + 1 || iz == c + 2, "z index {iz}");
@@ -209,7 +263,12 @@ fn density_of_a_single_atom_sits_at_its_position() {
     assert!((total - 6.0).abs() < 1e-4, "total {total}");
     // Round trip back to the transform.
     let back = transform_from_density(&rho);
-    let err = back.data.iter().zip(&f.data).map(|(a, b)| (a - b).norm()).fold(0.0, f64::max);
+    let err = back
+        .data
+        .iter()
+        .zip(&f.data)
+        .map(|(a, b)| (a - b).norm())
+        .fold(0.0, f64::max);
     assert!(err < 1e-4 * 6.0, "round trip error {err}");
 }
 
@@ -217,8 +276,12 @@ fn density_of_a_single_atom_sits_at_its_position() {
 fn density_of_the_molecule_holds_its_electrons() {
     let t = truth();
     let electrons: f64 = t.atoms.electrons.iter().sum();
-    let total: f64 = t.density.data.iter().map(|&v| v as f64).sum::<f64>() * t.density.spacing.powi(3);
-    assert!((total - electrons).abs() < 1e-3 * electrons, "{total} vs {electrons}");
+    let total: f64 =
+        t.density.data.iter().map(|&v| v as f64).sum::<f64>() * t.density.spacing.powi(3);
+    assert!(
+        (total - electrons).abs() < 1e-3 * electrons,
+        "{total} vs {electrons}"
+    );
     assert!((t.density.spacing - 6.0 * t.atoms.radius() / M as f64).abs() < 1e-9);
 }
 
@@ -245,11 +308,17 @@ fn scrambled_beyond(map: &DensityMap, k_cut: f64, seed: u64) -> DensityMap {
     let m = f.m;
     let c = (m - 1) / 2;
     let mut rng = rng(seed);
-    let phases: Vec<f64> = (0..f.data.len()).map(|_| rng.random::<f64>() * std::f64::consts::TAU).collect();
+    let phases: Vec<f64> = (0..f.data.len())
+        .map(|_| rng.random::<f64>() * std::f64::consts::TAU)
+        .collect();
     for iz in 0..m {
         for iy in 0..m {
             for ix in 0..m {
-                let k = [ix as f64 - c as f64, iy as f64 - c as f64, iz as f64 - c as f64];
+                let k = [
+                    ix as f64 - c as f64,
+                    iy as f64 - c as f64,
+                    iz as f64 - c as f64,
+                ];
                 if (k[0] * k[0] + k[1] * k[1] + k[2] * k[2]).sqrt() > k_cut {
                     let i = f.index(ix, iy, iz);
                     // Friedel mate keeps the map real: use the phase of the lower index, negated.
@@ -307,14 +376,22 @@ fn alignment_undoes_a_shift_and_an_inversion() {
     let shift = Vector3::new(4.3, -7.6, 2.2) * voxel;
     for inverted in [false, true] {
         let sign = if inverted { -1.0 } else { 1.0 };
-        let moved = t.atoms.transformed(&(nalgebra::Matrix3::identity() * sign), &shift);
+        let moved = t
+            .atoms
+            .transformed(&(nalgebra::Matrix3::identity() * sign), &shift);
         let map = density_from_transform(&moved.transform(M, t.ds, B_FACTOR));
-        assert!(fsc_vs_truth(&map)[3] < 0.9, "test map is not actually moved");
+        assert!(
+            fsc_vs_truth(&map)[3] < 0.9,
+            "test map is not actually moved"
+        );
         let (aligned, how) = align_translation(&t.density, &map, true);
         assert_eq!(how.inverted, inverted);
         let curve = fsc_vs_truth(&aligned);
         // Sub-voxel shift by a Fourier phase ramp: near-exact to Nyquist.
-        assert!(first_below(&curve, 0.99) == curve.len(), "inverted {inverted}: {curve:?}");
+        assert!(
+            first_below(&curve, 0.99) == curve.len(),
+            "inverted {inverted}: {curve:?}"
+        );
     }
 }
 
@@ -330,12 +407,25 @@ fn alignment_undoes_a_rotation_with_inversion_and_shift() {
         let map = density_from_transform(&moved.transform(M, t.ds, B_FACTOR));
         let started = Instant::now();
         let (aligned, how) = align(&t.density, &map, &AlignParams::default()).unwrap();
-        eprintln!("rotation alignment: {:.2} s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "rotation alignment: {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
         assert_eq!(how.inverted, inverted);
         let curve = fsc_vs_truth(&aligned);
+        eprintln!(
+            "rotated (inverted {inverted}): FSC {:?}",
+            curve
+                .iter()
+                .map(|f| (f * 1000.0).round() / 1000.0)
+                .collect::<Vec<_>>()
+        );
         // Cubic resampling softens the last shells; up to period 3 px (shell M/3) it is exact.
         let shell = M / 3;
-        assert!(first_below(&curve, 0.95) > shell, "inverted {inverted}: {curve:?}");
+        assert!(
+            first_below(&curve, 0.95) > shell,
+            "inverted {inverted}: {curve:?}"
+        );
     }
 }
 
@@ -349,13 +439,27 @@ fn true_amplitudes_phase_to_three_pixel_resolution() {
     let started = Instant::now();
     let phased = phase(&amplitude, &PhasingParams::default());
     let seconds = started.elapsed().as_secs_f64();
-    let (aligned, _) = align(&t.density, &phased.density, &AlignParams { rotation: false, ..Default::default() }).unwrap();
-    let r = fsc(&t.density, &aligned).unwrap().resolution(THRESHOLD_HALF);
+    let (aligned, _) = align(
+        &t.density,
+        &phased.density,
+        &AlignParams {
+            rotation: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let r = fsc(&t.density, &aligned)
+        .unwrap()
+        .resolution(THRESHOLD_HALF);
     eprintln!(
         "phasing {M}³: {seconds:.1} s, Fourier errors {:?}, resolution {:.2} px ({:.2} Å)",
         phased.start_errors, r.resolution_px, r.resolution_angstrom
     );
-    assert!(r.resolution_px <= 3.0, "resolution {:.2} px", r.resolution_px);
+    assert!(
+        r.resolution_px <= 3.0,
+        "resolution {:.2} px",
+        r.resolution_px
+    );
     assert!(phased.fourier_error() < 0.2);
 }
 
@@ -366,7 +470,11 @@ fn true_amplitudes_phase_to_three_pixel_resolution() {
 fn mrc_round_trip_keeps_data_and_voxel_size() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("map.mrc");
-    let map = Volume { m: 5, spacing: 1.7, data: (0..125).map(|i| i as f32 * 0.5 - 3.0).collect() };
+    let map = Volume {
+        m: 5,
+        spacing: 1.7,
+        data: (0..125).map(|i| i as f32 * 0.5 - 3.0).collect(),
+    };
     write_mrc(&path, &map, false).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(bytes.len(), 1024 + 125 * 4);
@@ -391,7 +499,10 @@ fn mrc_refuses_to_overwrite_unless_asked() {
     let map = Volume::filled(3, 1.0, 1.0f32);
     write_mrc(&path, &map, false).unwrap();
     let err = write_mrc(&path, &Volume::filled(3, 1.0, 2.0f32), false).unwrap_err();
-    assert!(matches!(err, MrcError::Exists { .. }) && err.to_string().contains("map.mrc"), "{err}");
+    assert!(
+        matches!(err, MrcError::Exists { .. }) && err.to_string().contains("map.mrc"),
+        "{err}"
+    );
     assert_eq!(read_mrc(&path).unwrap().data, map.data);
     write_mrc(&path, &Volume::filled(3, 1.0, 2.0f32), true).unwrap();
     assert_eq!(read_mrc(&path).unwrap().data[0], 2.0);
@@ -406,14 +517,36 @@ fn mrc_bad_files_give_errors_naming_the_file() {
 
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("text.mrc", b"w,x,y,z\n1,0,0,0\n".to_vec(), "not an MRC map"),
-        ("nostamp.mrc", { let mut b = bytes.clone(); b[208..212].copy_from_slice(b"XXXX"); b }, "not an MRC map"),
+        (
+            "nostamp.mrc",
+            {
+                let mut b = bytes.clone();
+                b[208..212].copy_from_slice(b"XXXX");
+                b
+            },
+            "not an MRC map",
+        ),
         ("truncated.mrc", bytes[..1024 + 100].to_vec(), "truncated"),
-        ("mode1.mrc", { let mut b = bytes.clone(); b[12..16].copy_from_slice(&1i32.to_le_bytes()); b }, "mode 1"),
-        ("even.mrc", {
-            let mut b = bytes.clone();
-            for w in 0..3 { b[4 * w..4 * w + 4].copy_from_slice(&4i32.to_le_bytes()); }
-            b
-        }, "odd side"),
+        (
+            "mode1.mrc",
+            {
+                let mut b = bytes.clone();
+                b[12..16].copy_from_slice(&1i32.to_le_bytes());
+                b
+            },
+            "mode 1",
+        ),
+        (
+            "even.mrc",
+            {
+                let mut b = bytes.clone();
+                for w in 0..3 {
+                    b[4 * w..4 * w + 4].copy_from_slice(&4i32.to_le_bytes());
+                }
+                b
+            },
+            "odd side",
+        ),
     ];
     for (name, content, what) in cases {
         let path = dir.path().join(name);
@@ -421,7 +554,9 @@ fn mrc_bad_files_give_errors_naming_the_file() {
         let err = read_mrc(&path).unwrap_err().to_string();
         assert!(err.contains(name) && err.contains(what), "{name}: {err}");
     }
-    let missing = read_mrc(dir.path().join("missing.mrc")).unwrap_err().to_string();
+    let missing = read_mrc(dir.path().join("missing.mrc"))
+        .unwrap_err()
+        .to_string();
     assert!(missing.contains("missing.mrc"), "{missing}");
 }
 
@@ -429,8 +564,15 @@ fn mrc_bad_files_give_errors_naming_the_file() {
 // Command line
 
 fn xrai_bench(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xrai-bench")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(env!("CARGO_BIN_EXE_xrai-bench"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn p(path: &Path) -> &str {
@@ -443,29 +585,53 @@ fn cli_pose_error_reports_json_and_rejects_bad_files() {
     let mut rng = rng(7);
     let truth: Vec<_> = (0..500).map(|_| random_rotation(&mut rng)).collect();
     let global = random_rotation(&mut rng);
-    let est = estimates(&truth, &global, &vec![UnitQuaternion::identity(); 500], &vec![true; 500]);
+    let est = estimates(
+        &truth,
+        &global,
+        &vec![UnitQuaternion::identity(); 500],
+        &vec![true; 500],
+    );
     let (a, b) = (dir.path().join("truth.csv"), dir.path().join("est.csv"));
     write_poses_csv(&a, &truth).unwrap();
     write_poses_csv(&b, &est).unwrap();
-    let (ok, out, err) = xrai_bench(&["pose-error", "--truth", p(&a), "--estimate", p(&b), "--json"]);
+    let (ok, out, err) = xrai_bench(&[
+        "pose-error",
+        "--truth",
+        p(&a),
+        "--estimate",
+        p(&b),
+        "--json",
+    ]);
     assert!(ok, "{err}");
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert!(json["median_deg"].as_f64().unwrap() < 1e-5 && json["rms_deg"].as_f64().unwrap() < 1e-5, "{out}");
+    assert!(
+        json["median_deg"].as_f64().unwrap() < 1e-5 && json["rms_deg"].as_f64().unwrap() < 1e-5,
+        "{out}"
+    );
 
     let short = dir.path().join("short.csv");
     write_poses_csv(&short, &est[..499]).unwrap();
     let (ok, _, err) = xrai_bench(&["pose-error", "--truth", p(&a), "--estimate", p(&short)]);
-    assert!(!ok && err.contains("short.csv") && err.contains("499"), "{err}");
+    assert!(
+        !ok && err.contains("short.csv") && err.contains("499"),
+        "{err}"
+    );
 
     let non_unit = dir.path().join("nonunit.csv");
     std::fs::write(&non_unit, "w,x,y,z\n1,0,0,0\n0.9,0.1,0,0\n").unwrap();
     let (ok, _, err) = xrai_bench(&["pose-error", "--truth", p(&non_unit), "--estimate", p(&b)]);
-    assert!(!ok && err.contains("nonunit.csv") && err.contains("line 3"), "{err}");
+    assert!(
+        !ok && err.contains("nonunit.csv") && err.contains("line 3"),
+        "{err}"
+    );
 
     let malformed = dir.path().join("malformed.csv");
     std::fs::write(&malformed, "w,x,y,z\n1,0,0,0\n1,0,zero,0\n").unwrap();
     let (ok, _, err) = xrai_bench(&["pose-error", "--truth", p(&a), "--estimate", p(&malformed)]);
-    assert!(!ok && err.contains("malformed.csv") && err.contains("line 3"), "{err}");
+    assert!(
+        !ok && err.contains("malformed.csv") && err.contains("line 3"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -487,7 +653,10 @@ fn cli_fsc_and_phase_work_on_mrc_files_and_name_bad_ones() {
     let small = dir.path().join("small.mrc");
     write_mrc(&small, &Volume::filled(9, t.density.spacing, 0.0f32), false).unwrap();
     let (ok, _, err) = xrai_bench(&["fsc", p(&truth_path), p(&small)]);
-    assert!(!ok && err.contains("small.mrc") && err.contains("differ in size"), "{err}");
+    assert!(
+        !ok && err.contains("small.mrc") && err.contains("differ in size"),
+        "{err}"
+    );
 
     // A non-MRC file.
     let text = dir.path().join("notes.txt");
@@ -499,13 +668,32 @@ fn cli_fsc_and_phase_work_on_mrc_files_and_name_bad_ones() {
     let amp_path = dir.path().join("amp.mrc");
     write_mrc(&amp_path, &t.transform.amplitude(), false).unwrap();
     let out_path = dir.path().join("phased.mrc");
-    let (ok, _, err) = xrai_bench(&["phase", p(&amp_path), "--out", p(&out_path), "--starts", "1", "--iters", "200"]);
+    let (ok, _, err) = xrai_bench(&[
+        "phase",
+        p(&amp_path),
+        "--out",
+        p(&out_path),
+        "--starts",
+        "1",
+        "--iters",
+        "200",
+    ]);
     assert!(ok, "{err}");
     let phased = read_mrc(&out_path).unwrap();
     assert!((phased.spacing - t.density.spacing).abs() < 1e-4 * t.density.spacing);
     let (ok, _, err) = xrai_bench(&["phase", p(&amp_path), "--out", p(&out_path)]);
-    assert!(!ok && err.contains("phased.mrc") && err.contains("exists"), "{err}");
-    let (ok, out, err) = xrai_bench(&["fsc", p(&truth_path), p(&out_path), "--align", "--no-rotation", "--json"]);
+    assert!(
+        !ok && err.contains("phased.mrc") && err.contains("exists"),
+        "{err}"
+    );
+    let (ok, out, err) = xrai_bench(&[
+        "fsc",
+        p(&truth_path),
+        p(&out_path),
+        "--align",
+        "--no-rotation",
+        "--json",
+    ]);
     assert!(ok, "{err}");
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(json["resolution_px"].as_f64().unwrap() < 4.0, "{out}");
@@ -524,7 +712,15 @@ fn true_amplitudes_phase_on_the_default_grid() {
     let started = Instant::now();
     let phased = phase(&transform.amplitude(), &PhasingParams::default());
     let seconds = started.elapsed().as_secs_f64();
-    let (aligned, _) = align(&density, &phased.density, &AlignParams { rotation: false, ..Default::default() }).unwrap();
+    let (aligned, _) = align(
+        &density,
+        &phased.density,
+        &AlignParams {
+            rotation: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let r = fsc(&density, &aligned).unwrap().resolution(THRESHOLD_HALF);
     eprintln!(
         "phasing {m}³ (voxel {:.2} Å): {seconds:.1} s on {} threads, Fourier errors {:?}, resolution {:.2} px ({:.2} Å)",
@@ -534,5 +730,9 @@ fn true_amplitudes_phase_on_the_default_grid() {
         r.resolution_px,
         r.resolution_angstrom
     );
-    assert!(r.resolution_px <= 3.0, "resolution {:.2} px", r.resolution_px);
+    assert!(
+        r.resolution_px <= 3.0,
+        "resolution {:.2} px",
+        r.resolution_px
+    );
 }

@@ -26,7 +26,11 @@ impl Atoms {
                 .map(|&(a, b)| field(a, b).parse().expect("coordinate"))
                 .collect();
             let element = field(76, 78);
-            let element = if element.is_empty() { field(12, 14).chars().take(1).collect() } else { element };
+            let element = if element.is_empty() {
+                field(12, 14).chars().take(1).collect()
+            } else {
+                element
+            };
             let z = match element.as_str() {
                 "N" => 7.0,
                 "O" => 8.0,
@@ -38,7 +42,10 @@ impl Atoms {
         }
         let mean = positions.iter().sum::<Vector3<f64>>() / positions.len() as f64;
         positions.iter_mut().for_each(|p| *p -= mean);
-        Atoms { positions, electrons }
+        Atoms {
+            positions,
+            electrons,
+        }
     }
 
     pub fn radius(&self) -> f64 {
@@ -48,7 +55,11 @@ impl Atoms {
     /// The molecule turned by `rotation` and moved by `shift` (Å).
     pub fn transformed(&self, rotation: &Matrix3<f64>, shift: &Vector3<f64>) -> Atoms {
         Atoms {
-            positions: self.positions.iter().map(|p| rotation * p + shift).collect(),
+            positions: self
+                .positions
+                .iter()
+                .map(|p| rotation * p + shift)
+                .collect(),
             electrons: self.electrons.clone(),
         }
     }
@@ -61,29 +72,39 @@ impl Atoms {
         let factors = |axis: usize| -> Vec<Vec<Complex64>> {
             self.positions
                 .iter()
-                .map(|p| (0..m).map(|k| Complex64::from_polar(1.0, std::f64::consts::TAU * s(k) * p[axis])).collect())
+                .map(|p| {
+                    (0..m)
+                        .map(|k| Complex64::from_polar(1.0, std::f64::consts::TAU * s(k) * p[axis]))
+                        .collect()
+                })
                 .collect()
         };
         let (fx, fy, fz) = (factors(0), factors(1), factors(2));
         let mut data = vec![Complex64::new(0.0, 0.0); m * m * m];
-        data.par_chunks_mut(m * m).enumerate().for_each(|(iz, plane)| {
-            for a in 0..self.positions.len() {
-                let ez = fz[a][iz] * self.electrons[a];
-                for iy in 0..m {
-                    let eyz = fy[a][iy] * ez;
-                    let row = &mut plane[iy * m..(iy + 1) * m];
-                    for (out, ex) in row.iter_mut().zip(&fx[a]) {
-                        *out += ex * eyz;
+        data.par_chunks_mut(m * m)
+            .enumerate()
+            .for_each(|(iz, plane)| {
+                for a in 0..self.positions.len() {
+                    let ez = fz[a][iz] * self.electrons[a];
+                    for iy in 0..m {
+                        let eyz = fy[a][iy] * ez;
+                        let row = &mut plane[iy * m..(iy + 1) * m];
+                        for (out, ex) in row.iter_mut().zip(&fx[a]) {
+                            *out += ex * eyz;
+                        }
                     }
                 }
-            }
-            for iy in 0..m {
-                for ix in 0..m {
-                    let s2 = s(ix).powi(2) + s(iy).powi(2) + s(iz).powi(2);
-                    plane[iy * m + ix] *= (-b * s2 / 4.0).exp();
+                for iy in 0..m {
+                    for ix in 0..m {
+                        let s2 = s(ix).powi(2) + s(iy).powi(2) + s(iz).powi(2);
+                        plane[iy * m + ix] *= (-b * s2 / 4.0).exp();
+                    }
                 }
-            }
-        });
-        Volume { m, spacing: ds, data }
+            });
+        Volume {
+            m,
+            spacing: ds,
+            data,
+        }
     }
 }
