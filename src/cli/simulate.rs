@@ -129,7 +129,8 @@ pub struct Args {
     /// Replace a non-empty output directory.
     #[arg(long)]
     pub force: bool,
-    /// Also write the intensity grid |F|² as intensity.mrc (voxel size = Δs in Å⁻¹).
+    /// Also write the grid's |F|² and |F| as intensity.mrc and amplitude.mrc (voxel size = Δs
+    /// in Å⁻¹; `xrai-bench phase amplitude.mrc` phases the latter).
     #[arg(long)]
     pub save_volume: bool,
     /// Images generated per batch.
@@ -216,8 +217,11 @@ fn simulate_into(
     let image_seconds = images_started.elapsed().as_secs_f64();
     let mean_total = totals.iter().sum::<f64>() / totals.len() as f64;
     if args.save_volume {
+        // Reciprocal volumes store Δs (Å⁻¹) as their voxel size, as `phase` expects.
         crate::mrc::write_mrc(staging.join("intensity.mrc"), &simulator.transform.intensity(), false)
             .context("writing intensity.mrc")?;
+        crate::mrc::write_mrc(staging.join("amplitude.mrc"), &simulator.transform.amplitude(), false)
+            .context("writing amplitude.mrc")?;
     }
     let meta = json!({
         "software": {"name": "xrai-bench", "version": env!("CARGO_PKG_VERSION")},

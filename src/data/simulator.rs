@@ -182,10 +182,10 @@ impl ImageSimulator {
             }
         }
         match self.config.rescale {
-            Rescale::PerImage(total) => {
-                let sum: f64 = out.iter().map(|&x| x as f64).sum();
+            Rescale::PerImage(target) => {
+                let sum = sum_f64(out);
                 if sum > 0.0 {
-                    let k = (total / sum) as f32;
+                    let k = (target / sum) as f32;
                     out.iter_mut().for_each(|x| *x *= k);
                 }
             }
@@ -201,4 +201,18 @@ impl ImageSimulator {
     pub fn global_scale(&self) -> f64 {
         self.global_scale
     }
+}
+
+/// Σ x in f64 with eight independent accumulators (vectorises; a single running sum is bound
+/// by the add latency and cost as much as the slice itself).
+pub fn sum_f64(x: &[f32]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v as f64;
+        }
+    }
+    acc.iter().sum::<f64>() + tail
 }
