@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod data;
+pub mod emc;
 pub mod eval;
 pub mod mrc;
 pub mod physics;

@@ -14,6 +14,8 @@ struct Cli {
 enum Command {
     /// Simulate diffraction images of a molecule (PDB → transform → Ewald slices)
     Simulate(cli::simulate::Args),
+    /// Reconstruct with EMC (expand–maximize–compress, exhaustive orientation search)
+    Emc(cli::emc::Args),
     /// Pose error between true and estimated rotations (global alignment, in-plane π ambiguity)
     PoseError(cli::pose_error::Args),
     /// Phase an amplitude volume (ER + HIO + shrink-wrap) into an electron density
@@ -26,6 +28,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Simulate(args) => cli::simulate::run(args),
+        Command::Emc(args) => cli::emc::run(args),
         Command::PoseError(args) => cli::pose_error::run(args),
         Command::Phase(args) => cli::phase::run(args),
         Command::Fsc(args) => cli::fsc::run(args),
