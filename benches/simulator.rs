@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Duration;
-use xrai_bench::data::{ImageSimulator, ImageStream, Mode, Rescale, SimulationConfig, Split};
+use xrai_bench::data::{Batch, ImageSimulator, ImageStream, Mode, Rescale, SimulationConfig, Split};
 use xrai_bench::physics::molecule::{read_structure, Selection};
 use xrai_bench::physics::transform::{grid_transform, GridSpec, DEFAULT_OVERSAMPLING};
 
@@ -32,8 +32,10 @@ fn images(c: &mut Criterion) {
         let config = SimulationConfig { rescale: Rescale::PerImage(20_000.0), poisson, ..Default::default() };
         let sim = ImageSimulator::new(mol.clone(), config).unwrap();
         group.throughput(Throughput::Elements(batch as u64));
+        // Buffers reused across batches, as a training or EMC loop consumes the stream.
+        let mut buffer = Batch::empty();
         group.bench_function(name, |b| {
-            b.iter(|| ImageStream::new(&sim, Split::Train, batch as u64, batch).next().unwrap())
+            b.iter(|| ImageStream::new(&sim, Split::Train, batch as u64, batch).next_into(&mut buffer))
         });
     }
     let config = SimulationConfig { mode: Mode::Direct, ..Default::default() };

@@ -8,7 +8,8 @@ use clap::ValueEnum;
 use serde_json::json;
 
 use crate::data::dataset::{commit_output_dir, prepare_output_dir};
-use crate::data::{DatasetWriter, ImageSimulator, ImageStream, Mode, Rescale, SimulationConfig, Split};
+use crate::data::simulator::sum_f64;
+use crate::data::{Batch, DatasetWriter, ImageSimulator, ImageStream, Mode, Rescale, SimulationConfig, Split};
 use crate::physics::beam::Beam;
 use crate::physics::detector::Detector;
 use crate::physics::molecule;
@@ -200,15 +201,16 @@ fn simulate_into(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let stream = match poses {
+    let mut stream = match poses {
         Some(p) => ImageStream::with_poses(&simulator, split, p, args.batch),
         None => ImageStream::new(&simulator, split, n, args.batch),
     };
     let images_started = Instant::now();
     let mut totals = Vec::with_capacity(n.min(1 << 20) as usize);
-    for batch in stream {
+    let mut batch = Batch::empty();
+    while stream.next_into(&mut batch) {
         for k in 0..batch.len() {
-            totals.push(batch.image(k).iter().map(|&x| x as f64).sum::<f64>());
+            totals.push(sum_f64(batch.image(k)));
         }
         writer.append(&batch.images, &batch.poses)?;
         bar.inc(batch.len() as u64);

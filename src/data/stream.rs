@@ -23,6 +23,11 @@ impl Batch {
         self.poses.is_empty()
     }
 
+    /// An empty batch to pass to [`ImageStream::next_into`].
+    pub fn empty() -> Batch {
+        Batch { start: 0, images: Vec::new(), poses: Vec::new(), pixels: 0 }
+    }
+
     pub fn image(&self, k: usize) -> &[f32] {
         &self.images[k * self.pixels..(k + 1) * self.pixels]
     }
@@ -57,32 +62,45 @@ impl<'a> ImageStream<'a> {
     }
 }
 
-impl Iterator for ImageStream<'_> {
-    type Item = Batch;
-
-    fn next(&mut self) -> Option<Batch> {
+impl ImageStream<'_> {
+    /// Fills `batch` with the next images, reusing its buffers (no allocation once warm);
+    /// false at the end of the stream.
+    pub fn next_into(&mut self, batch: &mut Batch) -> bool {
         if self.next >= self.end {
-            return None;
+            return false;
         }
         let start = self.next;
         let len = (self.end - start).min(self.batch_size as u64) as usize;
         self.next += len as u64;
         let pixels = self.simulator.pixels();
-        let mut images = vec![0.0f32; len * pixels];
-        let poses: Vec<UnitQuaternion<f64>> = images
+        batch.start = start;
+        batch.pixels = pixels;
+        batch.images.resize(len * pixels, 0.0);
+        batch.poses.clear();
+        let (simulator, split, fixed) = (self.simulator, self.split, self.poses);
+        batch.images[..len * pixels]
             .par_chunks_mut(pixels)
             .enumerate()
             .map(|(k, out)| {
                 let index = start + k as u64;
-                match self.poses {
+                match fixed {
                     Some(p) => {
-                        self.simulator.image_at_pose(self.split, index, &p[index as usize], out);
+                        simulator.image_at_pose(split, index, &p[index as usize], out);
                         p[index as usize]
                     }
-                    None => self.simulator.image(self.split, index, out),
+                    None => simulator.image(split, index, out),
                 }
             })
-            .collect();
-        Some(Batch { start, images, poses, pixels })
+            .collect_into_vec(&mut batch.poses);
+        true
+    }
+}
+
+impl Iterator for ImageStream<'_> {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        let mut batch = Batch::empty();
+        self.next_into(&mut batch).then_some(batch)
     }
 }
