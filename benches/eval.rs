@@ -1,22 +1,23 @@
-//! Evaluation timings on the simulator's default grid for 2CEX chain A (M = 105, Δs = 1/(12 (R+1))):
-//! one phasing start of 100 iterations (the default run is 4 starts × 300 iterations, i.e. 12× this),
-//! an FSC and the alignment without rotation search.
-
-#[path = "../tests/support/synthetic.rs"]
-#[allow(dead_code)] // the bench uses only part of the test support
-mod synthetic;
+//! Evaluation timings on the simulator's default grid for 2CEX chain A at the paper's geometry
+//! (M = 125, Δs = 1/(12 (R+1))): one phasing start of 100 iterations (the default run is 4 starts
+//! × 300 iterations, i.e. 12× this), an FSC and the alignment without rotation search.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use xrai_bench::eval::align::{align, AlignParams};
 use xrai_bench::eval::density::density_from_transform;
 use xrai_bench::eval::fsc::fsc;
 use xrai_bench::eval::phasing::{phase, PhasingParams};
+use xrai_bench::data::SimulationConfig;
+use xrai_bench::physics::molecule::{read_structure, Selection};
+use xrai_bench::physics::transform::{grid_transform, GridSpec};
 
 fn eval(c: &mut Criterion) {
-    let atoms = synthetic::Atoms::cex_a();
-    let m = 105;
-    let ds = 1.0 / (12.0 * (atoms.radius() + 1.0));
-    let transform = atoms.transform(m, ds, 15.0);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/pdb/2cex_a.pdb");
+    let molecule = read_structure(&path, &Selection::default()).unwrap();
+    let config = SimulationConfig::default();
+    let s_max = config.detector.geometry(&config.beam).s_max();
+    let spec = GridSpec::for_molecule(molecule.radius(), s_max, config.oversampling).unwrap();
+    let transform = grid_transform(&molecule, &spec);
     let amplitude = transform.amplitude();
     let density = density_from_transform(&transform);
     let params = PhasingParams {
@@ -27,7 +28,7 @@ fn eval(c: &mut Criterion) {
     };
     let phased = phase(&amplitude, &params).density;
 
-    let mut group = c.benchmark_group("eval_105");
+    let mut group = c.benchmark_group(format!("eval_{}", spec.m));
     group.sample_size(10);
     group.bench_function("phase_1_start_100_iterations", |b| {
         b.iter(|| phase(&amplitude, &params))

@@ -1,8 +1,7 @@
 //! Evaluation stage (issue 4): pose error, ground-truth density, phasing, alignment, FSC, MRC and
-//! the three commands, on a test-scale 2CEX chain A built in `support/synthetic.rs`.
+//! the three commands, on 2CEX chain A transformed by the simulator onto a test-scale grid.
 
-#[path = "support/synthetic.rs"]
-mod synthetic;
+mod common;
 
 use std::path::Path;
 use std::process::Command;
@@ -13,7 +12,9 @@ use nalgebra::{Quaternion, UnitQuaternion, Vector3};
 use num_complex::Complex64;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use synthetic::Atoms;
+use xrai_bench::physics::form_factor::FormFactor;
+use xrai_bench::physics::molecule::Molecule;
+use xrai_bench::physics::transform::{grid_transform, GridSpec};
 use xrai_bench::eval::align::{align, align_translation, AlignParams};
 use xrai_bench::eval::density::{density_from_transform, transform_from_density};
 use xrai_bench::eval::fsc::{fsc, THRESHOLD_HALF};
@@ -27,29 +28,30 @@ use xrai_bench::volume::{ComplexVolume, DensityMap, Volume};
 // Ground truth at test scale: Δs = 1/(6 R) (box three molecule diameters), M = 63 (3²·7).
 
 const M: usize = 63;
-const B_FACTOR: f64 = 15.0;
 
 struct Truth {
-    atoms: Atoms,
+    molecule: Molecule,
     ds: f64,
-    transform: ComplexVolume,
     density: DensityMap,
+    transform: ComplexVolume,
 }
 
 fn truth() -> &'static Truth {
     static TRUTH: OnceLock<Truth> = OnceLock::new();
     TRUTH.get_or_init(|| {
-        let atoms = Atoms::cex_a();
-        let ds = 1.0 / (6.0 * atoms.radius());
-        let transform = atoms.transform(M, ds, B_FACTOR);
+        let molecule = common::cex_a();
+        let ds = 1.0 / (6.0 * molecule.radius());
+        let transform = grid_transform(&molecule, &GridSpec { m: M, spacing: ds });
         let density = density_from_transform(&transform);
-        Truth {
-            atoms,
-            ds,
-            transform,
-            density,
-        }
+        Truth { molecule, ds, transform, density }
     })
+}
+
+/// The molecule's atoms moved by `r` (any orthogonal matrix, so inversions too) then `shift`,
+/// kept in the same frame (no re-centring) so the expected map motion is exactly (r, shift).
+fn moved(molecule: &Molecule, r: &nalgebra::Matrix3<f64>, shift: &Vector3<f64>) -> Molecule {
+    let positions = molecule.positions.iter().map(|p| (r * Vector3::from(*p) + shift).into()).collect();
+    Molecule { positions, ..molecule.clone() }
 }
 
 fn rng(seed: u64) -> ChaCha8Rng {
@@ -240,11 +242,10 @@ fn density_of_a_single_atom_sits_at_its_position() {
     let m = 33;
     let ds = 0.02;
     let voxel = 1.0 / (m as f64 * ds);
-    let atom = Atoms {
-        positions: vec![Vector3::new(2.0 * voxel, -3.0 * voxel, 1.5 * voxel)],
-        electrons: vec![6.0],
-    };
-    let f = atom.transform(m, ds, 200.0);
+    let carbon = FormFactor::lookup("C", 0).unwrap();
+    let mut atom = Molecule::new("one carbon", vec![([0.0; 3], carbon.clone())]);
+    atom.positions = vec![[2.0 * voxel, -3.0 * voxel, 1.5 * voxel]];
+    let f = grid_transform(&atom, &GridSpec { m, spacing: ds });
     let rho = density_from_transform(&f);
     assert!((rho.spacing - voxel).abs() < 1e-12);
     let c = (m - 1) / 2;
@@ -258,9 +259,9 @@ fn density_of_a_single_atom_sits_at_its_position() {
     let (ix, iy, iz) = (imax % m, (imax / m) % m, imax / (m * m));
     assert_eq!((ix, iy), (c + 2, c - 3));
     assert!(iz == c + 1 || iz == c + 2, "z index {iz}");
-    // Integral of the density = F(0) = 6 electrons (the DFT makes this exact up to rounding).
+    // Integral of the density = F(0) = f_C(0) ≈ 6 electrons (exact up to rounding for a DFT).
     let total: f64 = rho.data.iter().map(|&v| v as f64).sum::<f64>() * voxel.powi(3);
-    assert!((total - 6.0).abs() < 1e-4, "total {total}");
+    assert!((total - carbon.at_s(0.0)).abs() < 1e-4, "total {total}");
     // Round trip back to the transform.
     let back = transform_from_density(&rho);
     let err = back
@@ -275,14 +276,14 @@ fn density_of_a_single_atom_sits_at_its_position() {
 #[test]
 fn density_of_the_molecule_holds_its_electrons() {
     let t = truth();
-    let electrons: f64 = t.atoms.electrons.iter().sum();
+    let electrons = t.molecule.forward_scattering();
     let total: f64 =
         t.density.data.iter().map(|&v| v as f64).sum::<f64>() * t.density.spacing.powi(3);
     assert!(
         (total - electrons).abs() < 1e-3 * electrons,
         "{total} vs {electrons}"
     );
-    assert!((t.density.spacing - 6.0 * t.atoms.radius() / M as f64).abs() < 1e-9);
+    assert!((t.density.spacing - 6.0 * t.molecule.radius() / M as f64).abs() < 1e-9);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,10 +377,8 @@ fn alignment_undoes_a_shift_and_an_inversion() {
     let shift = Vector3::new(4.3, -7.6, 2.2) * voxel;
     for inverted in [false, true] {
         let sign = if inverted { -1.0 } else { 1.0 };
-        let moved = t
-            .atoms
-            .transformed(&(nalgebra::Matrix3::identity() * sign), &shift);
-        let map = density_from_transform(&moved.transform(M, t.ds, B_FACTOR));
+        let moved = moved(&t.molecule, &(nalgebra::Matrix3::identity() * sign), &shift);
+        let map = density_from_transform(&grid_transform(&moved, &GridSpec { m: M, spacing: t.ds }));
         assert!(
             fsc_vs_truth(&map)[3] < 0.9,
             "test map is not actually moved"
@@ -403,8 +402,8 @@ fn alignment_undoes_a_rotation_with_inversion_and_shift() {
     let shift = Vector3::new(-3.4, 5.1, 1.7) * t.density.spacing;
     for inverted in [false, true] {
         let sign = if inverted { -1.0 } else { 1.0 };
-        let moved = t.atoms.transformed(&(rotation.matrix() * sign), &shift);
-        let map = density_from_transform(&moved.transform(M, t.ds, B_FACTOR));
+        let moved = moved(&t.molecule, &(rotation.matrix() * sign), &shift);
+        let map = density_from_transform(&grid_transform(&moved, &GridSpec { m: M, spacing: t.ds }));
         let started = Instant::now();
         let (aligned, how) = align(&t.density, &map, &AlignParams::default()).unwrap();
         eprintln!(
@@ -699,15 +698,18 @@ fn cli_fsc_and_phase_work_on_mrc_files_and_name_bad_ones() {
     assert!(json["resolution_px"].as_f64().unwrap() < 4.0, "{out}");
 }
 
-/// The default grid of the simulator (Δs = 1/(12 (R + 1)), M = 105): phasing time and resolution.
-/// Slow (~1 min), so opt-in: `cargo test --release --test eval -- --ignored --nocapture`.
+/// The simulator's default grid for 2CEX_A at the paper's geometry (M = 125, Δs = 1/(12 (R + 1))):
+/// phasing time and resolution. Slow (~1 min), so opt-in:
+/// `cargo test --release --test eval -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn true_amplitudes_phase_on_the_default_grid() {
-    let atoms = Atoms::cex_a();
-    let m = 105;
-    let ds = 1.0 / (12.0 * (atoms.radius() + 1.0));
-    let transform = atoms.transform(m, ds, B_FACTOR);
+    let molecule = common::cex_a();
+    let config = xrai_bench::data::SimulationConfig::default();
+    let s_max = config.detector.geometry(&config.beam).s_max();
+    let spec = GridSpec::for_molecule(molecule.radius(), s_max, config.oversampling).unwrap();
+    let m = spec.m;
+    let transform = grid_transform(&molecule, &spec);
     let density = density_from_transform(&transform);
     let started = Instant::now();
     let phased = phase(&transform.amplitude(), &PhasingParams::default());
