@@ -147,6 +147,7 @@ fn impossible_parameters_are_refused_before_any_work() {
         xrai(&args, &[])
     };
     fails_with(&run(&["--n", "0"]), &["--n"]);
+    fails_with(&run(&["--n", "5000000000"]), &["GiB", "stream"]);
     fails_with(&run(&["--n", "2", "--energy", "0"]), &["--energy"]);
     fails_with(&run(&["--n", "2", "--energy=-5"]), &["--energy"]);
     fails_with(&run(&["--n", "2", "--det-dist", "0"]), &["--det-dist"]);

@@ -90,3 +90,4 @@ fn datasets_round_trip_in_chunks() {
     let err = Dataset::open(dir.path()).err().expect("truncated dataset must fail").to_string();
     assert!(err.contains("truncated"), "{err}");
 }
+

@@ -7,7 +7,7 @@ use anyhow::{ensure, Context, Result};
 use clap::ValueEnum;
 use serde_json::json;
 
-use crate::data::dataset::{commit_output_dir, prepare_output_dir};
+use crate::data::dataset::{commit_output_dir, ensure_space, prepare_output_dir};
 use crate::data::simulator::sum_f64;
 use crate::data::{Batch, DatasetWriter, ImageSimulator, ImageStream, Mode, Rescale, SimulationConfig, Split};
 use crate::physics::beam::Beam;
@@ -157,6 +157,8 @@ pub fn run(args: Args) -> Result<()> {
     let config = args.physics.config();
     config.beam.validate()?;
     config.detector.validate()?;
+    let side = config.detector.pixels as u64;
+    ensure_space(&args.out, n * side * side * 4, &format!("--n {n} images of {side}×{side} float32"))?;
     let molecule = args.molecule.load()?;
     let staging = prepare_output_dir(&args.out, args.force)?;
     let result = simulate_into(&args, &staging, molecule, config, poses.as_deref(), n);

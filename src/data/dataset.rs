@@ -22,6 +22,41 @@ use npyz::WriterBuilder;
 
 use crate::rotation::{read_poses, to_wxyz};
 
+/// Free bytes on the filesystem holding `path` (None where it cannot be asked).
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid C string and a zeroed out-parameter of the right type.
+        let rc = unsafe { libc::statvfs(c.as_ptr(), &mut stat) };
+        (rc == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// Errors before any work if `bytes` will not fit beside `dir`.
+pub fn ensure_space(dir: &Path, bytes: u64, what: &str) -> anyhow::Result<()> {
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let probe = parent.ancestors().find(|p| p.exists()).unwrap_or(Path::new("."));
+    if let Some(free) = free_bytes(probe) {
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        ensure!(
+            bytes < free,
+            "{what} needs {:.1} GiB but only {:.1} GiB are free on {}; nothing was written.              Simulate fewer images, bin the detector, or let the methods stream images on the fly              (they need no dataset on disk)",
+            gib(bytes),
+            gib(free),
+            probe.display()
+        );
+    }
+    Ok(())
+}
+
 /// Refuses a non-empty target unless `force`; returns the path of a fresh staging directory.
 pub fn prepare_output_dir(dir: &Path, force: bool) -> anyhow::Result<PathBuf> {
     if dir.exists() {
