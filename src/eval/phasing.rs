@@ -108,13 +108,18 @@ pub fn phase(amplitude: &IntensityVolume, params: &PhasingParams) -> Phased {
         scale: 1.0 / n as f32,
     };
     let start_support = problem.autocorrelation_support(params.autocorrelation_threshold);
-    let runs: Vec<(f64, Vec<f32>)> = (0..params.starts.max(1))
-        .map(|start| {
-            let seed = params
-                .seed
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                .wrapping_add(start as u64);
-            problem.run(&start_support, params, &mut ChaCha8Rng::seed_from_u64(seed))
+    // Two real starts share every complex FFT (one as the real, one as the imaginary part).
+    let starts = params.starts.max(1);
+    let runs: Vec<(f64, Vec<f32>)> = (0..starts)
+        .step_by(2)
+        .flat_map(|first| {
+            let mut rngs: Vec<ChaCha8Rng> = (first..(first + 2).min(starts))
+                .map(|start| {
+                    let seed = params.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(start as u64);
+                    ChaCha8Rng::seed_from_u64(seed)
+                })
+                .collect();
+            problem.run(&start_support, params, &mut rngs)
         })
         .collect();
     let best_start = (0..runs.len())
@@ -161,30 +166,30 @@ impl Problem {
         buf.iter().map(|v| v.re > threshold * max).collect()
     }
 
-    /// One start; returns (Fourier error, density in FFT order in the internal units).
-    fn run(
-        &self,
-        start_support: &[bool],
-        p: &PhasingParams,
-        rng: &mut ChaCha8Rng,
-    ) -> (f64, Vec<f32>) {
+    /// One or two starts (one per generator) advanced together: each complex FFT carries
+    /// ρ₁ + iρ₂, and the two transforms are separated by Hermitian symmetry, F(ρ₁)(k) =
+    /// (G(k) + G(−k)*)/2 and F(ρ₂)(k) = (G(k) − G(−k)*)/2i, which halves the FFT work of
+    /// independent starts. Returns (Fourier error, density in FFT order) per start.
+    fn run(&self, start_support: &[bool], p: &PhasingParams, rngs: &mut [ChaCha8Rng]) -> Vec<(f64, Vec<f32>)> {
+        assert!((1..=2).contains(&rngs.len()), "one or two starts at a time");
         let n = self.amp.len();
-        let mut buf: Vec<Complex32> = self
-            .amp
-            .iter()
-            .zip(&self.known)
-            .map(|(&a, &k)| {
-                let a = if k { a } else { 0.0 };
-                Complex32::from_polar(a, rng.random::<f32>() * std::f32::consts::TAU)
-            })
-            .collect();
+        let mut buf: Vec<Complex32> = Vec::with_capacity(n);
         let mut work = Vec::with_capacity(n);
-        self.backward.process(&mut buf, &mut work);
-        let mut support = start_support.to_vec();
-        let mut rho: Vec<f32> = buf
-            .par_iter()
-            .zip(&support)
-            .map(|(v, &s)| if s { (v.re * self.scale).max(0.0) } else { 0.0 })
+        let mut supports: Vec<Vec<bool>> = vec![start_support.to_vec(); rngs.len()];
+        let mut rhos: Vec<Vec<f32>> = rngs
+            .iter_mut()
+            .map(|rng| {
+                buf.clear();
+                buf.extend(self.amp.iter().zip(&self.known).map(|(&a, &k)| {
+                    let a = if k { a } else { 0.0 };
+                    Complex32::from_polar(a, rng.random::<f32>() * std::f32::consts::TAU)
+                }));
+                self.backward.process(&mut buf, &mut work);
+                buf.par_iter()
+                    .zip(start_support)
+                    .map(|(v, &s)| if s { (v.re * self.scale).max(0.0) } else { 0.0 })
+                    .collect()
+            })
             .collect();
 
         let updates = (p.iterations / p.shrinkwrap_every.max(1)).max(1) as f64;
@@ -194,13 +199,11 @@ impl Problem {
         let last_hio = p.iterations.saturating_sub(p.final_er);
         for it in 0..p.iterations {
             let hio = it < last_hio && it % cycle.max(1) < p.hio_per_cycle;
-            self.project_modulus(&rho, &mut buf, &mut work);
+            self.project_modulus(&rhos, &mut buf, &mut work);
             let beta = p.beta;
-            rho.par_iter_mut()
-                .zip(buf.par_iter())
-                .zip(support.par_iter())
-                .for_each(|((r, g), &s)| {
-                    let g = g.re;
+            for (slot, (rho, support)) in rhos.iter_mut().zip(&supports).enumerate() {
+                rho.par_iter_mut().zip(buf.par_iter()).zip(support.par_iter()).for_each(|((r, g), &s)| {
+                    let g = if slot == 0 { g.re } else { g.im };
                     *r = if s && g >= 0.0 {
                         g
                     } else if hio {
@@ -209,61 +212,90 @@ impl Problem {
                         0.0
                     };
                 });
-            if p.shrinkwrap_every > 0 && (it + 1) % p.shrinkwrap_every == 0 && it + 1 < p.iterations
-            {
-                support = self.shrinkwrap(&rho, sigma, p.threshold);
+            }
+            if p.shrinkwrap_every > 0 && (it + 1) % p.shrinkwrap_every == 0 && it + 1 < p.iterations {
+                for (support, rho) in supports.iter_mut().zip(&rhos) {
+                    *support = self.shrinkwrap(rho, sigma, p.threshold);
+                }
                 sigma = (sigma * shrink).max(p.sigma_end.min(p.sigma_start));
             }
         }
-        (self.fourier_error(&rho, &mut buf, &mut work), rho)
+        let errors = self.fourier_errors(&rhos, &mut buf, &mut work);
+        errors.into_iter().zip(rhos).collect()
     }
 
-    /// buf ← P_M(ρ) in real space: the density whose transform has ρ's phases and the measured moduli.
-    fn project_modulus(&self, rho: &[f32], buf: &mut Vec<Complex32>, work: &mut Vec<Complex32>) {
-        buf.par_iter_mut()
-            .zip(rho.par_iter())
-            .for_each(|(b, &r)| *b = Complex32::new(r, 0.0));
+    /// G = F(ρ₁ + iρ₂) in `buf`, FFT order.
+    fn transform_pair(&self, rhos: &[Vec<f32>], buf: &mut Vec<Complex32>, work: &mut Vec<Complex32>) {
+        let n = self.amp.len();
+        buf.resize(n, Complex32::new(0.0, 0.0));
+        let second = rhos.get(1);
+        buf.par_iter_mut().enumerate().for_each(|(j, b)| {
+            *b = Complex32::new(rhos[0][j], second.map_or(0.0, |r| r[j]));
+        });
         self.forward.process(buf, work);
-        buf.par_iter_mut()
-            .zip(self.amp.par_iter())
-            .zip(self.known.par_iter())
-            .for_each(|((g, &a), &k)| {
-                if k {
-                    let norm = g.norm();
-                    *g = if norm > 0.0 {
-                        *g * (a / norm)
-                    } else {
-                        Complex32::new(a, 0.0)
-                    };
-                }
-            });
+    }
+
+    /// Index of −k for every k (FFT order).
+    fn mirror(&self, i: usize) -> usize {
+        let m = self.m;
+        let (ix, iy, iz) = (i % m, (i / m) % m, i / (m * m));
+        (((m - iz) % m) * m + (m - iy) % m) * m + (m - ix) % m
+    }
+
+    /// buf.re ← P_M(ρ₁), buf.im ← P_M(ρ₂): each density's transform given the measured moduli,
+    /// keeping its phases, then its Hermitian part (so each result is real).
+    fn project_modulus(&self, rhos: &[Vec<f32>], buf: &mut Vec<Complex32>, work: &mut Vec<Complex32>) {
+        self.transform_pair(rhos, buf, work);
+        let project = |g: Complex32, i: usize| -> Complex32 {
+            if !self.known[i] {
+                return g;
+            }
+            let norm = g.norm();
+            if norm > 0.0 {
+                g * (self.amp[i] / norm)
+            } else {
+                Complex32::new(self.amp[i], 0.0)
+            }
+        };
+        let half_i = Complex32::new(0.0, -0.5);
+        let g = &*buf;
+        work.resize(g.len(), Complex32::new(0.0, 0.0));
+        work.par_iter_mut().enumerate().for_each(|(i, out)| {
+            let j = self.mirror(i);
+            let (gk, gm) = (g[i], g[j].conj());
+            let (g1, g2) = ((gk + gm) * 0.5, (gk - gm) * half_i);
+            // At −k the separated transforms are g1*, g2* (real densities).
+            let p1 = (project(g1, i) + project(g1.conj(), j).conj()) * 0.5;
+            let p2 = (project(g2, i) + project(g2.conj(), j).conj()) * 0.5;
+            *out = p1 + Complex32::new(0.0, 1.0) * p2;
+        });
+        std::mem::swap(buf, work);
         self.backward.process(buf, work);
         let scale = self.scale;
         buf.par_iter_mut().for_each(|g| *g *= scale);
     }
 
-    /// ‖ |F(ρ)| − |F| ‖ / ‖ |F| ‖ over the measured voxels.
-    fn fourier_error(
-        &self,
-        rho: &[f32],
-        buf: &mut Vec<Complex32>,
-        work: &mut Vec<Complex32>,
-    ) -> f64 {
-        buf.par_iter_mut()
-            .zip(rho.par_iter())
-            .for_each(|(b, &r)| *b = Complex32::new(r, 0.0));
-        self.forward.process(buf, work);
-        let (num, den) = buf
-            .par_iter()
-            .zip(self.amp.par_iter())
-            .zip(self.known.par_iter())
-            .filter(|(_, &k)| k)
-            .map(|((g, &a), _)| {
-                let d = g.norm() as f64 - a as f64;
-                (d * d, a as f64 * a as f64)
+    /// ‖ |F(ρ)| − |F| ‖ / ‖ |F| ‖ over the measured voxels, per density.
+    fn fourier_errors(&self, rhos: &[Vec<f32>], buf: &mut Vec<Complex32>, work: &mut Vec<Complex32>) -> Vec<f64> {
+        self.transform_pair(rhos, buf, work);
+        let g = &*buf;
+        let half_i = Complex32::new(0.0, -0.5);
+        (0..rhos.len())
+            .map(|slot| {
+                let (num, den) = (0..g.len())
+                    .into_par_iter()
+                    .filter(|&i| self.known[i])
+                    .map(|i| {
+                        let (gk, gm) = (g[i], g[self.mirror(i)].conj());
+                        let f = if slot == 0 { (gk + gm) * 0.5 } else { (gk - gm) * half_i };
+                        let a = self.amp[i] as f64;
+                        let d = f.norm() as f64 - a;
+                        (d * d, a * a)
+                    })
+                    .reduce(|| (0.0, 0.0), |x, y| (x.0 + y.0, x.1 + y.1));
+                (num / den.max(f64::MIN_POSITIVE)).sqrt()
             })
-            .reduce(|| (0.0, 0.0), |x, y| (x.0 + y.0, x.1 + y.1));
-        (num / den.max(f64::MIN_POSITIVE)).sqrt()
+            .collect()
     }
 
     /// Shrink-wrap: support = { blur_σ(max(ρ, 0)) > threshold · max }.
