@@ -55,7 +55,12 @@ fn simulate_writes_a_numpy_dataset() {
     let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta["config"]["seed"], 0);
     assert_eq!(meta["molecule"]["atoms"], 2362);
-    assert!(out.join("intensity.mrc").exists());
+    for map in ["intensity.mrc", "amplitude.mrc", "density.mrc"] {
+        assert!(out.join(map).exists(), "{map} missing");
+    }
+    let density = xrai_bench::mrc::read_mrc(out.join("density.mrc")).unwrap();
+    let electrons: f64 = density.data.iter().map(|&v| v as f64).sum::<f64>() * density.spacing.powi(3);
+    assert!((electrons / cex_a().forward_scattering() - 1.0).abs() < 1e-3, "{electrons} electrons");
     // No staging directories left behind.
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");

@@ -131,7 +131,8 @@ pub struct Args {
     #[arg(long)]
     pub force: bool,
     /// Also write the grid's |F|² and |F| as intensity.mrc and amplitude.mrc (voxel size = Δs
-    /// in Å⁻¹; `xrai-bench phase amplitude.mrc` phases the latter).
+    /// in Å⁻¹; `xrai-bench phase amplitude.mrc` phases the latter) and the true electron
+    /// density on the matching real-space grid as density.mrc (voxel 1/(MΔs) Å).
     #[arg(long)]
     pub save_volume: bool,
     /// Images generated per batch.
@@ -226,6 +227,9 @@ fn simulate_into(
             .context("writing intensity.mrc")?;
         crate::mrc::write_mrc(staging.join("amplitude.mrc"), &simulator.transform.amplitude(), false)
             .context("writing amplitude.mrc")?;
+        // The ground truth every reconstruction is compared with (`xrai-bench fsc density.mrc …`).
+        let density = crate::eval::density::density_from_transform(&simulator.transform);
+        crate::mrc::write_mrc(staging.join("density.mrc"), &density, false).context("writing density.mrc")?;
     }
     let meta = json!({
         "software": {"name": "xrai-bench", "version": env!("CARGO_PKG_VERSION")},
