@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::*;
+use npyz::WriterBuilder;
 
 fn xrai(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xrai-bench"));
@@ -74,6 +75,32 @@ fn simulate_writes_a_numpy_dataset() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let (_, replay) = npy_f64(&again.join("images.npy"));
+    assert!(rel_rms(&replay, &images) < 1e-6);
+
+    // The same poses as an (n, 4) float64 .npy file.
+    let quats: Vec<f64> = poses
+        .lines()
+        .skip(1)
+        .flat_map(|l| l.split(',').map(|v| v.parse::<f64>().unwrap()).collect::<Vec<_>>())
+        .collect();
+    let npy = dir.path().join("poses.npy");
+    npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[5, 4])
+        .writer(std::io::BufWriter::new(std::fs::File::create(&npy).unwrap()))
+        .begin_nd()
+        .and_then(|mut w| {
+            w.extend(quats.iter().copied())?;
+            w.finish()
+        })
+        .unwrap();
+    let from_npy = dir.path().join("from_npy");
+    let o = xrai(
+        &["simulate", "--poses", npy.to_str().unwrap(), "--rescale-total", "20000", "--out", from_npy.to_str().unwrap()],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (_, replay) = npy_f64(&from_npy.join("images.npy"));
     assert!(rel_rms(&replay, &images) < 1e-6);
 }
 
