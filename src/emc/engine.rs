@@ -1,0 +1,933 @@
+//! One EMC iteration (Loh & Elser 2009; Ayyer et al. 2016), streamed over chunks of frames:
+//!
+//! * **Expand**: W_rp = M(R_r s_p), trilinear slices of the model (the simulator's [`Slicer`]).
+//! * **Likelihood**: L_ir = Σ_p K_ip ln W_rp − φ_i Σ_p W_rp (Poisson, eq. 4 of Loh & Elser, the
+//!   data-only Σ ln K_ip! dropped), φ_i the frame's scale factor (1 unless `scale`). The first
+//!   term is a dense f32 GEMM (frames × pixels)·(pixels × rotations) blocked over rotations, or,
+//!   for photon-sparse frames, a sum over each frame's non-zero pixels only.
+//! * **Probabilities**: P_ir = w_r exp(β(L_ir − max_r L_ir)) / Σ_r (…), β the deterministic-
+//!   annealing exponent. Only entries within `threshold` of the maximum of β L + ln w are kept
+//!   (Dragonfly's PDIFF_THRESH), so a frame's posterior is a short list.
+//! * **Maximize + compress**: W'_r = Σ_i P_ir K_i / Σ_i P_ir merged into the volume with the
+//!   trilinear weights times the rotation's total probability Σ_i P_ir φ_i. That weighting is the
+//!   per-voxel maximiser of the EM objective Σ_ir P_ir Σ_p (K ln φW − φW) when each pixel falls
+//!   in one voxel, and it makes the merge a plain sum over frames, so chunks of frames add up
+//!   without holding a rotations × pixels accumulator (Dragonfly weights every touched rotation
+//!   equally instead).
+//! * **Scale** (optional): φ_i = Σ_p K_ip / Σ_r P_ir Σ_p W_rp (Ayyer et al. 2016, eq. 7), updated
+//!   after the E-step and before the merge, so the merge uses the new φ (conditional
+//!   maximisation; updating φ after the merge with the old slices makes φ and the model's overall
+//!   level see-saw and the likelihood oscillate).
+
+use std::time::Instant;
+
+use anyhow::{ensure, Context};
+use nalgebra::{Rotation3, UnitQuaternion};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::compress::Merger;
+use super::grid::OrientationGrid;
+use super::kernels::{ln_in_place, sgemm, sparse_dot};
+use super::source::FrameSource;
+use crate::physics::slice::Slicer;
+use crate::volume::IntensityVolume;
+
+/// How Σ_p K_ip ln W_rp is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LikelihoodPath {
+    /// Sparse when the fraction of non-zero pixels is below `sparse_below`, else dense.
+    Auto,
+    /// Dense GEMM over all pixels.
+    Dense,
+    /// Sum over each frame's non-zero pixels.
+    Sparse,
+}
+
+/// How compress turns merged slices into the new model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MergeRule {
+    /// M'_x = M_x · Σ t K/S / Σ t φ c (S the old slice): the exact EM (Richardson–Lucy, Shepp &
+    /// Vardi 1982) step for the trilinear forward model, so the likelihood cannot fall at β = 1;
+    /// multiplicative, so a random start's texture fades slowly — use it to refine.
+    Em,
+    /// M'_x = Σ t K / Σ t φ c: the interpolation-weighted mean of the maximised slices, the
+    /// classic compress (Loh & Elser 2009, eq. 9); exact only when each pixel falls in one
+    /// voxel, so the likelihood can dip slightly. The default: it forgets a random start fast.
+    Average,
+}
+
+/// Settings of the iterations.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EmcParams {
+    /// Deterministic-annealing exponent β (1 = plain EM).
+    pub beta: f64,
+    /// Fit a scale factor per frame.
+    pub scale: bool,
+    pub merge: MergeRule,
+    pub path: LikelihoodPath,
+    /// `Auto` goes sparse below this fraction of non-zero pixels. Measured (benches/emc.rs):
+    /// dense ≈ 27 G (rotation·frame·pixel)/s, sparse ≈ 2 G (rotation·photon-pixel)/s, so
+    /// sparse wins below ~7 % non-zero pixels.
+    pub sparse_below: f64,
+    /// Memory for one chunk of frames, bytes.
+    pub chunk_bytes: usize,
+    /// Rotations expanded and multiplied at a time.
+    pub rotation_block: usize,
+    /// Posterior entries with β L + ln w below max − threshold are dropped (e^−14 ≈ 1e−6).
+    pub threshold: f64,
+    /// At most this many posterior entries per frame (the largest are kept).
+    pub max_candidates: usize,
+    /// Entries below this probability are not merged.
+    pub min_probability: f64,
+    /// Resolution cut-off: pixels with |s| above it (Å⁻¹) are left out of the likelihood.
+    pub max_s: Option<f64>,
+}
+
+impl Default for EmcParams {
+    fn default() -> Self {
+        EmcParams {
+            beta: 1.0,
+            scale: false,
+            merge: MergeRule::Average,
+            path: LikelihoodPath::Auto,
+            sparse_below: 0.07,
+            chunk_bytes: 512 << 20,
+            rotation_block: 256,
+            threshold: 14.0,
+            max_candidates: 4096,
+            min_probability: 1e-6,
+            max_s: None,
+        }
+    }
+}
+
+/// One line of the Dragonfly-style log.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct IterationStats {
+    pub iteration: usize,
+    pub seconds: f64,
+    /// Mean over frames of ln Σ_r w_r exp(L_ir) (β = 1 marginal, up to the data-only Σ ln K!).
+    pub log_likelihood: f64,
+    /// RMS change of the model voxels.
+    pub rms_change: f64,
+    /// Mean over frames of Σ_r P_ir ln(P_ir / w_r), nats (ln R when every frame is certain).
+    pub mutual_information: f64,
+    /// Mean over frames of max_r P_ir.
+    pub mean_max_probability: f64,
+    pub beta: f64,
+    pub sparse: bool,
+}
+
+/// The most likely rotation of a frame and its probability.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Assignment {
+    pub rotation: u32,
+    pub probability: f32,
+}
+
+/// CSR rows of non-zero pixels.
+#[derive(Default)]
+struct Csr {
+    offsets: Vec<usize>,
+    index: Vec<u32>,
+    value: Vec<f32>,
+}
+
+impl Csr {
+    fn new() -> Csr {
+        Csr {
+            offsets: vec![0],
+            ..Default::default()
+        }
+    }
+    fn push(&mut self, entries: impl Iterator<Item = (u32, f32)>) {
+        for (i, v) in entries {
+            self.index.push(i);
+            self.value.push(v);
+        }
+        self.offsets.push(self.index.len());
+    }
+    fn row(&self, i: usize) -> (&[u32], &[f32]) {
+        let (a, b) = (self.offsets[i], self.offsets[i + 1]);
+        (&self.index[a..b], &self.value[a..b])
+    }
+}
+
+enum Frames {
+    /// Full frames (n × P) and, when a cut-off applies, their likelihood pixels (n × P_L).
+    Dense {
+        full: Vec<f32>,
+        lik: Option<Vec<f32>>,
+    },
+    /// Non-zero pixels: all of them (merge) and the likelihood ones, in compact indices.
+    Sparse { full: Csr, lik: Csr },
+}
+
+struct Chunk {
+    start: usize,
+    n: usize,
+    frames: Frames,
+}
+
+/// A frame's candidates while rotation blocks stream past: (rotation, L_ir).
+struct Candidates {
+    gmax: f32,
+    list: Vec<(u32, f32)>,
+    prune_at: usize,
+}
+
+/// A frame's posterior after all rotations.
+struct Posterior {
+    entries: Vec<(u32, f32)>,
+    log_likelihood: f64,
+    mutual_information: f64,
+    best: Assignment,
+    /// Σ_r P_ir T_r (the scale update's denominator).
+    expected_total: f64,
+}
+
+/// Floor of the model inside the logarithm (a zero voxel makes a photon impossible, not NaN).
+const LOG_FLOOR: f32 = 1e-20;
+/// Frames per GEMM call (rows of A); rayon spreads the calls over threads.
+const GEMM_ROWS: usize = 128;
+/// Rotations whose Σ_i P_ir K_i are formed together in the merge.
+const MERGE_BLOCK: usize = 32;
+/// Frames per read from the source while a chunk is assembled.
+const READ_BATCH: usize = 1024;
+
+/// EMC state: grid, detector, model, per-frame scales and the latest assignments.
+pub struct Emc {
+    pub grid: OrientationGrid,
+    rotations: Vec<Rotation3<f64>>,
+    ln_weights: Vec<f32>,
+    s: Vec<[f64; 3]>,
+    /// Relative per-pixel factor c_p (polarisation × solid angle), mean 1.
+    factors: Vec<f32>,
+    /// Pixels used in the likelihood (all, or those inside the cut-off).
+    lik_pixels: Vec<u32>,
+    /// Full pixel index → likelihood index, or u32::MAX.
+    compact: Vec<u32>,
+    pub model: IntensityVolume,
+    pub params: EmcParams,
+    merger: Merger,
+    scales: Vec<f32>,
+    totals: Vec<f32>,
+    density: Option<f64>,
+    /// Most likely rotation per training frame, from the last completed iteration.
+    pub assignments: Vec<Assignment>,
+    /// Completed iterations.
+    pub iteration: usize,
+    /// Voxels that received merged data in the last iteration.
+    measured: Vec<bool>,
+}
+
+impl Emc {
+    /// `s`: per-pixel scattering vectors (Å⁻¹) of the (binned) detector; `factors`: expected
+    /// photons per unit intensity per pixel (polarisation × solid angle; any overall scale, or
+    /// all ones), so that slices are W_rp = c_p M(R_r s_p). The model lives on an m³ grid of
+    /// spacing Δs and starts at zero: call [`Emc::random_start`] or set it.
+    pub fn new(
+        grid: OrientationGrid,
+        s: Vec<[f64; 3]>,
+        factors: &[f64],
+        m: usize,
+        spacing: f64,
+        params: EmcParams,
+    ) -> anyhow::Result<Emc> {
+        ensure!(
+            factors.len() == s.len(),
+            "one pixel factor per pixel is needed"
+        );
+        let mean = factors.iter().sum::<f64>() / factors.len().max(1) as f64;
+        ensure!(
+            mean > 0.0 && factors.iter().all(|f| f.is_finite() && *f >= 0.0),
+            "pixel factors must be non-negative"
+        );
+        let factors: Vec<f32> = factors.iter().map(|f| (f / mean) as f32).collect();
+        ensure!(!grid.is_empty(), "the orientation grid is empty");
+        ensure!(
+            m % 2 == 1 && m >= 5,
+            "the model grid must be odd and at least 5 voxels, got {m}"
+        );
+        ensure!(
+            params.beta > 0.0 && params.beta.is_finite(),
+            "--beta must be positive, got {}",
+            params.beta
+        );
+        ensure!(
+            params.rotation_block >= 1,
+            "rotation block must be at least 1"
+        );
+        let compact_limit = params.max_s.unwrap_or(f64::INFINITY);
+        ensure!(compact_limit > 0.0, "--max-s must be positive");
+        let mut lik_pixels = Vec::new();
+        let mut compact = vec![u32::MAX; s.len()];
+        for (p, v) in s.iter().enumerate() {
+            if (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt() <= compact_limit {
+                compact[p] = lik_pixels.len() as u32;
+                lik_pixels.push(p as u32);
+            }
+        }
+        ensure!(
+            !lik_pixels.is_empty(),
+            "the resolution cut-off leaves no pixels"
+        );
+        let model = IntensityVolume::filled(m, spacing, 0.0);
+        // Checks that the grid covers the detector.
+        Slicer::with_scale(&model, &s, vec![1.0; s.len()])
+            .context("the model grid does not cover the detector")?;
+        Ok(Emc {
+            rotations: grid.rotations(),
+            ln_weights: grid.weights.iter().map(|w| w.ln() as f32).collect(),
+            grid,
+            merger: Merger::new(m, spacing, &s, factors.clone()),
+            s,
+            factors,
+            lik_pixels,
+            compact,
+            model,
+            params,
+            scales: Vec::new(),
+            totals: Vec::new(),
+            density: None,
+            assignments: Vec::new(),
+            iteration: 0,
+            measured: Vec::new(),
+        })
+    }
+
+    pub fn pixels(&self) -> usize {
+        self.s.len()
+    }
+
+    /// Pixels that enter the likelihood.
+    pub fn likelihood_pixels(&self) -> usize {
+        self.lik_pixels.len()
+    }
+
+    /// A seeded random start (uniform in [0, 1) per voxel; scaled to the data by [`Emc::prepare`]).
+    pub fn random_start(&mut self, seed: u64) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        self.model
+            .data
+            .iter_mut()
+            .for_each(|v| *v = rng.random::<f32>());
+    }
+
+    pub fn set_model(&mut self, model: IntensityVolume) -> anyhow::Result<()> {
+        ensure!(
+            model.m == self.model.m && model.spacing == self.model.spacing,
+            "model grid does not match"
+        );
+        self.model = model;
+        Ok(())
+    }
+
+    /// Whether each voxel received data in the last iteration (all false before the first).
+    pub fn measured(&self) -> &[bool] {
+        &self.measured
+    }
+
+    pub fn quaternion(&self, rotation: u32) -> UnitQuaternion<f64> {
+        self.grid.quaternions[rotation as usize]
+    }
+
+    /// Fraction of non-zero pixels in the training frames (after [`Emc::prepare`]).
+    pub fn density(&self) -> Option<f64> {
+        self.density
+    }
+
+    /// Whether the likelihood uses the sparse-photon path.
+    pub fn sparse(&self) -> bool {
+        match self.params.path {
+            LikelihoodPath::Dense => false,
+            LikelihoodPath::Sparse => true,
+            LikelihoodPath::Auto => self.density.is_some_and(|d| d < self.params.sparse_below),
+        }
+    }
+
+    /// One pass over the training frames: per-frame photon totals and the data density (which
+    /// picks the likelihood path); scales a fresh model to the data (mean slice total = mean
+    /// frame total) or, with `scale`, starts every φ_i at its frame total over the mean slice total.
+    pub fn prepare(&mut self, source: &mut dyn FrameSource) -> anyhow::Result<()> {
+        ensure!(
+            source.pixels() == self.pixels(),
+            "frames have {} pixels, the detector {}",
+            source.pixels(),
+            self.pixels()
+        );
+        ensure!(!source.is_empty(), "no frames");
+        let n = source.len();
+        let mut totals = Vec::with_capacity(n);
+        let mut nonzero = 0usize;
+        for start in (0..n).step_by(READ_BATCH) {
+            let frames = source.read(start, READ_BATCH)?;
+            for f in frames.chunks_exact(self.pixels()) {
+                totals.push(
+                    self.lik_pixels
+                        .iter()
+                        .map(|&p| f[p as usize] as f64)
+                        .sum::<f64>() as f32,
+                );
+                nonzero += f.iter().filter(|&&x| x != 0.0).count();
+            }
+        }
+        ensure!(
+            totals.len() == n,
+            "the source returned {} frames, expected {n}",
+            totals.len()
+        );
+        self.density = Some(nonzero as f64 / (n * self.pixels()) as f64);
+        let mean_total = totals.iter().map(|&t| t as f64).sum::<f64>() / n as f64;
+        ensure!(
+            mean_total > 0.0,
+            "the frames hold no signal inside the likelihood pixels"
+        );
+        self.totals = totals;
+        let slicer = self.slicer()?;
+        let t = self.slice_totals(&slicer);
+        let mean_t = t.iter().map(|&x| x as f64).sum::<f64>() / t.len() as f64;
+        ensure!(
+            mean_t > 0.0,
+            "the model is zero on the detector: start from a random or given model"
+        );
+        if self.params.scale {
+            self.scales = self
+                .totals
+                .iter()
+                .map(|&k| (k as f64 / mean_t) as f32)
+                .collect();
+        } else {
+            if self.iteration == 0 {
+                let k = (mean_total / mean_t) as f32;
+                self.model.data.iter_mut().for_each(|v| *v *= k);
+            }
+            self.scales = vec![1.0; n];
+        }
+        Ok(())
+    }
+
+    fn slicer(&self) -> anyhow::Result<Slicer> {
+        Slicer::with_scale(&self.model, &self.s, self.factors.clone())
+    }
+
+    /// T_r = Σ_p W_rp over the likelihood pixels, every rotation.
+    fn slice_totals(&self, slicer: &Slicer) -> Vec<f32> {
+        let p = self.pixels();
+        self.rotations
+            .par_iter()
+            .map_init(
+                || vec![0.0f32; p],
+                |buf, rot| {
+                    slicer.slice_into(rot, buf);
+                    self.lik_pixels
+                        .iter()
+                        .map(|&q| buf[q as usize] as f64)
+                        .sum::<f64>() as f32
+                },
+            )
+            .collect()
+    }
+
+    fn chunk_frames(&self, sparse: bool) -> usize {
+        let per_frame = if sparse {
+            let nnz = self.density.unwrap_or(1.0) * self.pixels() as f64;
+            (nnz * 16.0).max(64.0) as usize
+        } else {
+            let lik = if self.lik_pixels.len() < self.pixels() {
+                self.lik_pixels.len()
+            } else {
+                0
+            };
+            4 * (self.pixels() + lik)
+        };
+        (self.params.chunk_bytes / per_frame).max(64)
+    }
+
+    fn load_chunk(
+        &self,
+        source: &mut dyn FrameSource,
+        start: usize,
+        count: usize,
+        sparse: bool,
+    ) -> anyhow::Result<Chunk> {
+        let p = self.pixels();
+        let cut = self.lik_pixels.len() < p;
+        let mut n = 0;
+        let mut frames = if sparse {
+            Frames::Sparse {
+                full: Csr::new(),
+                lik: Csr::new(),
+            }
+        } else {
+            Frames::Dense {
+                full: Vec::new(),
+                lik: cut.then(Vec::new),
+            }
+        };
+        while n < count {
+            let batch = source.read(start + n, (count - n).min(READ_BATCH))?;
+            ensure!(
+                !batch.is_empty() && batch.len() % p == 0,
+                "the source returned no whole frames at {}",
+                start + n
+            );
+            n += batch.len() / p;
+            match &mut frames {
+                Frames::Dense { full, lik } => {
+                    if let Some(lik) = lik {
+                        for f in batch.chunks_exact(p) {
+                            lik.extend(self.lik_pixels.iter().map(|&q| f[q as usize]));
+                        }
+                    }
+                    full.extend_from_slice(&batch);
+                }
+                Frames::Sparse { full, lik } => {
+                    for f in batch.chunks_exact(p) {
+                        let nz = || f.iter().enumerate().filter(|(_, &v)| v != 0.0);
+                        full.push(nz().map(|(q, &v)| (q as u32, v)));
+                        lik.push(
+                            nz().filter(|(q, _)| self.compact[*q] != u32::MAX)
+                                .map(|(q, &v)| (self.compact[q], v)),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(Chunk { start, n, frames })
+    }
+
+    /// One EMC iteration over all training frames at the given β. Returns `None`, leaving the
+    /// model untouched, if `deadline` passes first.
+    pub fn iterate(
+        &mut self,
+        source: &mut dyn FrameSource,
+        beta: f64,
+        deadline: Option<Instant>,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> anyhow::Result<Option<IterationStats>> {
+        let started = Instant::now();
+        if self.totals.len() != source.len() {
+            self.prepare(source)?;
+        }
+        let n = source.len();
+        let sparse = self.sparse();
+        let slicer = self.slicer()?;
+        let t = self.slice_totals(&slicer);
+        let voxels = self.model.data.len();
+        let mut num = vec![0.0f64; voxels];
+        let mut den = vec![0.0f64; voxels];
+        let mut assignments = Vec::with_capacity(n);
+        let mut scales = self.scales.clone();
+        let (mut ll, mut mi, mut maxp) = (0.0f64, 0.0f64, 0.0f64);
+        let per_chunk = self.chunk_frames(sparse);
+        for start in (0..n).step_by(per_chunk) {
+            let chunk = self.load_chunk(source, start, per_chunk.min(n - start), sparse)?;
+            let phi = &self.scales[start..start + chunk.n];
+            let chunk_progress = |f: f64| progress(start + (f * chunk.n as f64) as usize);
+            let Some(posteriors) =
+                self.e_step(&slicer, &t, &chunk, phi, beta, deadline, &chunk_progress)
+            else {
+                return Ok(None);
+            };
+            // Conditional maximisation (ECM): φ first, with the current model and posterior,
+            // then the model with the new φ; each step raises the EM objective.
+            for (i, post) in posteriors.iter().enumerate() {
+                // Σ_p K_ip ln φ_i is the same for every rotation, so L_ir leaves it out; the
+                // likelihood needs it once φ changes between iterations.
+                ll += post.log_likelihood
+                    + self.totals[chunk.start + i] as f64 * (phi[i] as f64).ln();
+                mi += post.mutual_information;
+                maxp += post.best.probability as f64;
+                assignments.push(post.best);
+                if self.params.scale && post.expected_total > 0.0 {
+                    scales[chunk.start + i] =
+                        (self.totals[chunk.start + i] as f64 / post.expected_total) as f32;
+                }
+            }
+            self.accumulate(
+                &slicer,
+                &chunk,
+                &posteriors,
+                &scales[start..start + chunk.n],
+                &mut num,
+                &mut den,
+            );
+            progress(start + chunk.n);
+        }
+        let mut sq = 0.0f64;
+        self.measured = den.iter().map(|&b| b > 0.0).collect();
+        for ((v, &a), &b) in self.model.data.iter_mut().zip(&num).zip(&den) {
+            if b > 0.0 {
+                let ratio = (a / b) as f32;
+                let new = if self.params.merge == MergeRule::Em {
+                    *v * ratio
+                } else {
+                    ratio
+                };
+                sq += ((new - *v) as f64).powi(2);
+                *v = new;
+            }
+        }
+        self.assignments = assignments;
+        self.scales = scales;
+        self.iteration += 1;
+        Ok(Some(IterationStats {
+            iteration: self.iteration,
+            seconds: started.elapsed().as_secs_f64(),
+            log_likelihood: ll / n as f64,
+            rms_change: (sq / voxels as f64).sqrt(),
+            mutual_information: mi / n as f64,
+            mean_max_probability: maxp / n as f64,
+            beta,
+            sparse,
+        }))
+    }
+
+    /// The most likely rotation of every frame of `source` under the current model: one expand
+    /// and likelihood step, no update (held-out test frames). Scale factors, if on, are each
+    /// frame's total over the mean slice total.
+    pub fn assign(
+        &self,
+        source: &mut dyn FrameSource,
+        beta: f64,
+    ) -> anyhow::Result<Vec<Assignment>> {
+        ensure!(
+            source.pixels() == self.pixels(),
+            "frames have {} pixels, the detector {}",
+            source.pixels(),
+            self.pixels()
+        );
+        let n = source.len();
+        let sparse = match self.params.path {
+            LikelihoodPath::Dense => false,
+            LikelihoodPath::Sparse => true,
+            LikelihoodPath::Auto => self.density.unwrap_or(1.0) < self.params.sparse_below,
+        };
+        let slicer = self.slicer()?;
+        let t = self.slice_totals(&slicer);
+        let mean_t = t.iter().map(|&x| x as f64).sum::<f64>() / t.len() as f64;
+        let per_chunk = self.chunk_frames(sparse);
+        let mut out = Vec::with_capacity(n);
+        for start in (0..n).step_by(per_chunk) {
+            let chunk = self.load_chunk(source, start, per_chunk.min(n - start), sparse)?;
+            let phi: Vec<f32> = if self.params.scale {
+                (0..chunk.n)
+                    .map(|i| (self.frame_total(&chunk, i) / mean_t) as f32)
+                    .collect()
+            } else {
+                vec![1.0; chunk.n]
+            };
+            let posteriors = self
+                .e_step(&slicer, &t, &chunk, &phi, beta, None, &|_| {})
+                .expect("no deadline");
+            out.extend(posteriors.iter().map(|p| p.best));
+        }
+        Ok(out)
+    }
+
+    fn frame_total(&self, chunk: &Chunk, i: usize) -> f64 {
+        match &chunk.frames {
+            Frames::Dense { full, .. } => {
+                let p = self.pixels();
+                self.lik_pixels
+                    .iter()
+                    .map(|&q| full[i * p + q as usize] as f64)
+                    .sum()
+            }
+            Frames::Sparse { lik, .. } => lik.row(i).1.iter().map(|&v| v as f64).sum(),
+        }
+    }
+
+    /// Expand + likelihood + probabilities for one chunk, streaming rotation blocks.
+    #[allow(clippy::too_many_arguments)]
+    fn e_step(
+        &self,
+        slicer: &Slicer,
+        t: &[f32],
+        chunk: &Chunk,
+        phi: &[f32],
+        beta: f64,
+        deadline: Option<Instant>,
+        progress: &dyn Fn(f64),
+    ) -> Option<Vec<Posterior>> {
+        let (p, pl, n) = (self.pixels(), self.lik_pixels.len(), chunk.n);
+        let n_rot = self.rotations.len();
+        let rb = self.params.rotation_block.min(n_rot);
+        let thr = self.params.threshold as f32;
+        let beta32 = beta as f32;
+        let cap = self.params.max_candidates.max(1);
+        let lnw = &self.ln_weights;
+        let mut cands: Vec<Candidates> = (0..n)
+            .map(|_| Candidates {
+                gmax: f32::NEG_INFINITY,
+                list: Vec::new(),
+                prune_at: 64,
+            })
+            .collect();
+        let mut slices = vec![0.0f32; rb * p];
+        let mut lt = vec![0.0f32; pl * rb];
+        let mut c = vec![0.0f32; n * rb];
+        for r0 in (0..n_rot).step_by(rb) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
+            progress(r0 as f64 / n_rot as f64);
+            let nb = rb.min(n_rot - r0);
+            // Expand: log-slices of this block, then pixel-major [P_L × rb] for the products.
+            slices[..nb * p]
+                .par_chunks_mut(p)
+                .enumerate()
+                .for_each(|(j, out)| {
+                    slicer.slice_into(&self.rotations[r0 + j], out);
+                    ln_in_place(out, LOG_FLOOR);
+                });
+            const ROWS: usize = 64;
+            lt.par_chunks_mut(ROWS * rb)
+                .enumerate()
+                .for_each(|(qb, rows)| {
+                    for (k, row) in rows.chunks_exact_mut(rb).enumerate() {
+                        let q = self.lik_pixels[qb * ROWS + k] as usize;
+                        for (j, v) in row[..nb].iter_mut().enumerate() {
+                            *v = slices[j * p + q];
+                        }
+                    }
+                });
+            // Σ_p K_ip ln W_rp for every frame of the chunk and rotation of the block.
+            match &chunk.frames {
+                Frames::Dense { full, lik } => {
+                    let a = lik.as_deref().unwrap_or(full);
+                    c.par_chunks_mut(GEMM_ROWS * rb)
+                        .zip(a.par_chunks(GEMM_ROWS * pl))
+                        .for_each(|(cc, aa)| {
+                            sgemm(aa.len() / pl, pl, nb, aa, pl, &lt, rb, cc, rb);
+                        });
+                }
+                Frames::Sparse { lik, .. } => {
+                    c.par_chunks_mut(rb).enumerate().for_each(|(i, row)| {
+                        let (idx, val) = lik.row(i);
+                        sparse_dot(idx, val, &lt, rb, &mut row[..nb]);
+                    });
+                }
+            }
+            cands
+                .par_iter_mut()
+                .zip(c.par_chunks(rb))
+                .enumerate()
+                .for_each(|(i, (cand, row))| {
+                    let ph = phi[i];
+                    for (j, &kl) in row[..nb].iter().enumerate() {
+                        let r = r0 + j;
+                        let l = kl - ph * t[r];
+                        let g = beta32 * l + lnw[r];
+                        if g > cand.gmax - thr {
+                            cand.list.push((r as u32, l));
+                            cand.gmax = cand.gmax.max(g);
+                        }
+                    }
+                    if cand.list.len() >= cand.prune_at {
+                        let floor = cand.gmax - thr;
+                        cand.list
+                            .retain(|&(r, l)| beta32 * l + lnw[r as usize] > floor);
+                        if cand.list.len() > cap {
+                            let key = |&(r, l): &(u32, f32)| beta32 * l + lnw[r as usize];
+                            cand.list
+                                .select_nth_unstable_by(cap - 1, |a, b| key(b).total_cmp(&key(a)));
+                            cand.list.truncate(cap);
+                        }
+                        cand.prune_at = (2 * cand.list.len()).max(64);
+                    }
+                });
+        }
+        let min_p = self.params.min_probability;
+        Some(
+            cands
+                .into_par_iter()
+                .map(|cand| {
+                    let g: Vec<f64> = cand
+                        .list
+                        .iter()
+                        .map(|&(r, l)| beta * l as f64 + lnw[r as usize] as f64)
+                        .collect();
+                    let gmax = g.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = g
+                        .iter()
+                        .map(|&x| {
+                            if x > gmax - thr as f64 {
+                                (x - gmax).exp()
+                            } else {
+                                0.0
+                            }
+                        })
+                        .collect();
+                    let z: f64 = e.iter().sum();
+                    let marg: Vec<f64> = cand
+                        .list
+                        .iter()
+                        .map(|&(r, l)| l as f64 + lnw[r as usize] as f64)
+                        .collect();
+                    let mmax = marg.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let log_likelihood =
+                        mmax + marg.iter().map(|&x| (x - mmax).exp()).sum::<f64>().ln();
+                    let mut best = Assignment {
+                        rotation: 0,
+                        probability: 0.0,
+                    };
+                    let (mut mutual_information, mut expected_total) = (0.0, 0.0);
+                    let mut entries = Vec::new();
+                    for (&(r, _), &e) in cand.list.iter().zip(&e) {
+                        let prob = e / z;
+                        if prob > 0.0 {
+                            mutual_information += prob * (prob.ln() - lnw[r as usize] as f64);
+                            expected_total += prob * t[r as usize] as f64;
+                        }
+                        if prob > best.probability as f64
+                            || (prob == best.probability as f64 && r < best.rotation)
+                        {
+                            best = Assignment {
+                                rotation: r,
+                                probability: prob as f32,
+                            };
+                        }
+                        if prob >= min_p {
+                            entries.push((r, prob as f32));
+                        }
+                    }
+                    Posterior {
+                        entries,
+                        log_likelihood,
+                        mutual_information,
+                        best,
+                        expected_total,
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// Maximize + compress for one chunk: Σ_i P_ir K_i per rotation, merged with weight
+    /// Σ_i P_ir φ_i into the running numerator and denominator volumes.
+    fn accumulate(
+        &self,
+        slicer: &Slicer,
+        chunk: &Chunk,
+        posteriors: &[Posterior],
+        phi: &[f32],
+        num: &mut [f64],
+        den: &mut [f64],
+    ) {
+        let p = self.pixels();
+        // Counting sort by rotation (frames stay in order within a rotation): O(entries).
+        let mut start_of = vec![0usize; self.rotations.len() + 1];
+        for post in posteriors {
+            for &(r, _) in &post.entries {
+                start_of[r as usize + 1] += 1;
+            }
+        }
+        for r in 0..self.rotations.len() {
+            start_of[r + 1] += start_of[r];
+        }
+        let mut fill = start_of.clone();
+        let mut entries = vec![(0u32, 0u32, 0.0f32); start_of[self.rotations.len()]];
+        for (i, post) in posteriors.iter().enumerate() {
+            for &(r, prob) in &post.entries {
+                entries[fill[r as usize]] = (r, i as u32, prob);
+                fill[r as usize] += 1;
+            }
+        }
+        let groups: Vec<std::ops::Range<usize>> = start_of
+            .windows(2)
+            .filter(|w| w[1] > w[0])
+            .map(|w| w[0]..w[1])
+            .collect();
+        // One private volume pair per part; parts are fixed by the thread count, and summed in
+        // order, so results do not depend on scheduling.
+        let parts = rayon::current_num_threads().clamp(1, groups.len().max(1));
+        let per_part = groups.len().div_ceil(parts).max(1);
+        let voxels = num.len();
+        let n = chunk.n;
+        let locals: Vec<(Vec<f32>, Vec<f32>)> = groups
+            .par_chunks(per_part)
+            .map(|part| {
+                let mut n_l = vec![0.0f32; voxels];
+                let mut d_l = vec![0.0f32; voxels];
+                let mut acc = vec![0.0f32; MERGE_BLOCK * p];
+                let mut pm: Vec<f32> = Vec::new();
+                let mut old = vec![0.0f32; p];
+                for block in part.chunks(MERGE_BLOCK) {
+                    let rows = block.len();
+                    let acc = &mut acc[..rows * p];
+                    let count: usize = block.iter().map(|g| g.len()).sum();
+                    match &chunk.frames {
+                        // Soft posteriors (small β) touch many frames per rotation: then
+                        // Σ_i P_ir K_i for the block is a GEMM (rotations × frames)·(frames × pixels).
+                        Frames::Dense { full, .. } if count * 8 > rows * n => {
+                            pm.clear();
+                            pm.resize(rows * n, 0.0);
+                            for (row, g) in block.iter().enumerate() {
+                                for &(_, i, prob) in &entries[g.clone()] {
+                                    pm[row * n + i as usize] = prob;
+                                }
+                            }
+                            sgemm(rows, n, p, &pm, n, full, p, acc, p);
+                        }
+                        Frames::Dense { full, .. } => {
+                            acc.fill(0.0);
+                            for (row, g) in block.iter().enumerate() {
+                                let a = &mut acc[row * p..(row + 1) * p];
+                                for &(_, i, prob) in &entries[g.clone()] {
+                                    let i = i as usize;
+                                    for (x, &k) in a.iter_mut().zip(&full[i * p..(i + 1) * p]) {
+                                        *x += prob * k;
+                                    }
+                                }
+                            }
+                        }
+                        Frames::Sparse { full, .. } => {
+                            acc.fill(0.0);
+                            for (row, g) in block.iter().enumerate() {
+                                let a = &mut acc[row * p..(row + 1) * p];
+                                for &(_, i, prob) in &entries[g.clone()] {
+                                    let (idx, val) = full.row(i as usize);
+                                    for (&q, &k) in idx.iter().zip(val) {
+                                        a[q as usize] += prob * k;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    for (row, g) in block.iter().enumerate() {
+                        let a = &mut acc[row * p..(row + 1) * p];
+                        let weight: f32 = entries[g.clone()]
+                            .iter()
+                            .map(|&(_, i, prob)| prob * phi[i as usize])
+                            .sum();
+                        let r = entries[g.start].0 as usize;
+                        if self.params.merge == MergeRule::Em {
+                            // K / S with S the old model's slice: old = c·S, so K c / old.
+                            slicer.slice_into(&self.rotations[r], &mut old);
+                            for ((x, &w), &c) in a.iter_mut().zip(&old).zip(&self.factors) {
+                                *x = if w > 0.0 { *x * c / w } else { 0.0 };
+                            }
+                        }
+                        self.merger
+                            .merge(&self.rotations[r], a, weight, &mut n_l, &mut d_l);
+                    }
+                }
+                (n_l, d_l)
+            })
+            .collect();
+        for (n_l, d_l) in locals {
+            num.par_iter_mut()
+                .zip(&n_l)
+                .for_each(|(x, &v)| *x += v as f64);
+            den.par_iter_mut()
+                .zip(&d_l)
+                .for_each(|(x, &v)| *x += v as f64);
+        }
+    }
+}
