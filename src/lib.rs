@@ -13,3 +13,4 @@ pub mod mrc;
 pub mod physics;
 pub mod rotation;
 pub mod volume;
+pub mod xrai;

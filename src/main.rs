@@ -22,6 +22,8 @@ enum Command {
     Phase(cli::phase::Args),
     /// Fourier shell correlation between two maps, with the 0.5 and 0.143 crossings
     Fsc(cli::fsc::Args),
+    /// Reconstruct with X-RAI (amortized pose inference autoencoder)
+    Xrai(cli::xrai::Args),
 }
 
 fn main() {
@@ -32,6 +34,7 @@ fn main() {
         Command::PoseError(args) => cli::pose_error::run(args),
         Command::Phase(args) => cli::phase::run(args),
         Command::Fsc(args) => cli::fsc::run(args),
+        Command::Xrai(args) => cli::xrai::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

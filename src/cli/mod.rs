@@ -5,3 +5,4 @@ pub mod fsc;
 pub mod phase;
 pub mod pose_error;
 pub mod simulate;
+pub mod xrai;

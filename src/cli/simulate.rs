@@ -7,7 +7,7 @@ use anyhow::{ensure, Context, Result};
 use clap::ValueEnum;
 use serde_json::json;
 
-use crate::data::dataset::{commit_output_dir, ensure_space, prepare_output_dir};
+use crate::data::dataset::{ensure_space, write_atomically};
 use crate::data::simulator::sum_f64;
 use crate::data::{Batch, DatasetWriter, ImageSimulator, ImageStream, Mode, Rescale, SimulationConfig, Split};
 use crate::physics::beam::Beam;
@@ -161,19 +161,11 @@ pub fn run(args: Args) -> Result<()> {
     let side = config.detector.pixels as u64;
     ensure_space(&args.out, n * side * side * 4, &format!("--n {n} images of {side}×{side} float32"))?;
     let molecule = args.molecule.load()?;
-    let staging = prepare_output_dir(&args.out, args.force)?;
-    let result = simulate_into(&args, &staging, molecule, config, poses.as_deref(), n);
-    match result {
-        Ok(()) => {
-            commit_output_dir(&staging, &args.out)?;
-            eprintln!("wrote {n} images to {}", args.out.display());
-            Ok(())
-        }
-        Err(e) => {
-            std::fs::remove_dir_all(&staging).ok();
-            Err(e)
-        }
-    }
+    write_atomically(&args.out, args.force, false, |staging| {
+        simulate_into(&args, staging, molecule, config, poses.as_deref(), n)
+    })?;
+    eprintln!("wrote {n} images to {}", args.out.display());
+    Ok(())
 }
 
 fn simulate_into(

@@ -80,6 +80,34 @@ pub fn prepare_output_dir(dir: &Path, force: bool) -> anyhow::Result<PathBuf> {
     Ok(staging)
 }
 
+/// Runs `write` into a fresh staging directory beside `dir` and moves it to `dir` only when
+/// `write` succeeds, so `dir` never holds a half-written result. On failure the staging
+/// directory is removed, unless `keep_partial` and it holds something (a checkpoint, a log):
+/// then it stays and the error says where.
+pub fn write_atomically<T>(
+    dir: &Path,
+    force: bool,
+    keep_partial: bool,
+    write: impl FnOnce(&Path) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let staging = prepare_output_dir(dir, force)?;
+    match write(&staging) {
+        Ok(value) => {
+            commit_output_dir(&staging, dir)?;
+            Ok(value)
+        }
+        Err(e) => {
+            let has_files = std::fs::read_dir(&staging).map(|mut d| d.next().is_some()).unwrap_or(false);
+            if keep_partial && has_files {
+                Err(e.context(format!("partial results kept in {}", staging.display())))
+            } else {
+                std::fs::remove_dir_all(&staging).ok();
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Moves a completed staging directory to its final name (replacing an old one only if it
 /// was allowed by `prepare_output_dir`).
 pub fn commit_output_dir(staging: &Path, dir: &Path) -> anyhow::Result<()> {

@@ -1,0 +1,271 @@
+//! The physics-based decoder: an explicit M³ voxel grid of Fourier amplitudes (Friedel-
+//! symmetrised by averaging with its point reflection) sampled at the rotated Ewald
+//! coordinates R̂ s_p by trilinear interpolation, a Candle custom op with its own backward.
+
+use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, Var};
+use rayon::prelude::*;
+
+/// Trilinear sampling of a volume `[M, M, M]` (`[z][y][x]`, f32, contiguous) at coordinates
+/// `[.., 3]` = (x, y, z) in voxel units (0 … M−1). Corners outside the grid count as zero.
+/// Output: one value per coordinate triple, shape `coords.dims()[..-1]`.
+///
+/// Backward: the volume gets the scatter of interpolation weights × upstream gradient; the
+/// coordinates get the derivative of the trilinear interpolant (what trains the encoder).
+#[derive(Clone, Copy, Debug)]
+pub struct Trilinear;
+
+/// The 8 corners of the cell holding (x, y, z): voxel index (None outside), weight and the
+/// weight's derivative along x, y, z.
+#[inline(always)]
+fn corners(m: usize, p: [f32; 3], mut f: impl FnMut(Option<usize>, f32, [f32; 3])) {
+    let fl = [p[0].floor(), p[1].floor(), p[2].floor()];
+    let fr = [p[0] - fl[0], p[1] - fl[1], p[2] - fl[2]];
+    let base = [fl[0] as i64, fl[1] as i64, fl[2] as i64];
+    let mi = m as i64;
+    for c in 0..8 {
+        let o = [(c & 1) as i64, ((c >> 1) & 1) as i64, ((c >> 2) & 1) as i64];
+        let i = [base[0] + o[0], base[1] + o[1], base[2] + o[2]];
+        // weight along each axis and its derivative
+        let mut w = [0f32; 3];
+        let mut dw = [0f32; 3];
+        for a in 0..3 {
+            if o[a] == 1 {
+                w[a] = fr[a];
+                dw[a] = 1.0;
+            } else {
+                w[a] = 1.0 - fr[a];
+                dw[a] = -1.0;
+            }
+        }
+        let inside = i.iter().all(|&v| v >= 0 && v < mi);
+        let idx = inside.then(|| ((i[2] * mi + i[1]) * mi + i[0]) as usize);
+        let weight = w[0] * w[1] * w[2];
+        let d = [dw[0] * w[1] * w[2], w[0] * dw[1] * w[2], w[0] * w[1] * dw[2]];
+        f(idx, weight, d);
+    }
+}
+
+/// Forward on plain slices (also used by tests and benches).
+pub fn trilinear_forward(vol: &[f32], m: usize, coords: &[f32], out: &mut [f32]) {
+    let work = |(o, c): (&mut f32, &[f32])| {
+        let mut acc = 0f32;
+        corners(m, [c[0], c[1], c[2]], |idx, w, _| {
+            if let Some(i) = idx {
+                acc += w * vol[i];
+            }
+        });
+        *o = acc;
+    };
+    if out.len() >= 16384 {
+        out.par_iter_mut().zip(coords.par_chunks_exact(3)).with_min_len(4096).for_each(work);
+    } else {
+        out.iter_mut().zip(coords.chunks_exact(3)).for_each(work);
+    }
+}
+
+/// Backward on plain slices: returns (d loss / d volume, d loss / d coords).
+pub fn trilinear_backward(vol: &[f32], m: usize, coords: &[f32], grad: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let n = grad.len();
+    let mut gc = vec![0f32; n * 3];
+    // Coordinate gradients are independent per sample: parallel.
+    gc.par_chunks_exact_mut(3).zip(coords.par_chunks_exact(3)).zip(grad.par_iter()).with_min_len(4096).for_each(
+        |((gcs, c), &g)| {
+            let mut d = [0f32; 3];
+            corners(m, [c[0], c[1], c[2]], |idx, _, dw| {
+                if let Some(i) = idx {
+                    let v = vol[i];
+                    d[0] += v * dw[0];
+                    d[1] += v * dw[1];
+                    d[2] += v * dw[2];
+                }
+            });
+            gcs[0] = d[0] * g;
+            gcs[1] = d[1] * g;
+            gcs[2] = d[2] * g;
+        },
+    );
+    // The volume scatter: per-thread partial grids, then a sum.
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = n.div_ceil(threads).max(1);
+    let gv = grad
+        .par_chunks(chunk)
+        .zip(coords.par_chunks(chunk * 3))
+        .map(|(g, c)| {
+            let mut part = vec![0f32; vol.len()];
+            for (&g, c) in g.iter().zip(c.chunks_exact(3)) {
+                if g == 0.0 {
+                    continue;
+                }
+                corners(m, [c[0], c[1], c[2]], |idx, w, _| {
+                    if let Some(i) = idx {
+                        part[i] += w * g;
+                    }
+                });
+            }
+            part
+        })
+        .reduce(
+            || vec![0f32; vol.len()],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
+    (gv, gc)
+}
+
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("trilinear: {what} must be contiguous"),
+    }
+}
+
+impl CustomOp2 for Trilinear {
+    fn name(&self) -> &'static str {
+        "trilinear"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dims = l1.dims();
+        if dims.len() != 3 || dims[0] != dims[1] || dims[1] != dims[2] {
+            candle_core::bail!("trilinear: volume must be [M, M, M], got {dims:?}");
+        }
+        let cd = l2.dims();
+        if cd.last() != Some(&3) {
+            candle_core::bail!("trilinear: coordinates must be [.., 3], got {cd:?}");
+        }
+        let vol = contiguous_f32(s1, l1, "volume")?;
+        let coords = contiguous_f32(s2, l2, "coordinates")?;
+        let mut out = vec![0f32; coords.len() / 3];
+        trilinear_forward(vol, dims[0], coords, &mut out);
+        Ok((CpuStorage::F32(out), Shape::from(&cd[..cd.len() - 1])))
+    }
+
+    fn bwd(&self, vol: &Tensor, coords: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let m = vol.dim(0)?;
+        let v = vol.flatten_all()?.to_vec1::<f32>()?;
+        let c = coords.flatten_all()?.to_vec1::<f32>()?;
+        let g = grad.flatten_all()?.to_vec1::<f32>()?;
+        let (gv, gc) = trilinear_backward(&v, m, &c, &g);
+        let gv = Tensor::from_vec(gv, vol.shape(), vol.device())?;
+        let gc = Tensor::from_vec(gc, coords.shape(), coords.device())?;
+        Ok((Some(gv), Some(gc)))
+    }
+}
+
+/// Trilinear sampling written with Candle primitives (index_select + arithmetic), so autograd
+/// derives its backward: the path for non-CPU devices and the reference the custom op is
+/// tested against.
+pub fn trilinear_generic(vol: &Tensor, coords: &Tensor) -> Result<Tensor> {
+    let m = vol.dim(0)?;
+    let out_shape: Vec<usize> = coords.dims()[..coords.rank() - 1].to_vec();
+    let c = coords.reshape(((), 3))?;
+    let flat = vol.flatten_all()?;
+    let fl = c.detach().floor()?;
+    let fr = (&c - &fl)?;
+    let mut acc: Option<Tensor> = None;
+    for k in 0..8usize {
+        let o = [(k & 1) as f64, ((k >> 1) & 1) as f64, ((k >> 2) & 1) as f64];
+        let mut w: Option<Tensor> = None;
+        let mut idx: Option<Tensor> = None;
+        let mut valid: Option<Tensor> = None;
+        for (a, oa) in o.iter().enumerate().rev() {
+            let f = fr.narrow(1, a, 1)?.squeeze(1)?;
+            let wa = if *oa == 1.0 { f } else { f.affine(-1.0, 1.0)? };
+            w = Some(match w { None => wa, Some(w) => (w * wa)? });
+            let ia = (fl.narrow(1, a, 1)?.squeeze(1)? + *oa)?;
+            let ok = (ia.ge(0.0)?.to_dtype(DType::F32)? * ia.le((m - 1) as f64)?.to_dtype(DType::F32)?)?;
+            valid = Some(match valid { None => ok, Some(v) => (v * ok)? });
+            let ia = ia.clamp(0.0, (m - 1) as f64)?;
+            idx = Some(match idx { None => ia, Some(i) => ((i * m as f64)? + ia)? });
+        }
+        let idx = idx.unwrap().to_dtype(DType::U32)?;
+        let term = (flat.index_select(&idx, 0)? * (w.unwrap() * valid.unwrap())?)?;
+        acc = Some(match acc { None => term, Some(a) => (a + term)? });
+    }
+    acc.unwrap().reshape(out_shape)
+}
+
+/// Samples `vol` at `coords` with the custom op on CPU, the generic path elsewhere.
+pub fn trilinear(vol: &Tensor, coords: &Tensor) -> Result<Tensor> {
+    match vol.device() {
+        Device::Cpu => vol.contiguous()?.apply_op2(&coords.contiguous()?, Trilinear),
+        _ => trilinear_generic(vol, coords),
+    }
+}
+
+/// Friedel symmetrisation: ½ (V + V reflected through the centre voxel).
+pub fn friedel_symmetrize(vol: &Tensor) -> Result<Tensor> {
+    (vol + vol.flip(&[0, 1, 2])?)? * 0.5
+}
+
+/// The learned amplitude volume and the fixed detector geometry it is queried with.
+pub struct Decoder {
+    /// `[M, M, M]` amplitudes, `[z][y][x]`; a `Var` when learned, a plain tensor when frozen.
+    pub volume: Tensor,
+    pub m: usize,
+    /// Δs of the grid (Å⁻¹).
+    pub spacing: f64,
+    /// Working-pixel s-vectors in voxel units, `[3, P]` (for one gemm R · s).
+    s_grid: Tensor,
+    /// √(relative polarisation × solid angle) per working pixel, `[1, P]`.
+    pixel_weight: Tensor,
+    /// Rescale each predicted image so Σ amplitude² equals this (per-image rescaled data).
+    pub normalize_total: Option<f64>,
+}
+
+impl Decoder {
+    /// `s`: working-pixel s-vectors (Å⁻¹), `pixel_weight`: per-pixel amplitude factor.
+    pub fn new(volume: Tensor, spacing: f64, s: &[[f64; 3]], pixel_weight: &[f32], normalize_total: Option<f64>) -> Result<Decoder> {
+        let m = volume.dim(0)?;
+        let dev = volume.device().clone();
+        let p = s.len();
+        let mut sg = vec![0f32; 3 * p];
+        for (j, v) in s.iter().enumerate() {
+            for a in 0..3 {
+                sg[a * p + j] = (v[a] / spacing) as f32;
+            }
+        }
+        let s_grid = Tensor::from_vec(sg, (3, p), &dev)?;
+        let pixel_weight = Tensor::from_vec(pixel_weight.to_vec(), (1, p), &dev)?;
+        Ok(Decoder { volume, m, spacing, s_grid, pixel_weight, normalize_total })
+    }
+
+    pub fn from_var(var: &Var, spacing: f64, s: &[[f64; 3]], pixel_weight: &[f32], normalize_total: Option<f64>) -> Result<Decoder> {
+        Decoder::new(var.as_tensor().clone(), spacing, s, pixel_weight, normalize_total)
+    }
+
+    pub fn pixels(&self) -> usize {
+        self.s_grid.dim(1).unwrap_or(0)
+    }
+
+    /// Voxel coordinates of R s_p: `rots` `[N, 3, 3]` → `[N, P, 3]`.
+    pub fn coordinates(&self, rots: &Tensor) -> Result<Tensor> {
+        let n = rots.dim(0)?;
+        let p = self.pixels();
+        let centre = ((self.m - 1) / 2) as f64;
+        let rs = rots.reshape((n * 3, 3))?.matmul(&self.s_grid)?; // [N*3, P]
+        rs.reshape((n, 3, p))?.transpose(1, 2)?.affine(1.0, centre)?.contiguous()
+    }
+
+    /// Predicted amplitude images for rotations `[N, 3, 3]` → `[N, P]`.
+    pub fn forward(&self, rots: &Tensor) -> Result<Tensor> {
+        let coords = self.coordinates(rots)?;
+        let vol = friedel_symmetrize(&self.volume)?;
+        let a = trilinear(&vol, &coords)?.broadcast_mul(&self.pixel_weight)?;
+        match self.normalize_total {
+            None => Ok(a),
+            Some(t) => {
+                let sum = (a.sqr()?.sum_keepdim(1)? + 1e-12)?;
+                a.broadcast_mul(&(sum.recip()? * t)?.sqrt()?)
+            }
+        }
+    }
+
+    /// The Friedel-symmetrised amplitude volume as a flat `[z][y][x]` vector.
+    pub fn symmetrized_volume(&self) -> Result<Vec<f32>> {
+        friedel_symmetrize(&self.volume.detach())?.flatten_all()?.to_vec1::<f32>()
+    }
+}

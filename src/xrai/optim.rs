@@ -1,0 +1,99 @@
+//! Adam with per-group learning rates, optional global gradient-norm clipping and AMSGrad
+//! (candle-nn's `AdamW` has neither, and defaults to weight decay 0.01; this has none).
+
+use candle_core::backprop::GradStore;
+use candle_core::{Result, Tensor, Var};
+
+pub struct ParamGroup {
+    pub name: String,
+    pub vars: Vec<Var>,
+    pub lr: f64,
+}
+
+struct State {
+    m: Tensor,
+    v: Tensor,
+    vmax: Option<Tensor>,
+}
+
+pub struct Adam {
+    pub groups: Vec<ParamGroup>,
+    state: Vec<Vec<State>>,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub clip: Option<f64>,
+    pub amsgrad: bool,
+    pub step: usize,
+}
+
+/// What one optimiser step saw.
+#[derive(Clone, Copy, Debug)]
+pub struct StepInfo {
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+impl Adam {
+    pub fn new(groups: Vec<ParamGroup>, clip: Option<f64>, amsgrad: bool) -> Result<Adam> {
+        let state = groups
+            .iter()
+            .map(|g| {
+                g.vars
+                    .iter()
+                    .map(|v| {
+                        let z = v.as_tensor().zeros_like()?;
+                        Ok(State { m: z.clone(), v: z.clone(), vmax: amsgrad.then(|| z.clone()) })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Adam { groups, state, beta1: 0.9, beta2: 0.999, eps: 1e-8, clip, amsgrad, step: 0 })
+    }
+
+    /// Global L2 norm of the gradients of all parameters.
+    pub fn grad_norm(&self, grads: &GradStore) -> Result<f64> {
+        let mut sq = 0f64;
+        for g in &self.groups {
+            for v in &g.vars {
+                if let Some(gr) = grads.get(v.as_tensor()) {
+                    sq += gr.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                }
+            }
+        }
+        Ok(sq.sqrt())
+    }
+
+    pub fn step(&mut self, grads: &GradStore) -> Result<StepInfo> {
+        self.step += 1;
+        let grad_norm = self.grad_norm(grads)?;
+        let scale = match self.clip {
+            Some(c) if grad_norm > c => c / grad_norm,
+            _ => 1.0,
+        };
+        let t = self.step as i32;
+        let (b1, b2) = (self.beta1, self.beta2);
+        let bc1 = 1.0 - b1.powi(t);
+        let bc2 = 1.0 - b2.powi(t);
+        for (g, states) in self.groups.iter().zip(self.state.iter_mut()) {
+            for (var, st) in g.vars.iter().zip(states.iter_mut()) {
+                let Some(grad) = grads.get(var.as_tensor()) else { continue };
+                let grad = if scale != 1.0 { (grad * scale)? } else { grad.clone() };
+                st.m = ((&st.m * b1)? + (&grad * (1.0 - b1))?)?.detach();
+                st.v = ((&st.v * b2)? + (grad.sqr()? * (1.0 - b2))?)?.detach();
+                let v_used = match &st.vmax {
+                    Some(vm) => {
+                        let vm = vm.maximum(&st.v)?.detach();
+                        st.vmax = Some(vm.clone());
+                        vm
+                    }
+                    None => st.v.clone(),
+                };
+                let denom = ((v_used / bc2)?.sqrt()? + self.eps)?;
+                let update = ((&st.m / bc1)? / denom)?;
+                var.set(&(var.as_tensor().detach() - (update * g.lr)?)?)?;
+            }
+        }
+        Ok(StepInfo { grad_norm })
+    }
+}
