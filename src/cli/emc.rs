@@ -57,13 +57,16 @@ pub struct Args {
     /// Wall-clock budget (e.g. 90s, 60m, 24h, 1h30m); the run stops cleanly when it is spent.
     #[arg(long)]
     pub budget: Option<String>,
-    /// Deterministic-annealing β of the first iteration.
-    #[arg(long, default_value_t = 1.0)]
+    /// Deterministic-annealing β of the first iteration. From a random start β = 1 locks onto a
+    /// wrong structure (measured: 53° test error on Poisson data, 80° on a small noise-free
+    /// run started at 0.01); the default schedule, 0.001 doubling every iteration up to 1
+    /// (reached at iteration 11), recovers 2CEX_A on noise-free and Poisson data.
+    #[arg(long, default_value_t = 0.001)]
     pub beta: f64,
     /// Multiply β by this every --beta-period iterations (Dragonfly's beta_jump).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 2.0)]
     pub beta_jump: f64,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 1)]
     pub beta_period: usize,
     /// Largest β the schedule reaches.
     #[arg(long, default_value_t = 1.0)]
