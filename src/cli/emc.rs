@@ -244,18 +244,27 @@ fn reconstruct(
         level = args.level,
     );
     let prep = Instant::now();
-    emc.prepare(train.as_mut())?;
-    let density = emc.density().unwrap_or(1.0);
-    eprintln!(
-        "data: {:.2} % non-zero pixels → {} likelihood ({:.1} s)",
-        100.0 * density,
-        if emc.sparse() {
-            "sparse-photon"
-        } else {
-            "dense GEMM"
-        },
-        prep.elapsed().as_secs_f64()
+    let reading = indicatif::ProgressBar::new(n as u64).with_style(
+        indicatif::ProgressStyle::with_template("reading frames {bar:30} {pos}/{len}  {per_sec}  ETA {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    let prepared = emc.prepare_until(train.as_mut(), deadline, &|done| reading.set_position(done as u64))?;
+    reading.finish_and_clear();
+    let density = emc.density().unwrap_or(1.0);
+    if prepared {
+        eprintln!(
+            "data: {:.2} % non-zero pixels → {} likelihood ({:.1} s)",
+            100.0 * density,
+            if emc.sparse() {
+                "sparse-photon"
+            } else {
+                "dense GEMM"
+            },
+            prep.elapsed().as_secs_f64()
+        );
+    } else {
+        eprintln!("out of budget while reading the frames ({:.1} s)", prep.elapsed().as_secs_f64());
+    }
 
     let bar = indicatif::ProgressBar::new((args.iters * n) as u64).with_style(
         indicatif::ProgressStyle::with_template(
@@ -273,7 +282,10 @@ fn reconstruct(
     let mut history: Vec<IterationStats> = Vec::new();
     let mut out_of_budget = false;
     let mut beta = args.beta;
-    for it in 0..args.iters {
+    if !prepared {
+        out_of_budget = true;
+    }
+    for it in 0..if prepared { args.iters } else { 0 } {
         if it > 0 && it % args.beta_period.max(1) == 0 {
             beta = (beta * args.beta_jump).min(args.beta_max.max(args.beta));
         }

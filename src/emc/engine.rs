@@ -354,6 +354,20 @@ impl Emc {
     /// picks the likelihood path); scales a fresh model to the data (mean slice total = mean
     /// frame total) or, with `scale`, starts every φ_i at its frame total over the mean slice total.
     pub fn prepare(&mut self, source: &mut dyn FrameSource) -> anyhow::Result<()> {
+        let done = self.prepare_until(source, None, &|_| {})?;
+        debug_assert!(done);
+        Ok(())
+    }
+
+    /// [`prepare`](Self::prepare) that gives up (returning false, nothing changed) once
+    /// `deadline` passes: on millions of frames this first pass over the data is itself long.
+    /// `progress` receives the number of frames read.
+    pub fn prepare_until(
+        &mut self,
+        source: &mut dyn FrameSource,
+        deadline: Option<Instant>,
+        progress: &dyn Fn(usize),
+    ) -> anyhow::Result<bool> {
         ensure!(
             source.pixels() == self.pixels(),
             "frames have {} pixels, the detector {}",
@@ -365,6 +379,10 @@ impl Emc {
         let mut totals = Vec::with_capacity(n);
         let mut nonzero = 0usize;
         for start in (0..n).step_by(READ_BATCH) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+            progress(start);
             let frames = source.read(start, READ_BATCH)?;
             for f in frames.chunks_exact(self.pixels()) {
                 totals.push(
@@ -408,7 +426,7 @@ impl Emc {
             }
             self.scales = vec![1.0; n];
         }
-        Ok(())
+        Ok(true)
     }
 
     fn slicer(&self) -> anyhow::Result<Slicer> {
@@ -511,8 +529,8 @@ impl Emc {
         progress: &(dyn Fn(usize) + Sync),
     ) -> anyhow::Result<Option<IterationStats>> {
         let started = Instant::now();
-        if self.totals.len() != source.len() {
-            self.prepare(source)?;
+        if self.totals.len() != source.len() && !self.prepare_until(source, deadline, &|_| {})? {
+            return Ok(None);
         }
         let n = source.len();
         let sparse = self.sparse();
