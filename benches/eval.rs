@@ -1,6 +1,6 @@
 //! Evaluation timings on the simulator's default grid for 2CEX chain A at the paper's geometry
 //! (M = 125, Δs = 1/(12 (R+1))): one phasing start of 100 iterations (the default run is 4 starts
-//! × 300 iterations, i.e. 12× this), an FSC and the alignment without rotation search.
+//! × 240 iterations, i.e. 9.6× this), an FSC and the alignment without rotation search.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use xrai_bench::eval::align::{align, AlignParams};

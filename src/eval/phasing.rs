@@ -61,7 +61,7 @@ impl Default for PhasingParams {
     fn default() -> Self {
         PhasingParams {
             starts: 4,
-            iterations: 300,
+            iterations: 240,
             beta: 0.9,
             hio_per_cycle: 40,
             er_per_cycle: 10,
