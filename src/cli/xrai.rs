@@ -34,7 +34,7 @@ pub struct Args {
     /// Epochs over the --n images (steps = epochs × ⌈N / batch⌉).
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Wall-clock budget: seconds, or with a unit (90s, 55m, 1.5h).
+    /// Wall-clock budget: seconds, or with units (90s, 55m, 1.5h, 1h30m).
     #[arg(long)]
     pub budget: Option<String>,
     /// Output directory.
@@ -109,23 +109,10 @@ pub enum DeviceArg {
     Cuda,
 }
 
-fn parse_budget(s: &str) -> Result<f64> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last() {
-        Some('s') => (&s[..s.len() - 1], 1.0),
-        Some('m') => (&s[..s.len() - 1], 60.0),
-        Some('h') => (&s[..s.len() - 1], 3600.0),
-        _ => (s, 1.0),
-    };
-    let v: f64 = num.parse().with_context(|| format!("--budget {s}: expected seconds or a number with s/m/h"))?;
-    ensure!(v > 0.0, "--budget must be positive");
-    Ok(v * mult)
-}
-
 pub fn run(mut args: Args) -> Result<()> {
     crate::xrai::default_cpu_threads();
     // checks before any work
-    let budget_s = args.budget.as_deref().map(parse_budget).transpose()?;
+    let budget_s = args.budget.as_deref().map(super::parse_budget).transpose()?.map(|d| d.as_secs_f64());
     if args.physics.rescale_total.is_none() {
         args.physics.rescale_total = Some(20_000.0);
     }
