@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use xrai_bench::data::{ImageSimulator, Rescale, SimulationConfig, Split};
 use xrai_bench::physics::molecule;
+use xrai_bench::xrai::conv::conv3x3;
 use xrai_bench::xrai::decoder::trilinear;
 use xrai_bench::xrai::train::{load_amplitudes, radial_volume, InputStats, Trainer, VolumeInit, WorkingGeometry};
 use xrai_bench::xrai::{Encoder, XraiConfig};
@@ -44,17 +45,22 @@ fn main() {
         let y = enc.forward_t(&x, true).unwrap();
         y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
     });
-    enc.im2col = true;
-    time("  same with im2col + gemm conv", reps, || {
+    enc.candle_conv = true;
+    time("  same with candle's conv2d", reps, || {
         let y = enc.forward_t(&x, true).unwrap();
         y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
     });
-    enc.im2col = false;
+    enc.candle_conv = false;
     let xi = Tensor::randn(0f32, 1.0, (256, 1, s, s), &dev).unwrap();
     let inf = time("encoder inference (eval mode, 256 images)", reps, || {
         enc.forward_t(&xi, false).unwrap();
     });
     println!("{:<44} {:>9.0} images/s", "encoder inference", 256.0 / inf);
+
+    conv_layers(reps, b, s, 1, &cfg.widths);
+    if std::env::var_os("XRAI_BENCH_CONV_ONLY").is_some() {
+        return;
+    }
 
     // trilinear op: 64 images × 8 heads × 1024 pixels
     let m = cfg.volume_size;
@@ -86,4 +92,37 @@ fn main() {
     time("forward only (train mode)", reps, || {
         t.forward(batch, true).unwrap();
     });
+}
+
+/// The encoder's four 3×3 convolutions alone (batch 64: 1→16 @ 32², 16→32 @ 16², 32→64 @ 8²,
+/// 64→128 @ 4²): the im2col + GEMM custom op (`xrai::conv`) vs candle's conv2d, forward and
+/// forward + backward of Σ y². The first layer's input is data (no gradient), the others' are
+/// variables, as in the encoder. `XRAI_BENCH_CONV_ONLY=1` stops the bench after these timings.
+fn conv_layers(reps: usize, b: usize, s: usize, in_ch: usize, widths: &[usize]) {
+    let dev = Device::Cpu;
+    let (mut tot_op, mut tot_candle) = ([0f64; 2], [0f64; 2]);
+    let mut c = in_ch;
+    for (i, &o) in widths.iter().enumerate() {
+        let side = s >> i;
+        let x = Tensor::randn(0f32, 1.0, (b, c, side, side), &dev).unwrap();
+        let x = if i == 0 { x } else { Var::from_tensor(&x).unwrap().as_tensor().clone() };
+        let w = Var::from_tensor(&Tensor::randn(0f32, 0.1, (o, c, 3, 3), &dev).unwrap()).unwrap();
+        let w = w.as_tensor();
+        let name = format!("conv {c}→{o} @ {side}²");
+        tot_op[0] += time(&format!("{name} forward, im2col op"), reps, || {
+            conv3x3(&x, w).unwrap();
+        });
+        tot_candle[0] += time(&format!("{name} forward, candle conv2d"), reps, || {
+            x.conv2d(w, 1, 1, 1, 1).unwrap();
+        });
+        tot_op[1] += time(&format!("{name} fwd + bwd, im2col op"), reps, || {
+            conv3x3(&x, w).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        });
+        tot_candle[1] += time(&format!("{name} fwd + bwd, candle conv2d"), reps, || {
+            x.conv2d(w, 1, 1, 1, 1).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        });
+        c = o;
+    }
+    println!("{:<44} {:>9.2} ms (candle {:.2} ms)", "4 convs forward, im2col op", tot_op[0] * 1e3, tot_candle[0] * 1e3);
+    println!("{:<44} {:>9.2} ms (candle {:.2} ms)", "4 convs fwd + bwd, im2col op", tot_op[1] * 1e3, tot_candle[1] * 1e3);
 }

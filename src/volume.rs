@@ -69,3 +69,60 @@ impl ComplexVolume {
         self.map(|f| f.norm() as f32)
     }
 }
+
+impl Volume<f32> {
+    /// Trilinear value at a physical coordinate (Å⁻¹ or Å); `None` outside the grid.
+    pub fn sample(&self, p: [f64; 3]) -> Option<f32> {
+        let c = self.centre() as f64;
+        let last = (self.m - 1) as f64;
+        let mut base = [0usize; 3];
+        let mut frac = [0f32; 3];
+        for a in 0..3 {
+            let u = p[a] / self.spacing + c;
+            if !(0.0..=last).contains(&u) {
+                return None;
+            }
+            let f = u.floor().min(last - 1.0).max(0.0);
+            base[a] = f as usize;
+            frac[a] = (u - f) as f32;
+        }
+        let mut acc = 0f32;
+        for corner in 0..8 {
+            let o = [corner & 1, (corner >> 1) & 1, (corner >> 2) & 1];
+            let mut w = 1f32;
+            for a in 0..3 {
+                w *= if o[a] == 1 { frac[a] } else { 1.0 - frac[a] };
+            }
+            if w != 0.0 {
+                acc += w * self.data[self.index(base[0] + o[0], base[1] + o[1], base[2] + o[2])];
+            }
+        }
+        Some(acc)
+    }
+
+    /// This volume trilinearly resampled onto the centred `m`³ grid of spacing `spacing`
+    /// (e.g. a method's own grid onto the evaluation grid, so FSC and phasing compare like with
+    /// like). Voxels beyond `limit` (|s|, same units) or outside this grid get `outside`; −1
+    /// means "not measured", which phasing leaves free.
+    pub fn resampled(&self, m: usize, spacing: f64, limit: f64, outside: f32) -> Volume<f32> {
+        let c = ((m - 1) / 2) as f64;
+        let mut data = vec![outside; m * m * m];
+        use rayon::prelude::*;
+        data.par_chunks_mut(m * m).enumerate().for_each(|(iz, plane)| {
+            let z = (iz as f64 - c) * spacing;
+            for iy in 0..m {
+                let y = (iy as f64 - c) * spacing;
+                for ix in 0..m {
+                    let x = (ix as f64 - c) * spacing;
+                    if (x * x + y * y + z * z).sqrt() > limit {
+                        continue;
+                    }
+                    if let Some(v) = self.sample([x, y, z]) {
+                        plane[iy * m + ix] = v;
+                    }
+                }
+            }
+        });
+        Volume { m, spacing, data }
+    }
+}

@@ -146,6 +146,12 @@ impl ImageSimulator {
         rng
     }
 
+    /// The pose of image `index` of `split` (what [`ImageSimulator::image`] renders), without
+    /// rendering it.
+    pub fn pose(&self, split: Split, index: u64) -> UnitQuaternion<f64> {
+        random_rotation(&mut self.rng(split, index))
+    }
+
     /// Image `index` of `split` with a random pose; returns the pose.
     pub fn image(&self, split: Split, index: u64, out: &mut [f32]) -> UnitQuaternion<f64> {
         let mut rng = self.rng(split, index);

@@ -15,6 +15,31 @@ pub enum SymmetricBranch {
     ReEncode,
 }
 
+/// The data term of the loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataLoss {
+    /// Squared error of amplitudes (the paper's, equation 4).
+    #[default]
+    Mse,
+    /// Poisson negative log-likelihood of the photon counts given the predicted intensity
+    /// (amplitude²), as a deviance: for photon-count data (`--poisson`), beyond the paper.
+    Poisson,
+}
+
+/// The decoder's representation of the Fourier amplitude volume.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecoderKind {
+    /// An explicit M³ voxel grid sampled trilinearly (custom op with its own backward): the
+    /// CPU default, measured ~50 ms forward + backward per step.
+    #[default]
+    Voxel,
+    /// cryoAI's FourierNet: exp(SIREN envelope) × SIREN modulant of the 3-D frequency,
+    /// Friedel-symmetrised by averaging s and −s (the paper's decoder).
+    FourierNet,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct XraiConfig {
     /// Pose hypotheses per image (K; 1 is the paper, 8 the measured CPU default).
@@ -49,6 +74,33 @@ pub struct XraiConfig {
     pub init_noise: f64,
     /// Seed of the network initialisation.
     pub seed: u64,
+    /// Data term of the loss.
+    #[serde(default)]
+    pub loss: DataLoss,
+    /// Amplitude-volume representation.
+    #[serde(default)]
+    pub decoder: DecoderKind,
+    /// FourierNet: hidden width and layers of each SIREN, and the first layer's ω₀.
+    #[serde(default = "default_siren_width")]
+    pub siren_width: usize,
+    #[serde(default = "default_siren_layers")]
+    pub siren_layers: usize,
+    #[serde(default = "default_siren_omega")]
+    pub siren_omega: f64,
+    /// Extra input channels: the standardised image blurred by Gaussians of σ = 0.5·2^i pixels,
+    /// i = 0 … levels − 1 (cryoAI's fixed "Gaussian pyramid"; 0: off, the measured default).
+    #[serde(default)]
+    pub pyramid_levels: usize,
+}
+
+fn default_siren_width() -> usize {
+    64
+}
+fn default_siren_layers() -> usize {
+    3
+}
+fn default_siren_omega() -> f64 {
+    30.0
 }
 
 impl Default for XraiConfig {
@@ -75,15 +127,28 @@ impl Default for XraiConfig {
             stats_images: 2048,
             init_noise: 0.01,
             seed: 0,
+            loss: DataLoss::Mse,
+            decoder: DecoderKind::Voxel,
+            siren_width: default_siren_width(),
+            siren_layers: default_siren_layers(),
+            siren_omega: default_siren_omega(),
+            pyramid_levels: 0,
         }
     }
 }
 
 impl XraiConfig {
-    /// The paper's design: one head, the π branch re-encoded, no uniformity penalty.
+    /// The paper's design: one head, the π branch re-encoded, no uniformity penalty,
+    /// FourierNet decoder.
     pub fn paper() -> Self {
         XraiConfig {
             heads: 1,
+            decoder: DecoderKind::FourierNet,
+            // cryoAI's optimiser: Adam (AMSGrad) at 1e-4, gradients clipped to norm 1
+            lr_encoder: 1e-4,
+            lr_volume: 1e-4,
+            amsgrad: true,
+            grad_clip: Some(1.0),
             branch: SymmetricBranch::ReEncode,
             mean_head_weight: 0.0,
             uniformity_weight: 0.0,
@@ -102,6 +167,8 @@ impl XraiConfig {
             self.widths.len()
         );
         anyhow::ensure!(self.volume_size % 2 == 1 && self.volume_size >= 5, "--volume-size must be odd and ≥ 5");
+        anyhow::ensure!(self.siren_layers >= 1 && self.siren_width >= 1, "--siren-layers and --siren-width must be at least 1");
+        anyhow::ensure!(self.pyramid_levels <= 8, "--pyramid-levels must be at most 8");
         anyhow::ensure!(self.batch >= 2, "--batch must be at least 2 (batch norm)");
         anyhow::ensure!(self.lr_encoder > 0.0 && self.lr_volume >= 0.0, "learning rates must be positive");
         Ok(())

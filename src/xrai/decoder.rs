@@ -1,6 +1,10 @@
-//! The physics-based decoder: an explicit M³ voxel grid of Fourier amplitudes (Friedel-
-//! symmetrised by averaging with its point reflection) sampled at the rotated Ewald
-//! coordinates R̂ s_p by trilinear interpolation, a Candle custom op with its own backward.
+//! The physics-based decoder: a learned Fourier-amplitude volume queried at the rotated Ewald
+//! coordinates R̂ s_p. Two representations (chosen by `XraiConfig::decoder`):
+//! - an explicit M³ voxel grid (Friedel-symmetrised by averaging with its point reflection)
+//!   sampled by trilinear interpolation, a Candle custom op with its own backward (the CPU
+//!   default: ~50 ms forward + backward for 524K samples);
+//! - cryoAI's FourierNet (the paper's decoder): exp(SIREN envelope) × SIREN modulant of the
+//!   frequency, Friedel-symmetrised by averaging s and −s.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, Var};
 use rayon::prelude::*;
@@ -201,10 +205,97 @@ pub fn friedel_symmetrize(vol: &Tensor) -> Result<Tensor> {
     (vol + vol.flip(&[0, 1, 2])?)? * 0.5
 }
 
+/// A SIREN (Sitzmann et al. 2020): sine layers sin(ω₀ (W x + b)) and a linear output layer.
+pub struct Siren {
+    hidden: Vec<candle_nn::Linear>,
+    out: candle_nn::Linear,
+    omega: f64,
+}
+
+impl Siren {
+    /// Weights from a seeded generator (candle's own cannot be seeded): the first layer
+    /// uniform in ±1/fan-in, later ones in ±√(6/fan-in)/ω₀ (the SIREN initialisation).
+    pub fn new(inputs: usize, width: usize, layers: usize, omega: f64, vb: candle_nn::VarBuilder, rng: &mut impl rand::Rng) -> Result<Siren> {
+        let mut linear = |fan_in: usize, fan_out: usize, bound: f64, name: String| -> Result<candle_nn::Linear> {
+            let mut uniform = |n: usize, b: f64| -> Vec<f32> { (0..n).map(|_| (b * (2.0 * rng.random::<f64>() - 1.0)) as f32).collect() };
+            let w = Tensor::from_vec(uniform(fan_in * fan_out, bound), (fan_out, fan_in), vb.device())?;
+            let b = Tensor::from_vec(uniform(fan_out, 1.0 / (fan_in as f64).sqrt()), fan_out, vb.device())?;
+            let vw = vb.get_with_hints((fan_out, fan_in), &format!("{name}.weight"), candle_nn::Init::Const(0.0))?;
+            let vbias = vb.get_with_hints(fan_out, &format!("{name}.bias"), candle_nn::Init::Const(0.0))?;
+            // get_with_hints returns the VarMap's tensor: overwrite it in place with the seeded values
+            set_in_place(&vw, &w)?;
+            set_in_place(&vbias, &b)?;
+            Ok(candle_nn::Linear::new(vw, Some(vbias)))
+        };
+        let mut hidden = Vec::with_capacity(layers);
+        let mut fan_in = inputs;
+        for l in 0..layers {
+            let bound = if l == 0 { 1.0 / fan_in as f64 } else { (6.0 / fan_in as f64).sqrt() / omega };
+            hidden.push(linear(fan_in, width, bound, format!("l{l}"))?);
+            fan_in = width;
+        }
+        let out = linear(fan_in, 1, (6.0 / fan_in as f64).sqrt() / omega, "out".into())?;
+        Ok(Siren { hidden, out, omega })
+    }
+
+    /// `x`: `[N, inputs]` → `[N, 1]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        use candle_core::Module;
+        let mut h = x.clone();
+        for layer in &self.hidden {
+            h = (layer.forward(&h)? * self.omega)?.sin()?;
+        }
+        self.out.forward(&h)
+    }
+}
+
+/// Overwrites a VarMap-backed tensor's values (the tensor shares storage with its `Var`).
+fn set_in_place(target: &Tensor, values: &Tensor) -> Result<()> {
+    let var = Var::from_tensor(target)?;
+    var.set(values)?;
+    Ok(())
+}
+
+/// cryoAI's FourierNet for amplitudes: A(s) = ½ [g(s) + g(−s)], g(s) = exp(envelope(s/s₀)) ·
+/// modulant(s/s₀), with s₀ the grid's half extent (so inputs lie in [−1, 1]). The envelope
+/// carries the fall-off of |F| over orders of magnitude, the modulant its speckle.
+pub struct FourierNet {
+    envelope: Siren,
+    modulant: Siren,
+    /// s₀ in voxel units of the decoder grid.
+    scale: f64,
+}
+
+impl FourierNet {
+    pub fn new(width: usize, layers: usize, omega: f64, half_extent_voxels: f64, vb: candle_nn::VarBuilder, seed: u64) -> Result<FourierNet> {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5157_4e45_54);
+        let envelope = Siren::new(3, width, layers, omega, vb.pp("envelope"), &mut rng)?;
+        let modulant = Siren::new(3, width, layers, omega, vb.pp("modulant"), &mut rng)?;
+        Ok(FourierNet { envelope, modulant, scale: half_extent_voxels })
+    }
+
+    /// Amplitudes at points `[N, 3]` given in voxel units relative to the grid centre → `[N]`.
+    pub fn forward(&self, points: &Tensor) -> Result<Tensor> {
+        let x = (points / self.scale)?;
+        let g = |x: &Tensor| -> Result<Tensor> { self.envelope.forward(x)?.exp()? * self.modulant.forward(x)? };
+        let both = Tensor::cat(&[&x, &x.neg()?], 0)?;
+        let n = x.dim(0)?;
+        let v = g(&both)?.squeeze(1)?;
+        (v.narrow(0, 0, n)? + v.narrow(0, n, n)?)? * 0.5
+    }
+}
+
+/// The learned amplitude representation.
+pub enum Amplitudes {
+    /// `[M, M, M]` amplitudes, `[z][y][x]`; a `Var` when learned, a plain tensor when frozen.
+    Voxel(Tensor),
+    FourierNet(FourierNet),
+}
+
 /// The learned amplitude volume and the fixed detector geometry it is queried with.
 pub struct Decoder {
-    /// `[M, M, M]` amplitudes, `[z][y][x]`; a `Var` when learned, a plain tensor when frozen.
-    pub volume: Tensor,
+    pub amplitudes: Amplitudes,
     pub m: usize,
     /// Δs of the grid (Å⁻¹).
     pub spacing: f64,
@@ -218,9 +309,9 @@ pub struct Decoder {
 
 impl Decoder {
     /// `s`: working-pixel s-vectors (Å⁻¹), `pixel_weight`: per-pixel amplitude factor.
-    pub fn new(volume: Tensor, spacing: f64, s: &[[f64; 3]], pixel_weight: &[f32], normalize_total: Option<f64>) -> Result<Decoder> {
-        let m = volume.dim(0)?;
-        let dev = volume.device().clone();
+    /// `m`, `spacing`: the grid the amplitudes live on (FourierNet: where it is evaluated for
+    /// output, and its coordinate scale).
+    pub fn new(amplitudes: Amplitudes, m: usize, spacing: f64, s: &[[f64; 3]], pixel_weight: &[f32], normalize_total: Option<f64>, dev: &Device) -> Result<Decoder> {
         let p = s.len();
         let mut sg = vec![0f32; 3 * p];
         for (j, v) in s.iter().enumerate() {
@@ -228,13 +319,16 @@ impl Decoder {
                 sg[a * p + j] = (v[a] / spacing) as f32;
             }
         }
-        let s_grid = Tensor::from_vec(sg, (3, p), &dev)?;
-        let pixel_weight = Tensor::from_vec(pixel_weight.to_vec(), (1, p), &dev)?;
-        Ok(Decoder { volume, m, spacing, s_grid, pixel_weight, normalize_total })
+        let s_grid = Tensor::from_vec(sg, (3, p), dev)?;
+        let pixel_weight = Tensor::from_vec(pixel_weight.to_vec(), (1, p), dev)?;
+        Ok(Decoder { amplitudes, m, spacing, s_grid, pixel_weight, normalize_total })
     }
 
-    pub fn from_var(var: &Var, spacing: f64, s: &[[f64; 3]], pixel_weight: &[f32], normalize_total: Option<f64>) -> Result<Decoder> {
-        Decoder::new(var.as_tensor().clone(), spacing, s, pixel_weight, normalize_total)
+    /// A voxel decoder (`volume` `[M, M, M]`).
+    pub fn voxel(volume: Tensor, spacing: f64, s: &[[f64; 3]], pixel_weight: &[f32], normalize_total: Option<f64>) -> Result<Decoder> {
+        let m = volume.dim(0)?;
+        let dev = volume.device().clone();
+        Decoder::new(Amplitudes::Voxel(volume), m, spacing, s, pixel_weight, normalize_total, &dev)
     }
 
     pub fn pixels(&self) -> usize {
@@ -253,8 +347,15 @@ impl Decoder {
     /// Predicted amplitude images for rotations `[N, 3, 3]` → `[N, P]`.
     pub fn forward(&self, rots: &Tensor) -> Result<Tensor> {
         let coords = self.coordinates(rots)?;
-        let vol = friedel_symmetrize(&self.volume)?;
-        let a = trilinear(&vol, &coords)?.broadcast_mul(&self.pixel_weight)?;
+        let a = match &self.amplitudes {
+            Amplitudes::Voxel(volume) => trilinear(&friedel_symmetrize(volume)?, &coords)?,
+            Amplitudes::FourierNet(net) => {
+                let (n, p, _) = coords.dims3()?;
+                let centre = ((self.m - 1) / 2) as f64;
+                net.forward(&(coords.reshape((n * p, 3))? - centre)?)?.reshape((n, p))?
+            }
+        };
+        let a = a.broadcast_mul(&self.pixel_weight)?;
         match self.normalize_total {
             None => Ok(a),
             Some(t) => {
@@ -264,8 +365,28 @@ impl Decoder {
         }
     }
 
-    /// The Friedel-symmetrised amplitude volume as a flat `[z][y][x]` vector.
+    /// The Friedel-symmetrised amplitude volume on the decoder's M³ grid as a flat `[z][y][x]`
+    /// vector (FourierNet: evaluated at the voxel centres).
     pub fn symmetrized_volume(&self) -> Result<Vec<f32>> {
-        friedel_symmetrize(&self.volume.detach())?.flatten_all()?.to_vec1::<f32>()
+        match &self.amplitudes {
+            Amplitudes::Voxel(volume) => friedel_symmetrize(&volume.detach())?.flatten_all()?.to_vec1::<f32>(),
+            Amplitudes::FourierNet(net) => {
+                let m = self.m;
+                let c = ((m - 1) / 2) as f32;
+                let mut out = Vec::with_capacity(m * m * m);
+                let dev = self.s_grid.device();
+                for iz in 0..m {
+                    let mut pts = Vec::with_capacity(m * m * 3);
+                    for iy in 0..m {
+                        for ix in 0..m {
+                            pts.extend_from_slice(&[ix as f32 - c, iy as f32 - c, iz as f32 - c]);
+                        }
+                    }
+                    let t = Tensor::from_vec(pts, (m * m, 3), dev)?;
+                    out.extend(net.forward(&t)?.detach().to_vec1::<f32>()?);
+                }
+                Ok(out)
+            }
+        }
     }
 }

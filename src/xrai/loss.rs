@@ -3,14 +3,38 @@
 
 use candle_core::{Device, Result, Tensor, D};
 
-/// Per image, head and branch: mean squared error over pixels, divided by `norm` (the mean
-/// squared target amplitude, so the data term is a relative error of order 1).
-/// `pred`: `[B, K, P]` for branch 0; `pred_pi`: `[B, K, P]` for branch 1 (the same tensor in
-/// the cheap form); `target`, `target_pi`: `[B, P]`. Returns `[B, K, 2]`.
-pub fn branch_errors(pred: &Tensor, pred_pi: &Tensor, target: &Tensor, target_pi: &Tensor, norm: f64) -> Result<Tensor> {
-    let e0 = pred.broadcast_sub(&target.unsqueeze(1)?)?.sqr()?.mean(D::Minus1)?;
-    let e1 = pred_pi.broadcast_sub(&target_pi.unsqueeze(1)?)?.sqr()?.mean(D::Minus1)?;
+pub use super::config::DataLoss;
+
+/// Per image, head and branch: the data term averaged over pixels, divided by `norm` (the mean
+/// squared target amplitude, i.e. the mean intensity per pixel, so the term is a relative error
+/// of order 1). `pred`: `[B, K, P]` amplitudes for branch 0; `pred_pi`: `[B, K, P]` for branch 1
+/// (the same tensor in the cheap form); `target`, `target_pi`: `[B, P]` amplitudes. Returns
+/// `[B, K, 2]`.
+pub fn branch_errors(pred: &Tensor, pred_pi: &Tensor, target: &Tensor, target_pi: &Tensor, norm: f64, kind: DataLoss) -> Result<Tensor> {
+    let term = |p: &Tensor, t: &Tensor| -> Result<Tensor> {
+        let t = t.unsqueeze(1)?;
+        match kind {
+            DataLoss::Mse => p.broadcast_sub(&t)?.sqr()?.mean(D::Minus1),
+            DataLoss::Poisson => poisson_deviance(&p.sqr()?, &t.sqr()?),
+        }
+    };
+    let e0 = term(pred, target)?;
+    let e1 = term(pred_pi, target_pi)?;
     Tensor::stack(&[e0, e1], D::Minus1)? / norm
+}
+
+/// Half the Poisson deviance per pixel, averaged over the last axis: λ − k − k ln(λ / k) for
+/// expected counts λ (the predicted intensity) and measured counts k (the image), with
+/// k ln k → 0 at k = 0. It is the negative log-likelihood −ln P(k | λ) up to a term free of
+/// λ, shifted so that a perfect prediction scores 0 (comparable across images and branches).
+/// `lambda`: `[B, K, P]`, `counts`: `[B, 1, P]`.
+pub fn poisson_deviance(lambda: &Tensor, counts: &Tensor) -> Result<Tensor> {
+    const EPS: f64 = 1e-6;
+    let lam = (lambda + EPS)?;
+    let k = counts.broadcast_as(lam.shape())?;
+    let k_log_k = (&k * (&k + EPS)?.log()?)?;
+    let d = ((&lam - &k)? - (&k * lam.log()?)?)?.add(&k_log_k)?;
+    d.mean(D::Minus1)
 }
 
 /// Winner-takes-all symmetric loss: batch mean of the minimum over heads and branches, plus

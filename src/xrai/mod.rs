@@ -9,8 +9,10 @@
 //! One file per concept: [`config`], [`encoder`], [`decoder`], [`loss`], [`optim`], [`train`].
 
 pub mod config;
+pub mod conv;
 pub mod decoder;
 pub mod encoder;
+pub mod layers;
 pub mod loss;
 pub mod optim;
 pub mod train;

@@ -64,6 +64,45 @@ impl Adam {
         Ok(sq.sqrt())
     }
 
+    /// The moments as named tensors (`<group>.<index>.m|v|vmax`), for checkpoints: a resumed
+    /// run continues with the same Adam state instead of restarting its moment estimates.
+    pub fn state_tensors(&self) -> std::collections::HashMap<String, Tensor> {
+        let mut out = std::collections::HashMap::new();
+        for (g, states) in self.groups.iter().zip(&self.state) {
+            for (i, st) in states.iter().enumerate() {
+                out.insert(format!("{}.{i}.m", g.name), st.m.clone());
+                out.insert(format!("{}.{i}.v", g.name), st.v.clone());
+                if let Some(vm) = &st.vmax {
+                    out.insert(format!("{}.{i}.vmax", g.name), vm.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Restores moments saved by [`Adam::state_tensors`]; shapes must match.
+    pub fn load_state_tensors(&mut self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        for (g, states) in self.groups.iter().zip(self.state.iter_mut()) {
+            for (i, st) in states.iter_mut().enumerate() {
+                let (dims, device) = (st.m.dims().to_vec(), st.m.device().clone());
+                let get = |k: &str| -> Result<Tensor> {
+                    let key = format!("{}.{i}.{k}", g.name);
+                    let t = tensors.get(&key).ok_or_else(|| candle_core::Error::Msg(format!("optimizer state has no {key}")))?;
+                    if t.dims() != dims.as_slice() {
+                        candle_core::bail!("optimizer state {key}: shape {:?}, expected {dims:?}", t.dims());
+                    }
+                    t.to_device(&device)
+                };
+                st.m = get("m")?;
+                st.v = get("v")?;
+                if st.vmax.is_some() {
+                    st.vmax = Some(get("vmax")?);
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn step(&mut self, grads: &GradStore) -> Result<StepInfo> {
         self.step += 1;
         let grad_norm = self.grad_norm(grads)?;

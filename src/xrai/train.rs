@@ -12,12 +12,12 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::config::{SymmetricBranch, XraiConfig};
-use super::decoder::{trilinear_forward, Decoder};
+use super::config::{DecoderKind, SymmetricBranch, XraiConfig};
+use super::decoder::{Amplitudes, Decoder, FourierNet};
 use super::encoder::{sixd_to_rotation, Encoder};
 use super::loss::{branch_errors, symmetric_multihead, uniformity, winners};
 use super::optim::{Adam, ParamGroup};
-use crate::data::{Batch, ImageSimulator, ImageStream, Rescale, Split};
+use crate::data::{Batch, Dataset, ImageSimulator, ImageStream, Rescale, SimulationConfig, Split};
 use crate::physics::detector::Detector;
 use crate::rotation::{canonical, to_matrix};
 
@@ -37,7 +37,13 @@ pub struct WorkingGeometry {
 
 impl WorkingGeometry {
     pub fn new(sim: &ImageSimulator, side: usize) -> anyhow::Result<WorkingGeometry> {
-        let det = &sim.config.detector;
+        WorkingGeometry::from_config(&sim.config, side)
+    }
+
+    /// From a simulation config alone (e.g. an on-disk dataset's meta.json).
+    pub fn from_config(config: &SimulationConfig, side: usize) -> anyhow::Result<WorkingGeometry> {
+        let det = &config.detector;
+        let full_geometry = det.geometry(&config.beam);
         let full = det.pixels;
         ensure!(
             side <= full && full % side == 0,
@@ -45,9 +51,9 @@ impl WorkingGeometry {
         );
         let factor = full / side;
         let small = Detector { pixels: side, side_m: det.side_m, distance_m: det.distance_m };
-        let g = small.geometry(&sim.config.beam);
+        let g = small.geometry(&config.beam);
         let mut block = vec![0f64; side * side];
-        for (i, w) in sim.geometry.scale.iter().enumerate() {
+        for (i, w) in full_geometry.scale.iter().enumerate() {
             let (r, c) = (i / full, i % full);
             block[(r / factor) * side + c / factor] += w;
         }
@@ -81,6 +87,47 @@ impl WorkingGeometry {
     /// Δs of an M³ grid whose centred half-extent covers every working pixel's |s|.
     pub fn volume_spacing(&self, m: usize) -> f64 {
         self.s_max * 1.02 / ((m - 1) / 2) as f64
+    }
+}
+
+/// Where training (or test) images come from: the simulator's stream, or a dataset written by
+/// `xrai-bench simulate` (read in chunks: memory stays constant in N).
+pub enum ImageSource<'a> {
+    Stream { sim: &'a ImageSimulator, split: Split },
+    Stored(std::sync::Mutex<Dataset>),
+}
+
+impl ImageSource<'_> {
+    /// Images available (None: an endless stream).
+    pub fn len(&self) -> Option<u64> {
+        match self {
+            ImageSource::Stream { .. } => None,
+            ImageSource::Stored(d) => Some(d.lock().unwrap().len),
+        }
+    }
+
+    /// Working-size amplitude images `start .. start + n` (clamped to the end) and their true poses.
+    pub fn amplitudes(&self, geo: &WorkingGeometry, start: u64, n: usize) -> anyhow::Result<(Vec<f32>, Vec<UnitQuaternion<f64>>)> {
+        match self {
+            ImageSource::Stream { sim, split } => Ok(load_amplitudes(sim, geo, *split, start, n)),
+            ImageSource::Stored(d) => {
+                let mut d = d.lock().unwrap();
+                ensure!(d.side == geo.full_side, "{}: images are {}² but the detector has {}² pixels", d.dir.display(), d.side, geo.full_side);
+                let mut amps = Vec::with_capacity(n * geo.pixels());
+                let mut tmp = Vec::new();
+                let end = (start + n as u64).min(d.len);
+                let mut at = start;
+                while at < end {
+                    let count = ((end - at) as usize).min(1024);
+                    let images = d.read_images(at, count)?;
+                    geo.amplitudes(&images, &mut tmp);
+                    amps.extend_from_slice(&tmp);
+                    at += count as u64;
+                }
+                let poses = d.poses[start.min(d.len) as usize..end as usize].to_vec();
+                Ok((amps, poses))
+            }
+        }
     }
 }
 
@@ -183,21 +230,51 @@ pub fn radial_volume(geo: &WorkingGeometry, amps: &[f32], m: usize, spacing: f64
 /// |F| of the simulator's true transform resampled (trilinearly) on the M³ grid of spacing
 /// `spacing`, in the molecule frame; unit scale (fit it with [`Trainer::fit_volume_scale`]).
 pub fn true_amplitude_volume(sim: &ImageSimulator, m: usize, spacing: f64) -> Vec<f32> {
-    let amp = sim.transform.amplitude();
-    let c = ((m - 1) / 2) as f64;
-    let cs = amp.centre() as f64;
-    let mut coords = Vec::with_capacity(m * m * m * 3);
-    for iz in 0..m {
-        for iy in 0..m {
-            for ix in 0..m {
-                for i in [ix, iy, iz] {
-                    coords.push(((i as f64 - c) * spacing / amp.spacing + cs) as f32);
+    sim.transform.amplitude().resampled(m, spacing, f64::INFINITY, 0.0).data
+}
+
+/// cryoAI's fixed input pyramid: each `side`² image blurred by Gaussians of σ = 0.5·2^i pixels,
+/// i = 0 … levels − 1 (zero padding, separable, truncated at 3σ), stacked image-major:
+/// `[image][level][row][col]`. Computed per image, never learned.
+pub fn gaussian_pyramid(images: &[f32], side: usize, levels: usize) -> Vec<f32> {
+    let n = images.len() / (side * side);
+    let mut out = vec![0f32; n * levels * side * side];
+    let mut tmp = vec![0f32; side * side];
+    for level in 0..levels {
+        let sigma = 0.5 * (1 << level) as f64;
+        let r = (3.0 * sigma).ceil() as i64;
+        let kernel: Vec<f32> = (-r..=r).map(|d| (-(d * d) as f64 / (2.0 * sigma * sigma)).exp() as f32).collect();
+        let total: f32 = kernel.iter().sum();
+        let kernel: Vec<f32> = kernel.iter().map(|k| k / total).collect();
+        for (i, img) in images.chunks_exact(side * side).enumerate() {
+            let o = &mut out[(i * levels + level) * side * side..][..side * side];
+            // rows, then columns
+            for y in 0..side {
+                for x in 0..side {
+                    let mut acc = 0f32;
+                    for (k, w) in kernel.iter().enumerate() {
+                        let xx = x as i64 + k as i64 - r;
+                        if (0..side as i64).contains(&xx) {
+                            acc += w * img[y * side + xx as usize];
+                        }
+                    }
+                    tmp[y * side + x] = acc;
+                }
+            }
+            for y in 0..side {
+                for x in 0..side {
+                    let mut acc = 0f32;
+                    for (k, w) in kernel.iter().enumerate() {
+                        let yy = y as i64 + k as i64 - r;
+                        if (0..side as i64).contains(&yy) {
+                            acc += w * tmp[yy as usize * side + x];
+                        }
+                    }
+                    o[y * side + x] = acc;
                 }
             }
         }
     }
-    let mut out = vec![0f32; m * m * m];
-    trilinear_forward(&amp.data, amp.m, &coords, &mut out);
     out
 }
 
@@ -273,9 +350,11 @@ impl Trainer {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
         let encoder = Encoder::new(&cfg, vb.pp("encoder"))?;
         init_encoder(&varmap, cfg.seed)?;
-        let stats_mean = vb.get_with_hints(p, "stats.mean", Init::Const(0.0))?;
-        let stats_std = vb.get_with_hints(p, "stats.std", Init::Const(1.0))?;
-        let stats_norm = vb.get_with_hints(1, "stats.norm", Init::Const(1.0))?;
+        // The input statistics live in the VarMap so that checkpoints carry them (they are
+        // excluded from the optimiser's groups below).
+        vb.get_with_hints(p, "stats.mean", Init::Const(0.0))?;
+        vb.get_with_hints(p, "stats.std", Init::Const(1.0))?;
+        vb.get_with_hints(1, "stats.norm", Init::Const(1.0))?;
         if let Some(s) = stats {
             let set = |name: &str, v: Vec<f32>| -> anyhow::Result<()> {
                 let data = varmap.data().lock().unwrap();
@@ -289,23 +368,36 @@ impl Trainer {
             set("stats.std", std)?;
             set("stats.norm", vec![s.mean_sq as f32])?;
         }
-        let _ = (stats_mean, stats_std, stats_norm);
         let m = cfg.volume_size;
         let spacing = geometry.volume_spacing(m);
-        let (vol_tensor, learned) = match volume {
-            VolumeInit::Learned(v) | VolumeInit::Frozen(v) if v.len() != m * m * m => {
+        let learned = !matches!(volume, VolumeInit::Frozen(_));
+        let amplitudes = match (cfg.decoder, volume) {
+            (_, VolumeInit::Learned(v) | VolumeInit::Frozen(v)) if v.len() != m * m * m => {
                 anyhow::bail!("volume has {} values, expected {}", v.len(), m * m * m)
             }
-            VolumeInit::Learned(v) => {
+            (DecoderKind::FourierNet, VolumeInit::Frozen(_)) => {
+                anyhow::bail!("a frozen volume needs the voxel decoder (--decoder voxel)")
+            }
+            (DecoderKind::FourierNet, _) => Amplitudes::FourierNet(FourierNet::new(
+                cfg.siren_width,
+                cfg.siren_layers,
+                cfg.siren_omega,
+                ((m - 1) / 2) as f64,
+                vb.pp("decoder.fouriernet"),
+                cfg.seed,
+            )?),
+            (DecoderKind::Voxel, VolumeInit::Learned(v)) => {
                 let t = vb.get_with_hints((m, m, m), "decoder.volume", Init::Const(0.0))?;
                 let data = varmap.data().lock().unwrap();
                 data["decoder.volume"].set(&Tensor::from_vec(v, (m, m, m), &device)?)?;
-                (t, true)
+                Amplitudes::Voxel(t)
             }
-            VolumeInit::FromCheckpoint => (vb.get_with_hints((m, m, m), "decoder.volume", Init::Const(0.0))?, true),
-            VolumeInit::Frozen(v) => (Tensor::from_vec(v, (m, m, m), &device)?, false),
+            (DecoderKind::Voxel, VolumeInit::FromCheckpoint) => {
+                Amplitudes::Voxel(vb.get_with_hints((m, m, m), "decoder.volume", Init::Const(0.0))?)
+            }
+            (DecoderKind::Voxel, VolumeInit::Frozen(v)) => Amplitudes::Voxel(Tensor::from_vec(v, (m, m, m), &device)?),
         };
-        let decoder = Decoder::new(vol_tensor, spacing, &geometry.s, &geometry.pixel_weight, normalize_total)?;
+        let decoder = Decoder::new(amplitudes, m, spacing, &geometry.s, &geometry.pixel_weight, normalize_total, &device)?;
         let mut enc_vars = Vec::new();
         let mut vol_vars = Vec::new();
         {
@@ -315,7 +407,7 @@ impl Trainer {
             for name in names {
                 if name.starts_with("encoder.") && !name.contains("running_") {
                     enc_vars.push(data[name].clone());
-                } else if name == "decoder.volume" && learned {
+                } else if name.starts_with("decoder.") && learned {
                     vol_vars.push(data[name].clone());
                 }
             }
@@ -352,10 +444,19 @@ impl Trainer {
         Ok(())
     }
 
+    /// Encoder input: standardised images `[B, 1, S, S]`, plus the fixed Gaussian-pyramid
+    /// channels when configured.
     fn input(&self, amps: &Tensor) -> candle_core::Result<Tensor> {
         let (b, _) = amps.dims2()?;
         let s = self.cfg.working_size;
-        amps.reshape((b, 1, s, s))?.broadcast_sub(&self.mean)?.broadcast_mul(&self.inv_std)
+        let x = amps.reshape((b, 1, s, s))?.broadcast_sub(&self.mean)?.broadcast_mul(&self.inv_std)?;
+        let levels = self.cfg.pyramid_levels;
+        if levels == 0 {
+            return Ok(x);
+        }
+        let blurred = gaussian_pyramid(&x.flatten_all()?.to_vec1::<f32>()?, s, levels);
+        let blurred = Tensor::from_vec(blurred, (b, levels, s, s), x.device())?;
+        Tensor::cat(&[&x, &blurred], 1)
     }
 
     /// Encodes and decodes a batch: (errors `[B, K, 2]`, rotations `[B, K, 3, 3]`, rotations
@@ -380,7 +481,7 @@ impl Trainer {
                 (p2, Some(r2))
             }
         };
-        let errors = branch_errors(&pred, &pred_pi, &target, &target_pi, self.norm)?;
+        let errors = branch_errors(&pred, &pred_pi, &target, &target_pi, self.norm, self.cfg.loss)?;
         Ok((errors, rots, rots_pi))
     }
 
@@ -454,6 +555,9 @@ impl Trainer {
         let tmp = dir.join("model.safetensors.tmp");
         self.varmap.save(&tmp)?;
         std::fs::rename(&tmp, dir.join("model.safetensors"))?;
+        let tmp = dir.join("optimizer.safetensors.tmp");
+        candle_core::safetensors::save(&self.optimizer.state_tensors(), &tmp)?;
+        std::fs::rename(&tmp, dir.join("optimizer.safetensors"))?;
         write_json(&dir.join("config.json"), &self.cfg)?;
         let mut st = extra.clone();
         st.step = self.step;
@@ -467,6 +571,12 @@ impl Trainer {
             .load(dir.join("model.safetensors"))
             .with_context(|| format!("cannot load {}", dir.join("model.safetensors").display()))?;
         self.refresh_stats()?;
+        // Adam's moments (checkpoints from before they were saved resume with fresh moments)
+        let opt = dir.join("optimizer.safetensors");
+        if opt.exists() {
+            let tensors = candle_core::safetensors::load(&opt, &self.device).with_context(|| format!("cannot load {}", opt.display()))?;
+            self.optimizer.load_state_tensors(&tensors).with_context(|| format!("{}: does not match this model", opt.display()))?;
+        }
         let st: CheckpointState = serde_json::from_str(&std::fs::read_to_string(dir.join("state.json"))?)?;
         self.step = st.step;
         self.optimizer.step = st.step;
@@ -553,6 +663,8 @@ pub struct LoopOptions {
     pub progress: bool,
     /// Seconds already trained (resume).
     pub elapsed0: f64,
+    /// The data's rescaling (recorded in checkpoints).
+    pub rescale: Option<Rescale>,
 }
 
 /// One line of the learning curve.
@@ -581,7 +693,7 @@ pub fn test_error(t: &Trainer, amps: &[f32], poses: &[UnitQuaternion<f64>], n: u
 /// the run with an error that names the last good checkpoint.
 pub fn train_loop(
     t: &mut Trainer,
-    sim: &ImageSimulator,
+    source: &ImageSource,
     opts: &LoopOptions,
     test: (&[f32], &[UnitQuaternion<f64>]),
     eval_images: usize,
@@ -605,8 +717,6 @@ pub fn train_loop(
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let mut batch = Batch::empty();
-    let mut amps = Vec::new();
     let mut ema: Option<f64> = None;
     let mut last: StepStats;
     let mut last_ckpt: Option<usize> = None;
@@ -616,7 +726,7 @@ pub fn train_loop(
         step: t.step,
         elapsed_s: secs,
         images_seen: (t.step * b) as u64,
-        rescale: Some(sim.config.rescale),
+        rescale: opts.rescale,
         normalize_total: t.decoder.normalize_total,
     };
     loop {
@@ -632,9 +742,7 @@ pub fn train_loop(
             }
             None => (first, first + b as u64),
         };
-        let mut stream = ImageStream::new(sim, Split::Train, end, b).starting_at(from);
-        stream.next_into(&mut batch);
-        t.geometry.amplitudes(&batch.images[..batch.len() * batch.pixels], &mut amps);
+        let (amps, _) = source.amplitudes(&t.geometry, from, (end - from) as usize)?;
         if amps.len() / p < 2 {
             t.step += 1; // a one-image tail of an epoch: batch norm needs two
             continue;
