@@ -11,6 +11,7 @@ pub mod emc;
 pub mod eval;
 pub mod mrc;
 pub mod physics;
+pub mod report;
 pub mod rotation;
 pub mod volume;
 pub mod xrai;

@@ -1,17 +1,41 @@
 //! The `xrai-bench` command line: parse, dispatch, nothing else.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use xrai_bench::cli;
 
+/// With no subcommand, `xrai-bench [--pdb ID] [--n N] …` runs the whole benchmark (`run`).
 #[derive(Parser)]
-#[command(name = "xrai-bench", version, about = "X-ray single-particle imaging benchmark: simulate, reconstruct (X-RAI, EMC), evaluate")]
+#[command(
+    name = "xrai-bench",
+    version,
+    about = "X-ray single-particle imaging benchmark: simulate, reconstruct (X-RAI, EMC), evaluate, report",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    run: cli::run::RunArgs,
+    #[command(flatten)]
+    control: cli::run::RunControl,
+}
+
+#[derive(clap::Args)]
+struct RunCommand {
+    #[command(flatten)]
+    run: cli::run::RunArgs,
+    #[command(flatten)]
+    control: cli::run::RunControl,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole benchmark: simulate, run X-RAI and EMC, evaluate, write Table 1 and plots
+    Run(RunCommand),
+    /// Runs for several training-set sizes (--n 5000,50000,500000) and the scaling plots
+    Sweep(RunCommand),
+    /// Print the paper's Table 1 layout (Markdown) from run directories
+    Table(cli::table::Args),
     /// Simulate diffraction images of a molecule (PDB → transform → Ewald slices)
     Simulate(cli::simulate::Args),
     /// Reconstruct with EMC (expand–maximize–compress, exhaustive orientation search)
@@ -27,14 +51,19 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
-        Command::Simulate(args) => cli::simulate::run(args),
-        Command::Emc(args) => cli::emc::run(args),
-        Command::PoseError(args) => cli::pose_error::run(args),
-        Command::Phase(args) => cli::phase::run(args),
-        Command::Fsc(args) => cli::fsc::run(args),
-        Command::Xrai(args) => cli::xrai::run(args),
+        None => cli::run::run(cli.run, cli.control, Some(&matches), false),
+        Some(Command::Run(c)) => cli::run::run(c.run, c.control, matches.subcommand_matches("run"), false),
+        Some(Command::Sweep(c)) => cli::run::run(c.run, c.control, matches.subcommand_matches("sweep"), true),
+        Some(Command::Table(args)) => cli::table::run(args),
+        Some(Command::Simulate(args)) => cli::simulate::run(args),
+        Some(Command::Emc(args)) => cli::emc::run(args),
+        Some(Command::PoseError(args)) => cli::pose_error::run(args),
+        Some(Command::Phase(args)) => cli::phase::run(args),
+        Some(Command::Fsc(args)) => cli::fsc::run(args),
+        Some(Command::Xrai(args)) => cli::xrai::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -4,7 +4,9 @@ pub mod emc;
 pub mod fsc;
 pub mod phase;
 pub mod pose_error;
+pub mod run;
 pub mod simulate;
+pub mod table;
 pub mod xrai;
 
 use std::time::Duration;

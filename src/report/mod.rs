@@ -1,0 +1,5 @@
+//! The report: Table 1 rows as CSV/Parquet and Markdown ([`table`]), and the figures
+//! ([`plots`], PNG + SVG with an embedded font).
+
+pub mod plots;
+pub mod table;
