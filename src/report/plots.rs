@@ -79,7 +79,8 @@ pub fn register_font() {
 fn output_paths(stem: &Path) -> Result<(PathBuf, PathBuf)> {
     if let Some(dir) = stem.parent() {
         if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating directory {}", dir.display()))?;
         }
     }
     let with_ext = |ext: &str| {
@@ -140,7 +141,9 @@ pub fn fsc_curves(stem: &Path, curves: &[(String, Vec<(f64, f64)>)]) -> Result<V
     if curves.is_empty() {
         bail!("FSC plot (fsc_curves): no curves to plot");
     }
-    render_both!("FSC plot", stem, (1000, 700), |root| draw_fsc(&root, curves))
+    render_both!("FSC plot", stem, (1000, 700), |root| draw_fsc(
+        &root, curves
+    ))
 }
 
 /// Distribution of per-image pose errors (degrees), one `(method, errors)` per
@@ -150,9 +153,9 @@ pub fn pose_error_distribution(stem: &Path, series: &[(String, Vec<f64>)]) -> Re
     if series.is_empty() {
         bail!("pose-error distribution plot (pose_error_distribution): no series to plot");
     }
-    render_both!("pose-error distribution plot", stem, (1600, 680), |root| draw_pose_errors(
-        &root, series
-    ))
+    render_both!("pose-error distribution plot", stem, (1600, 680), |root| {
+        draw_pose_errors(&root, series)
+    })
 }
 
 /// One logged point of an X-RAI training run.
@@ -174,7 +177,9 @@ pub fn training_curves(stem: &Path, points: &[TrainingPoint]) -> Result<Vec<Path
     if points.is_empty() {
         bail!("training-curve plot (training_curves): no training points to plot");
     }
-    render_both!("training-curve plot", stem, (1600, 640), |root| draw_training(&root, points))
+    render_both!("training-curve plot", stem, (1600, 640), |root| {
+        draw_training(&root, points)
+    })
 }
 
 /// One EMC iteration.
@@ -194,13 +199,19 @@ pub fn emc_log_likelihood(stem: &Path, iters: &[EmcIteration]) -> Result<Vec<Pat
     if iters.is_empty() {
         bail!("EMC log-likelihood plot (emc_log_likelihood): no iterations to plot");
     }
-    render_both!("EMC log-likelihood plot", stem, (1000, 860), |root| draw_emc(&root, iters))
+    render_both!("EMC log-likelihood plot", stem, (1000, 860), |root| {
+        draw_emc(&root, iters)
+    })
 }
 
 /// Grid of input vs reconstructed images: one `(label, input, reconstruction)`
 /// per row, each a row-major `side`×`side` intensity image, drawn as
 /// log₁₀(max(v, 10⁻³·max)) with the viridis colour map.
-pub fn image_gallery(stem: &Path, side: usize, rows: &[(String, Vec<f32>, Vec<f32>)]) -> Result<Vec<PathBuf>> {
+pub fn image_gallery(
+    stem: &Path,
+    side: usize,
+    rows: &[(String, Vec<f32>, Vec<f32>)],
+) -> Result<Vec<PathBuf>> {
     register_font();
     if rows.is_empty() {
         bail!("image gallery (image_gallery): no images to plot");
@@ -220,7 +231,9 @@ pub fn image_gallery(stem: &Path, side: usize, rows: &[(String, Vec<f32>, Vec<f3
         }
     }
     let layout = GalleryLayout::new(side, rows.len());
-    render_both!("image gallery", stem, layout.size(), |root| draw_gallery(&root, &layout, side, rows))
+    render_both!("image gallery", stem, layout.size(), |root| draw_gallery(
+        &root, &layout, side, rows
+    ))
 }
 
 /// Grid of central slices: `columns` are the column titles; each row is
@@ -266,9 +279,12 @@ pub fn volume_slices(
         }
     }
     let layout = SliceLayout::new(columns.len(), rows.len());
-    render_both!("volume-slice plot", stem, layout.size(), |root| draw_slices(
-        &root, &layout, columns, rows, log
-    ))
+    render_both!(
+        "volume-slice plot",
+        stem,
+        layout.size(),
+        |root| draw_slices(&root, &layout, columns, rows, log)
+    )
 }
 
 /// Log–log plot of a value against the number of training images N, one
@@ -296,7 +312,12 @@ pub fn scaling(
 // ---------------------------------------------------------------------------
 
 fn font(px: f64) -> TextStyle<'static> {
-    TextStyle::from(FontDesc::new(FontFamily::Name(FAMILY), px, FontStyle::Normal)).color(&BLACK)
+    TextStyle::from(FontDesc::new(
+        FontFamily::Name(FAMILY),
+        px,
+        FontStyle::Normal,
+    ))
+    .color(&BLACK)
 }
 
 fn font_at(px: f64, h: HPos, v: VPos) -> TextStyle<'static> {
@@ -439,10 +460,21 @@ fn lin_ticks(span: f64) -> impl Fn(&f64) -> String {
 fn log_axis(lo: f64, hi: f64) -> (WithKeyPoints<LogCoord<f64>>, impl Fn(&f64) -> String) {
     let decades = (hi / lo).log10();
     let powers = lo < 0.00999 || hi > 10001.0;
-    let (e_lo, e_hi) = ((lo.log10() - 1.0).floor() as i32, (hi.log10() + 1.0).ceil() as i32);
+    let (e_lo, e_hi) = (
+        (lo.log10() - 1.0).floor() as i32,
+        (hi.log10() + 1.0).ceil() as i32,
+    );
     let inside = |v: f64| v >= lo * (1.0 - 1e-9) && v <= hi * (1.0 + 1e-9);
-    let multiples: &[f64] = if decades <= 2.6 { &[1.0, 2.0, 5.0] } else { &[1.0] };
-    let every = if decades > 7.0 { (decades / 6.0).ceil() as i32 } else { 1 };
+    let multiples: &[f64] = if decades <= 2.6 {
+        &[1.0, 2.0, 5.0]
+    } else {
+        &[1.0]
+    };
+    let every = if decades > 7.0 {
+        (decades / 6.0).ceil() as i32
+    } else {
+        1
+    };
     let mut bold = Vec::new();
     let mut light = Vec::new();
     for e in e_lo..=e_hi {
@@ -456,7 +488,10 @@ fn log_axis(lo: f64, hi: f64) -> (WithKeyPoints<LogCoord<f64>>, impl Fn(&f64) ->
             light.push(p);
         }
     }
-    let axis = (lo..hi).log_scale().with_key_points(bold).with_light_points(light);
+    let axis = (lo..hi)
+        .log_scale()
+        .with_key_points(bold)
+        .with_light_points(light);
     let fmt = move |v: &f64| {
         let e = (v.log10() + 1e-9).floor();
         let m = (v / 10f64.powf(e) * 1e6).round() / 1e6;
@@ -471,7 +506,10 @@ fn log_axis(lo: f64, hi: f64) -> (WithKeyPoints<LogCoord<f64>>, impl Fn(&f64) ->
 
 /// Draws `text` as a figure title in a band at the top of `root` and returns
 /// the area below it.
-fn titled<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: &str) -> Result<DrawingArea<DB, Shift>> {
+fn titled<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    text: &str,
+) -> Result<DrawingArea<DB, Shift>> {
     let band = 62u32;
     let (w, _) = root.dim_in_pixel();
     let (top, rest) = root.split_vertically(band);
@@ -587,7 +625,10 @@ fn no_data_note<DB: DrawingBackend, X: Ranged, Y: Ranged>(
 // 1. FSC curves
 // ---------------------------------------------------------------------------
 
-fn draw_fsc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
+fn draw_fsc<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    curves: &[(String, Vec<(f64, f64)>)],
+) -> Result<()> {
     let cleaned: Vec<(&str, Vec<(f64, f64)>)> = curves
         .iter()
         .map(|(label, pts)| {
@@ -604,7 +645,11 @@ fn draw_fsc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[(String
         .iter()
         .flat_map(|(_, p)| p.iter().map(|p| p.0))
         .fold(0.0, f64::min);
-    let x_max = if x_max.is_finite() && x_max > x_min { x_max } else { x_min + 1.0 };
+    let x_max = if x_max.is_finite() && x_max > x_min {
+        x_max
+    } else {
+        x_min + 1.0
+    };
     let (y_lo, y_hi) = (-0.1, 1.05);
 
     let mut chart = ChartBuilder::on(root)
@@ -634,7 +679,10 @@ fn draw_fsc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[(String
 
     // zero line and the two customary thresholds
     chart
-        .draw_series(LineSeries::new(vec![(x_min, 0.0), (x_max, 0.0)], BLACK.mix(0.35).stroke_width(1)))
+        .draw_series(LineSeries::new(
+            vec![(x_min, 0.0), (x_max, 0.0)],
+            BLACK.mix(0.35).stroke_width(1),
+        ))
         .pe()?;
     let x_text = x_min + 0.012 * (x_max - x_min);
     for (thr, text) in [(0.5, "FSC = 0.5"), (0.143, "FSC = 0.143")] {
@@ -658,12 +706,16 @@ fn draw_fsc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[(String
     let mut norm_pts = Vec::new();
     for (i, (label, pts)) in cleaned.iter().enumerate() {
         let c = series_color(i);
-        let s = chart.draw_series(LineSeries::new(pts.clone(), c.stroke_width(3))).pe()?;
+        let s = chart
+            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(3)))
+            .pe()?;
         if !label.is_empty() {
             s.label(*label).legend(line_legend(c));
         }
         if pts.len() == 1 {
-            chart.draw_series(std::iter::once(Circle::new(pts[0], 5, c.filled()))).pe()?;
+            chart
+                .draw_series(std::iter::once(Circle::new(pts[0], 5, c.filled())))
+                .pe()?;
         }
         norm_pts.extend(
             pts.iter()
@@ -701,12 +753,20 @@ fn fmt_deg(d: f64) -> String {
     }
 }
 
-fn draw_pose_errors<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &[(String, Vec<f64>)]) -> Result<()> {
+fn draw_pose_errors<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    series: &[(String, Vec<f64>)],
+) -> Result<()> {
     // sorted finite errors, clamped into [0°, 180°]
     let data: Vec<(String, Vec<f64>)> = series
         .iter()
         .map(|(label, v)| {
-            let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).map(|x| x.clamp(0.0, 180.0)).collect();
+            let mut v: Vec<f64> = v
+                .iter()
+                .copied()
+                .filter(|x| x.is_finite())
+                .map(|x| x.clamp(0.0, 180.0))
+                .collect();
             v.sort_by(f64::total_cmp);
             let med = median_sorted(&v);
             let label = if v.is_empty() {
@@ -781,12 +841,17 @@ fn draw_pose_errors<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &
         for (i, c) in counts.iter().enumerate() {
             let col = series_color(i);
             chart
-                .draw_series(c.iter().enumerate().filter(|(_, n)| **n > 0).map(|(b, &n)| {
-                    Rectangle::new(
-                        [(b as f64 * width, 0.0), ((b + 1) as f64 * width, n as f64)],
-                        col.mix(0.2).filled(),
-                    )
-                }))
+                .draw_series(
+                    c.iter()
+                        .enumerate()
+                        .filter(|(_, n)| **n > 0)
+                        .map(|(b, &n)| {
+                            Rectangle::new(
+                                [(b as f64 * width, 0.0), ((b + 1) as f64 * width, n as f64)],
+                                col.mix(0.2).filled(),
+                            )
+                        }),
+                )
                 .pe()?;
         }
         let mut norm_pts = Vec::new();
@@ -799,7 +864,9 @@ fn draw_pose_errors<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &
                 norm_pts.push(((b as f64 + 0.5) / n_bins as f64, n as f64 / (c_max * 1.08)));
             }
             step.push((hist_hi, 0.0));
-            let s = chart.draw_series(LineSeries::new(step, col.stroke_width(2))).pe()?;
+            let s = chart
+                .draw_series(LineSeries::new(step, col.stroke_width(2)))
+                .pe()?;
             if !v.is_empty() || !label.is_empty() {
                 s.label(label.clone()).legend(line_legend(col));
             }
@@ -865,7 +932,9 @@ fn draw_pose_errors<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &
             }
             let last = pts.last().map_or(0.0, |p| p.1);
             pts.push((x_hi, last));
-            chart.draw_series(LineSeries::new(pts, col.stroke_width(3))).pe()?;
+            chart
+                .draw_series(LineSeries::new(pts, col.stroke_width(3)))
+                .pe()?;
             // median marker: dotted drop line from the 0.5 level
             let med = median_sorted(v).clamp(x_lo, x_hi);
             chart
@@ -876,7 +945,9 @@ fn draw_pose_errors<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &
                     col.mix(0.9).stroke_width(2),
                 ))
                 .pe()?;
-            chart.draw_series(std::iter::once(Circle::new((med, 0.5), 5, col.filled()))).pe()?;
+            chart
+                .draw_series(std::iter::once(Circle::new((med, 0.5), 5, col.filled())))
+                .pe()?;
         }
         if data.iter().all(|(_, v)| v.is_empty()) {
             no_data_note(&chart, "no finite pose errors")?;
@@ -889,7 +960,10 @@ fn draw_pose_errors<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &
 // 3. Training curves
 // ---------------------------------------------------------------------------
 
-fn draw_training<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, points: &[TrainingPoint]) -> Result<()> {
+fn draw_training<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    points: &[TrainingPoint],
+) -> Result<()> {
     let minutes = |p: &TrainingPoint| p.elapsed_s / 60.0;
     let loss: Vec<(f64, f64)> = points
         .iter()
@@ -919,8 +993,22 @@ fn draw_training<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, points: &[Tr
 
     let area = titled(root, "Training progress")?;
     let panels = area.split_evenly((1, 2));
-    let specs: [(&DrawingArea<DB, Shift>, &str, &str, &[(f64, f64)], RGBColor, bool); 2] = [
-        (&panels[0], "(a) training loss", "training loss (log scale)", &loss, series_color(0), false),
+    let specs: [(
+        &DrawingArea<DB, Shift>,
+        &str,
+        &str,
+        &[(f64, f64)],
+        RGBColor,
+        bool,
+    ); 2] = [
+        (
+            &panels[0],
+            "(a) training loss",
+            "training loss (log scale)",
+            &loss,
+            series_color(0),
+            false,
+        ),
         (
             &panels[1],
             "(b) test-set pose error",
@@ -975,7 +1063,10 @@ fn draw_training<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, points: &[Tr
 // 4. EMC log-likelihood and β
 // ---------------------------------------------------------------------------
 
-fn draw_emc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, iters: &[EmcIteration]) -> Result<()> {
+fn draw_emc<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    iters: &[EmcIteration],
+) -> Result<()> {
     let ll: Vec<(f64, f64)> = iters
         .iter()
         .map(|it| (it.iteration as f64, it.log_likelihood))
@@ -1027,8 +1118,12 @@ fn draw_emc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, iters: &[EmcItera
         if ll.is_empty() {
             no_data_note(&chart, "no finite log-likelihood values")?;
         } else {
-            chart.draw_series(LineSeries::new(ll.iter().copied(), col.stroke_width(2))).pe()?;
-            chart.draw_series(ll.iter().map(|&p| Circle::new(p, 4, col.filled()))).pe()?;
+            chart
+                .draw_series(LineSeries::new(ll.iter().copied(), col.stroke_width(2)))
+                .pe()?;
+            chart
+                .draw_series(ll.iter().map(|&p| Circle::new(p, 4, col.filled())))
+                .pe()?;
         }
     }
 
@@ -1061,8 +1156,12 @@ fn draw_emc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, iters: &[EmcItera
         if beta.is_empty() {
             no_data_note(&chart, "no positive β values")?;
         } else {
-            chart.draw_series(LineSeries::new(beta.iter().copied(), col.stroke_width(2))).pe()?;
-            chart.draw_series(beta.iter().map(|&p| Circle::new(p, 4, col.filled()))).pe()?;
+            chart
+                .draw_series(LineSeries::new(beta.iter().copied(), col.stroke_width(2)))
+                .pe()?;
+            chart
+                .draw_series(beta.iter().map(|&p| Circle::new(p, 4, col.filled())))
+                .pe()?;
         }
     }
     Ok(())
@@ -1074,7 +1173,9 @@ fn draw_emc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, iters: &[EmcItera
 
 /// 256-entry viridis lookup table.
 fn viridis_lut() -> Vec<RGBColor> {
-    (0..256).map(|i| ViridisRGB::get_color(i as f32 / 255.0)).collect()
+    (0..256)
+        .map(|i| ViridisRGB::get_color(i as f32 / 255.0))
+        .collect()
 }
 
 /// Colour for t ∈ [0, 1] (None → grey).
@@ -1112,7 +1213,8 @@ fn draw_pixels<DB: DrawingBackend>(
             }
             let (xa, xb) = (x0 + edge(j), x0 + edge(k));
             if xb > xa {
-                area.draw(&Rectangle::new([(xa, ya), (xb, yb)], c.filled())).pe()?;
+                area.draw(&Rectangle::new([(xa, ya), (xb, yb)], c.filled()))
+                    .pe()?;
             }
             j = k;
         }
@@ -1126,7 +1228,12 @@ fn draw_pixels<DB: DrawingBackend>(
 }
 
 /// Largest font size ≤ `px` (≥ 11) at which `text` fits in `max_w` pixels.
-fn fitting_font<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, text: &str, px: f64, max_w: u32) -> f64 {
+fn fitting_font<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    text: &str,
+    px: f64,
+    max_w: u32,
+) -> f64 {
     let mut size = px;
     while size > 11.0 {
         match area.estimate_text_size(text, &font(size)) {
@@ -1156,21 +1263,34 @@ fn draw_colorbar<DB: DrawingBackend>(
         ))
         .pe()?;
     }
-    area.draw(&Rectangle::new([(x0, y0), (x0 + w, y0 + h)], BLACK.mix(0.7).stroke_width(1)))
-        .pe()?;
+    area.draw(&Rectangle::new(
+        [(x0, y0), (x0 + w, y0 + h)],
+        BLACK.mix(0.7).stroke_width(1),
+    ))
+    .pe()?;
     let mut text_right = 0;
     for (t, label) in ticks {
         let y = y0 + ((1.0 - t) * (h - 1) as f64).round() as i32;
-        area.draw(&PathElement::new(vec![(x0 + w, y), (x0 + w + 6, y)], BLACK.stroke_width(1)))
-            .pe()?;
-        area.draw(&Text::new(label.clone(), (x0 + w + 9, y), font_at(TICK_PX, HPos::Left, VPos::Center)))
-            .pe()?;
-        let tw = area.estimate_text_size(label, &font(TICK_PX)).map(|s| s.0 as i32).unwrap_or(30);
+        area.draw(&PathElement::new(
+            vec![(x0 + w, y), (x0 + w + 6, y)],
+            BLACK.stroke_width(1),
+        ))
+        .pe()?;
+        area.draw(&Text::new(
+            label.clone(),
+            (x0 + w + 9, y),
+            font_at(TICK_PX, HPos::Left, VPos::Center),
+        ))
+        .pe()?;
+        let tw = area
+            .estimate_text_size(label, &font(TICK_PX))
+            .map(|s| s.0 as i32)
+            .unwrap_or(30);
         text_right = text_right.max(tw);
     }
     area.draw(&Text::new(
         desc.to_string(),
-        (x0 + w + 9 + text_right + 14, y0 + h / 2),
+        (x0 + w + 9 + text_right + 26, y0 + h / 2),
         font_at(AXIS_DESC_PX - 2.0, HPos::Center, VPos::Center).transform(FontTransform::Rotate270),
     ))
     .pe()?;
@@ -1194,12 +1314,25 @@ struct GalleryLayout {
 impl GalleryLayout {
     fn new(side: usize, rows: usize) -> Self {
         // integer magnification up to ~280 px per panel
-        let panel = (if side >= 280 { side } else { side * (280 / side).max(1) }) as i32;
-        Self { panel, label_w: 190, gap: 14, title_h: 64, header_h: 40, bar_w: 140, rows }
+        let panel = (if side >= 280 {
+            side
+        } else {
+            side * (280 / side).max(1)
+        }) as i32;
+        Self {
+            panel,
+            label_w: 190,
+            gap: 14,
+            title_h: 64,
+            header_h: 40,
+            bar_w: 140,
+            rows,
+        }
     }
     fn size(&self) -> (u32, u32) {
         let w = self.label_w + 2 * self.panel + 2 * self.gap + self.bar_w;
-        let h = self.title_h + self.header_h + self.rows as i32 * (self.panel + self.gap) + self.gap;
+        let h =
+            self.title_h + self.header_h + self.rows as i32 * (self.panel + self.gap) + self.gap;
         (w.max(760) as u32, h as u32)
     }
     fn panel_origin(&self, r: usize, c: usize) -> (i32, i32) {
@@ -1213,8 +1346,16 @@ impl GalleryLayout {
 /// Normalised log₁₀ intensity: log₁₀(max(v, floor)) mapped from
 /// [log₁₀ floor, log₁₀ max] = [log₁₀ max − 3, log₁₀ max] to [0, 1].
 fn log_intensity_t(img: &[f32]) -> Vec<Option<f64>> {
-    let max = img.iter().copied().filter(|v| v.is_finite()).fold(f32::NEG_INFINITY, f32::max) as f64;
-    let (floor, top) = if max > 0.0 { (1e-3 * max, max) } else { (1e-3, 1e-3) };
+    let max = img
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(f32::NEG_INFINITY, f32::max) as f64;
+    let (floor, top) = if max > 0.0 {
+        (1e-3 * max, max)
+    } else {
+        (1e-3, 1e-3)
+    };
     let (lo, hi) = (floor.log10(), top.log10());
     img.iter()
         .map(|&v| {
@@ -1262,14 +1403,30 @@ fn draw_gallery<DB: DrawingBackend>(
         ))
         .pe()?;
         for (c, img) in [input, recon].into_iter().enumerate() {
-            let colors: Vec<RGBColor> = log_intensity_t(img).into_iter().map(|t| lut_color(&lut, t)).collect();
+            let colors: Vec<RGBColor> = log_intensity_t(img)
+                .into_iter()
+                .map(|t| lut_color(&lut, t))
+                .collect();
             draw_pixels(root, l.panel_origin(r, c), l.panel, side, &colors)?;
         }
     }
     let (xb, yb) = l.panel_origin(0, 2);
-    let bar_h = if l.rows == 1 { l.panel } else { (l.panel + l.gap + l.panel / 2).min(l.rows as i32 * (l.panel + l.gap) - l.gap) };
-    let ticks: Vec<(f64, String)> = (0..=3).map(|k| (k as f64 / 3.0, fmt_num(k as f64 - 3.0))).collect();
-    draw_colorbar(root, &lut, (xb + 4, yb), (22, bar_h), &ticks, "log₁₀(I / max I)")?;
+    let bar_h = if l.rows == 1 {
+        l.panel
+    } else {
+        (l.panel + l.gap + l.panel / 2).min(l.rows as i32 * (l.panel + l.gap) - l.gap)
+    };
+    let ticks: Vec<(f64, String)> = (0..=3)
+        .map(|k| (k as f64 / 3.0, fmt_num(k as f64 - 3.0)))
+        .collect();
+    draw_colorbar(
+        root,
+        &lut,
+        (xb + 4, yb),
+        (22, bar_h),
+        &ticks,
+        "log₁₀(I / max I)",
+    )?;
     Ok(())
 }
 
@@ -1291,11 +1448,21 @@ struct SliceLayout {
 impl SliceLayout {
     fn new(cols: usize, rows: usize) -> Self {
         let panel = ((1000 - 190) / cols as i32).clamp(150, 270);
-        Self { panel, label_w: 190, gap: 12, title_h: 64, header_h: 40, bar_w: 150, cols, rows }
+        Self {
+            panel,
+            label_w: 190,
+            gap: 12,
+            title_h: 64,
+            header_h: 40,
+            bar_w: 150,
+            cols,
+            rows,
+        }
     }
     fn size(&self) -> (u32, u32) {
         let w = self.label_w + self.cols as i32 * (self.panel + self.gap) + self.bar_w;
-        let h = self.title_h + self.header_h + self.rows as i32 * (self.panel + self.gap) + self.gap;
+        let h =
+            self.title_h + self.header_h + self.rows as i32 * (self.panel + self.gap) + self.gap;
         (w.max(760) as u32, h as u32)
     }
     fn panel_origin(&self, r: usize, c: usize) -> (i32, i32) {
@@ -1310,14 +1477,21 @@ impl SliceLayout {
 /// (None), others log₁₀(max(v, 10⁻³·max)). Linear rows: NaN → None.
 fn slice_t(slice: &[f32], log: bool) -> Vec<Option<f64>> {
     let vals: Vec<Option<f64>> = if log {
-        let max = slice.iter().copied().filter(|v| v.is_finite()).fold(f32::NEG_INFINITY, f32::max) as f64;
+        let max = slice
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(f32::NEG_INFINITY, f32::max) as f64;
         let floor = if max > 0.0 { 1e-3 * max } else { 1e-3 };
         slice
             .iter()
             .map(|&v| (v.is_finite() && v >= 0.0).then(|| (v as f64).max(floor).log10()))
             .collect()
     } else {
-        slice.iter().map(|&v| v.is_finite().then_some(v as f64)).collect()
+        slice
+            .iter()
+            .map(|&v| v.is_finite().then_some(v as f64))
+            .collect()
     };
     let Some((lo, hi)) = min_max(vals.iter().flatten().copied()) else {
         return vals;
@@ -1364,7 +1538,11 @@ fn draw_slices<DB: DrawingBackend>(
             font_at(px, HPos::Right, VPos::Center),
         ))
         .pe()?;
-        let scale = if is_log { "(log₁₀ scale)" } else { "(linear scale)" };
+        let scale = if is_log {
+            "(log₁₀ scale)"
+        } else {
+            "(linear scale)"
+        };
         root.draw(&Text::new(
             scale.to_string(),
             (x0 - 16, y0 + l.panel / 2 + 14),
@@ -1397,14 +1575,31 @@ fn draw_slices<DB: DrawingBackend>(
         }
     }
     let (xb, yb) = l.panel_origin(0, columns.len());
-    let bar_h = l.panel.max(200).min(l.rows as i32 * (l.panel + l.gap) - l.gap - 50);
+    let bar_h = l
+        .panel
+        .max(200)
+        .min(l.rows as i32 * (l.panel + l.gap) - l.gap - 50);
     let ticks = vec![(0.0, "min".to_string()), (1.0, "max".to_string())];
-    draw_colorbar(root, &lut, (xb + 4, yb), (22, bar_h), &ticks, "per-panel scale")?;
+    draw_colorbar(
+        root,
+        &lut,
+        (xb + 4, yb),
+        (22, bar_h),
+        &ticks,
+        "per-panel scale",
+    )?;
     if any_missing || log.iter().any(|&b| b) {
         let y = yb + bar_h + 24;
-        root.draw(&Rectangle::new([(xb + 4, y), (xb + 26, y + 18)], MISSING_GREY.filled())).pe()?;
-        root.draw(&Rectangle::new([(xb + 4, y), (xb + 26, y + 18)], BLACK.mix(0.7).stroke_width(1)))
-            .pe()?;
+        root.draw(&Rectangle::new(
+            [(xb + 4, y), (xb + 26, y + 18)],
+            MISSING_GREY.filled(),
+        ))
+        .pe()?;
+        root.draw(&Rectangle::new(
+            [(xb + 4, y), (xb + 26, y + 18)],
+            BLACK.mix(0.7).stroke_width(1),
+        ))
+        .pe()?;
         root.draw(&Text::new(
             "not measured".to_string(),
             (xb + 32, y + 9),
@@ -1439,7 +1634,9 @@ fn draw_scaling<DB: DrawingBackend>(
             ok.sort_by(|a, b| a.0.total_cmp(&b.0));
             let over: Vec<f64> = if budget.is_some() {
                 pts.iter()
-                    .filter(|(x, y)| x.is_finite() && *x > 0.0 && (y.is_nan() || *y == f64::INFINITY))
+                    .filter(|(x, y)| {
+                        x.is_finite() && *x > 0.0 && (y.is_nan() || *y == f64::INFINITY)
+                    })
                     .map(|p| p.0)
                     .collect()
             } else {
@@ -1449,7 +1646,9 @@ fn draw_scaling<DB: DrawingBackend>(
         })
         .collect();
     let any_over = data.iter().any(|d| !d.2.is_empty());
-    let xs = data.iter().flat_map(|d| d.1.iter().map(|p| p.0).chain(d.2.iter().copied()));
+    let xs = data
+        .iter()
+        .flat_map(|d| d.1.iter().map(|p| p.0).chain(d.2.iter().copied()));
     let (x_lo, x_hi) = log_range(xs, 1.35);
     let mut ys: Vec<f64> = data.iter().flat_map(|d| d.1.iter().map(|p| p.1)).collect();
     if let Some(b) = budget {
@@ -1516,11 +1715,15 @@ fn draw_scaling<DB: DrawingBackend>(
                     + Circle::new((13, 0), 5, col.filled())
             });
         }
-        chart.draw_series(ok.iter().map(|&p| Circle::new(p, 5, col.filled()))).pe()?;
+        chart
+            .draw_series(ok.iter().map(|&p| Circle::new(p, 5, col.filled())))
+            .pe()?;
         norm_pts.extend(ok.iter().map(|&p| norm(p)));
         if let Some(b) = budget {
             // dashed connector from the last finished run to the first run over budget
-            if let (Some(&last), Some(&first_over)) = (ok.last(), over.iter().min_by(|a, b| a.total_cmp(b))) {
+            if let (Some(&last), Some(&first_over)) =
+                (ok.last(), over.iter().min_by(|a, b| a.total_cmp(b)))
+            {
                 if first_over > last.0 {
                     chart
                         .draw_series(DashedLineSeries::new(
@@ -1534,10 +1737,16 @@ fn draw_scaling<DB: DrawingBackend>(
             }
             // (TriangleMarker always fills: a larger black one underneath is the outline)
             chart
-                .draw_series(over.iter().map(|&x| TriangleMarker::new((x, b), 11, BLACK.filled())))
+                .draw_series(
+                    over.iter()
+                        .map(|&x| TriangleMarker::new((x, b), 11, BLACK.filled())),
+                )
                 .pe()?;
             chart
-                .draw_series(over.iter().map(|&x| TriangleMarker::new((x, b), 8, col.filled())))
+                .draw_series(
+                    over.iter()
+                        .map(|&x| TriangleMarker::new((x, b), 8, col.filled())),
+                )
                 .pe()?;
             norm_pts.extend(over.iter().map(|&x| norm((x, b))));
         }
