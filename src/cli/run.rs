@@ -720,7 +720,10 @@ fn draw_plots(args: &RunArgs, sim: &ImageSimulator, dir: &Path, results: &[Metho
     let side = sim.config.detector.pixels;
     let mut rows = Vec::new();
     for r in results {
-        let model = read_mrc(&amplitude_path(r))?.map(|&a| if a > 0.0 { a * a } else { 0.0 });
+        let mut model = read_mrc(&amplitude_path(r))?.map(|&a| if a > 0.0 { a * a } else { 0.0 });
+        // the simulator's grid by construction; the MRC header stores Δs only to f32 precision
+        ensure!(model.m == sim.grid.m, "{}: {}³, but the evaluation grid is {}³", amplitude_path(r).display(), model.m, sim.grid.m);
+        model.spacing = sim.grid.spacing;
         let slicer = crate::physics::slice::Slicer::new(&model, &sim.geometry)?;
         let poses = match r.method {
             Method::Xrai => read_poses(&r.dir.join("poses_test.csv"))?,
@@ -748,7 +751,7 @@ fn draw_plots(args: &RunArgs, sim: &ImageSimulator, dir: &Path, results: &[Metho
     plots::volume_slices(
         &plots_dir.join("slices"),
         &columns,
-        &[("|F|, central z-slice (own frame)".into(), truth_amp.m, amp_slices), ("density, central z-slice (aligned)".into(), truth_den.m, den_slices)],
+        &[("|F| (own frame)".into(), truth_amp.m, amp_slices), ("density (aligned)".into(), truth_den.m, den_slices)],
         &[true, false],
     )?;
     let _ = args;

@@ -71,8 +71,9 @@ pub struct Args {
     /// π branch of the symmetric loss.
     #[arg(long, value_enum)]
     pub branch: Option<SymmetricBranch>,
-    /// Side of the working images: the detector binned by summing blocks. 32 is the measured
-    /// default (64 costs ~4× per step for no gain in pose error at matched time).
+    /// Side of the working images: the detector binned by summing blocks (default 32, the
+    /// working size at which the CPU prototype reached 1.8°; 64² has 4× the pixels, so the
+    /// decoder, the loss and the first convolutions cost ~4× per step).
     #[arg(long)]
     pub working_size: Option<usize>,
     /// Side of the voxel decoder's grid (odd; default 41).
