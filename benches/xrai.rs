@@ -92,6 +92,12 @@ fn main() {
     time("forward only (train mode)", reps, || {
         t.forward(batch, true).unwrap();
     });
+    // the paper's design: one head, π branch re-encoded, FourierNet decoder (2 SIRENs, 3 × 64)
+    let paper = XraiConfig::paper();
+    let mut tp = Trainer::new(paper.clone(), geo.clone(), Some(&stats), VolumeInit::Learned(vec![0.0; m * m * m]), None, dev.clone()).unwrap();
+    time("training step, --paper (FourierNet, 1 head)", reps.min(5), || {
+        tp.train_step(batch).unwrap();
+    });
 }
 
 /// The encoder's four 3×3 convolutions alone (batch 64: 1→16 @ 32², 16→32 @ 16², 32→64 @ 8²,

@@ -174,3 +174,33 @@ fn run_is_atomic_refuses_to_overwrite_and_resumes() {
     let toml_text = std::fs::read_to_string(out.join("run.toml")).unwrap();
     assert!(toml_text.contains("grid = 41") && toml_text.contains("n = [256]"), "{toml_text}");
 }
+
+/// `--config run.toml` reproduces a run's settings; options given on the command line as well
+/// override the file's, and a misspelt key is refused.
+#[test]
+fn config_file_sets_and_command_line_overrides() {
+    use clap::{CommandFactory, FromArgMatches};
+    use xrai_bench::cli::run::{merge_config, RunArgs};
+    #[derive(clap::Parser)]
+    struct W {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let saved = RunArgs { n: vec![5000], seed: 7, budget: "10m".into(), repeats: 3, ..RunArgs::default() };
+    let path = dir.path().join("run.toml");
+    std::fs::write(&path, toml::to_string_pretty(&saved).unwrap()).unwrap();
+    let parse = |argv: &[&str]| {
+        let m = W::command().get_matches_from(argv);
+        let args = W::from_arg_matches(&m).unwrap().run;
+        merge_config(args, Some(&m), Some(&path)).unwrap()
+    };
+    let same = parse(&["x"]);
+    assert_eq!((same.n.clone(), same.seed, same.budget.clone(), same.repeats), (vec![5000], 7, "10m".to_string(), 3));
+    let over = parse(&["x", "--seed", "9", "--n", "100,200"]);
+    assert_eq!((over.n.clone(), over.seed, over.budget.clone(), over.repeats), (vec![100, 200], 9, "10m".to_string(), 3));
+    std::fs::write(&path, "n = [5000]\nbudgte = \"10m\"\n").unwrap();
+    let m = W::command().get_matches_from(["x"]);
+    let err = merge_config(W::from_arg_matches(&m).unwrap().run, Some(&m), Some(&path)).unwrap_err();
+    assert!(format!("{err:#}").contains("budgte"), "{err:#}");
+}
