@@ -92,6 +92,16 @@ fn main() {
     time("forward only (train mode)", reps, || {
         t.forward(batch, true).unwrap();
     });
+    // a 64² working size (4× the pixels of the default 32²)
+    let cfg64 = XraiConfig { working_size: 64, ..cfg.clone() };
+    let geo64 = WorkingGeometry::new(&sim, 64).unwrap();
+    let (amps64, _) = load_amplitudes(&sim, &geo64, Split::Train, 0, b);
+    let stats64 = InputStats::from_amplitudes(&amps64, geo64.pixels());
+    let v64 = radial_volume(&geo64, &amps64, m, geo64.volume_spacing(m), 0.01, 0);
+    let mut t64 = Trainer::new(cfg64, geo64, Some(&stats64), VolumeInit::Learned(v64), None, dev.clone()).unwrap();
+    time("training step, 64² working size", reps.min(5), || {
+        t64.train_step(&amps64).unwrap();
+    });
     // the paper's design: one head, π branch re-encoded, FourierNet decoder (2 SIRENs, 3 × 64)
     let paper = XraiConfig::paper();
     let mut tp = Trainer::new(paper.clone(), geo.clone(), Some(&stats), VolumeInit::Learned(vec![0.0; m * m * m]), None, dev.clone()).unwrap();
