@@ -367,7 +367,7 @@ fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMatches
     std::fs::write(staging.join("table.md"), &md)?;
 
     if !control.no_plots {
-        if let Err(e) = draw_plots(&args, &sim, &staging, &results, &fsc_curves) {
+        if let Err(e) = draw_plots(&sim, &staging, &results, &fsc_curves) {
             eprintln!("warning: plots incomplete: {e:#}");
         }
     }
@@ -681,17 +681,22 @@ fn evaluate(r: &MethodResult, truth: &crate::volume::DensityMap, staging: &Path,
     Ok(((stats(&res, "resolution_px"), stats(&res, "resolution_angstrom")), curve))
 }
 
+/// A method's estimated poses of the test images.
+fn test_poses(r: &MethodResult) -> Result<Vec<nalgebra::UnitQuaternion<f64>>> {
+    read_poses(&r.dir.join(match r.method {
+        Method::Xrai => "poses_test.csv",
+        Method::Emc => "test_poses.csv",
+    }))
+}
+
 /// Per-image test pose errors of a method (degrees).
 fn test_errors(r: &MethodResult, sim: &ImageSimulator) -> Result<Vec<f64>> {
-    let est = match r.method {
-        Method::Xrai => read_poses(&r.dir.join("poses_test.csv"))?,
-        Method::Emc => read_poses(&r.dir.join("test_poses.csv"))?,
-    };
+    let est = test_poses(r)?;
     let truth: Vec<_> = (0..est.len() as u64).map(|i| sim.pose(Split::Test, i)).collect();
     Ok(pose_error(&truth, &est)?.angles_deg)
 }
 
-fn draw_plots(args: &RunArgs, sim: &ImageSimulator, dir: &Path, results: &[MethodResult], fsc_curves: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
+fn draw_plots(sim: &ImageSimulator, dir: &Path, results: &[MethodResult], fsc_curves: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
     let plots_dir = dir.join("plots");
     std::fs::create_dir_all(&plots_dir)?;
     plots::fsc_curves(&plots_dir.join("fsc"), fsc_curves)?;
@@ -725,10 +730,7 @@ fn draw_plots(args: &RunArgs, sim: &ImageSimulator, dir: &Path, results: &[Metho
         ensure!(model.m == sim.grid.m, "{}: {}³, but the evaluation grid is {}³", amplitude_path(r).display(), model.m, sim.grid.m);
         model.spacing = sim.grid.spacing;
         let slicer = crate::physics::slice::Slicer::new(&model, &sim.geometry)?;
-        let poses = match r.method {
-            Method::Xrai => read_poses(&r.dir.join("poses_test.csv"))?,
-            Method::Emc => read_poses(&r.dir.join("test_poses.csv"))?,
-        };
+        let poses = test_poses(r)?;
         for (i, pose) in poses.iter().take(3).enumerate() {
             let mut input = vec![0f32; side * side];
             sim.image(Split::Test, i as u64, &mut input);
@@ -754,7 +756,6 @@ fn draw_plots(args: &RunArgs, sim: &ImageSimulator, dir: &Path, results: &[Metho
         &[("|F| (own frame)".into(), truth_amp.m, amp_slices), ("density (aligned)".into(), truth_den.m, den_slices)],
         &[true, false],
     )?;
-    let _ = args;
     Ok(())
 }
 

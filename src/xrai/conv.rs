@@ -15,9 +15,10 @@
 //! of images run in parallel on rayon's pool when it has several threads, else on the calling
 //! thread.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+
+use super::contiguous_f32;
 
 /// Target number of GEMM columns (images × H × W) per chunk. Small chunks keep the im2col
 /// matrix in L1/L2: on the encoder's shapes (batch 64) 128–512 columns measured alike and
@@ -45,17 +46,6 @@ pub fn conv3x3(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         return x.conv2d(w, 1, 1, 1, 1);
     }
     x.contiguous()?.apply_op2(&w.contiguous()?, Conv3x3)
-}
-
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(d) => d.as_slice(),
-        _ => candle_core::bail!("conv3x3: {what} must be f32, got {:?}", s.dtype()),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("conv3x3: {what} must be contiguous"),
-    }
 }
 
 fn dims4(l: &Layout, what: &str, expected: &str) -> Result<[usize; 4]> {
@@ -334,8 +324,8 @@ impl CustomOp2 for Conv3x3 {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let [b, c, h, wd] = dims4(l1, "x", "[B, C, H, W]")?;
         let (o, _) = weight_dims(l2, Some(c))?;
-        let x = contiguous_f32(s1, l1, "x")?;
-        let w = contiguous_f32(s2, l2, "weight")?;
+        let x = contiguous_f32(s1, l1, "conv3x3", "x")?;
+        let w = contiguous_f32(s2, l2, "conv3x3", "weight")?;
         let mut y = vec![0f32; b * o * h * wd];
         if !y.is_empty() && c > 0 {
             conv3x3_forward(x, w, b, c, h, wd, o, &mut y);
@@ -374,8 +364,8 @@ impl CustomOp2 for Conv3x3GradW {
         if (gb, gh, gwd) != (b, h, wd) {
             candle_core::bail!("conv3x3: output gradient {:?} does not match x {:?}", l2.dims(), l1.dims());
         }
-        let x = contiguous_f32(s1, l1, "x")?;
-        let dy = contiguous_f32(s2, l2, "output gradient")?;
+        let x = contiguous_f32(s1, l1, "conv3x3", "x")?;
+        let dy = contiguous_f32(s2, l2, "conv3x3", "output gradient")?;
         let gw = if b * c * h * wd * o == 0 { vec![0f32; o * c * 9] } else { conv3x3_grad_w(x, dy, b, c, h, wd, o) };
         Ok((CpuStorage::F32(gw), Shape::from((o, c, 3, 3))))
     }
@@ -389,8 +379,8 @@ impl CustomOp2 for Conv3x3GradX {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (o, c) = weight_dims(l1, None)?;
         let [b, _, h, wd] = grad_dims(l2, Some(o))?;
-        let w = contiguous_f32(s1, l1, "weight")?;
-        let dy = contiguous_f32(s2, l2, "output gradient")?;
+        let w = contiguous_f32(s1, l1, "conv3x3", "weight")?;
+        let dy = contiguous_f32(s2, l2, "conv3x3", "output gradient")?;
         let mut dx = vec![0f32; b * c * h * wd];
         if !dx.is_empty() && o > 0 {
             conv3x3_grad_x(w, dy, b, c, h, wd, o, &mut dx);

@@ -9,6 +9,8 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, Var};
 use rayon::prelude::*;
 
+use super::contiguous_f32;
+
 /// Trilinear sampling of a volume `[M, M, M]` (`[z][y][x]`, f32, contiguous) at coordinates
 /// `[.., 3]` = (x, y, z) in voxel units (0 … M−1). Corners outside the grid count as zero.
 /// Output: one value per coordinate triple, shape `coords.dims()[..-1]`.
@@ -118,14 +120,6 @@ pub fn trilinear_backward(vol: &[f32], m: usize, coords: &[f32], grad: &[f32]) -
     (gv, gc)
 }
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("trilinear: {what} must be contiguous"),
-    }
-}
-
 impl CustomOp2 for Trilinear {
     fn name(&self) -> &'static str {
         "trilinear"
@@ -140,8 +134,8 @@ impl CustomOp2 for Trilinear {
         if cd.last() != Some(&3) {
             candle_core::bail!("trilinear: coordinates must be [.., 3], got {cd:?}");
         }
-        let vol = contiguous_f32(s1, l1, "volume")?;
-        let coords = contiguous_f32(s2, l2, "coordinates")?;
+        let vol = contiguous_f32(s1, l1, "trilinear", "volume")?;
+        let coords = contiguous_f32(s2, l2, "trilinear", "coordinates")?;
         let mut out = vec![0f32; coords.len() / 3];
         trilinear_forward(vol, dims[0], coords, &mut out);
         Ok((CpuStorage::F32(out), Shape::from(&cd[..cd.len() - 1])))

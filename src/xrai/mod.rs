@@ -32,3 +32,22 @@ pub fn default_cpu_threads() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
 }
+
+/// The f32 data of a contiguous CPU tensor, for the custom ops' kernels; `op` and `what` name
+/// the operation and the argument in the error.
+pub(crate) fn contiguous_f32<'a>(
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    op: &str,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    use candle_core::backend::BackendStorage;
+    let data = match s {
+        candle_core::CpuStorage::F32(d) => d.as_slice(),
+        _ => candle_core::bail!("{op}: {what} must be f32, got {:?}", s.dtype()),
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{op}: {what} must be contiguous"),
+    }
+}
