@@ -478,10 +478,21 @@ fn child(argv: &[String], log: &Path) -> Result<(f64, f64)> {
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 fills it for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    ensure!(r == pid, "waiting for the method process failed: {}", std::io::Error::last_os_error());
+    // Peak memory is the child's own VmHWM, sampled while it runs (a high-water mark, so
+    // only the last 0.2 s can be missed): ru_maxrss would also count the parent's RSS,
+    // which Linux carries into the child at exec.
+    let mut hwm_kib = 0u64;
+    loop {
+        hwm_kib = hwm_kib.max(vm_hwm_kib(pid).unwrap_or(0));
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if r == pid {
+            break;
+        }
+        ensure!(r == 0, "waiting for the method process failed: {}", std::io::Error::last_os_error());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let secs = t0.elapsed().as_secs_f64();
-    let peak_mib = usage.ru_maxrss as f64 / 1024.0;
+    let peak_mib = if hwm_kib > 0 { hwm_kib as f64 / 1024.0 } else { usage.ru_maxrss as f64 / 1024.0 };
     std::fs::write(log, format!("{}\nwall_s {secs:.3}\npeak_rss_mib {peak_mib:.1}\nexit {status}\n", argv.join(" ")))?;
     ensure!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
@@ -489,6 +500,13 @@ fn child(argv: &[String], log: &Path) -> Result<(f64, f64)> {
         argv.first().map(String::as_str).unwrap_or("")
     );
     Ok((secs, peak_mib))
+}
+
+/// The peak resident set size (VmHWM, KiB) of a running process, from /proc (Linux only).
+fn vm_hwm_kib(pid: libc::pid_t) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
