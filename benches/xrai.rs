@@ -10,9 +10,9 @@ use candle_nn::{VarBuilder, VarMap};
 use xrai_bench::data::{ImageSimulator, Rescale, SimulationConfig, Split};
 use xrai_bench::physics::molecule;
 use xrai_bench::xrai::conv::conv3x3;
-use xrai_bench::xrai::decoder::trilinear;
+use xrai_bench::xrai::decoder::{trilinear, Decoder};
 use xrai_bench::xrai::train::{load_amplitudes, radial_volume, InputStats, Trainer, VolumeInit, WorkingGeometry};
-use xrai_bench::xrai::{Encoder, XraiConfig};
+use xrai_bench::xrai::{sixd_to_rotation, Encoder, XraiConfig};
 
 fn time<F: FnMut()>(name: &str, reps: usize, mut f: F) -> f64 {
     f();
@@ -26,7 +26,7 @@ fn time<F: FnMut()>(name: &str, reps: usize, mut f: F) -> f64 {
 }
 
 fn main() {
-    xrai_bench::xrai::default_cpu_threads();
+    xrai_bench::xrai::configure_cpu();
     let reps: usize = std::env::var("XRAI_BENCH_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     println!("threads: {}", rayon::current_num_threads());
     let dev = Device::Cpu;
@@ -78,6 +78,18 @@ fn main() {
     let mol = molecule::load("2CEX_A", None, false, false).unwrap();
     let sim = ImageSimulator::new(mol, SimulationConfig { rescale: Rescale::MeanTotal(20000.0), ..Default::default() }).unwrap();
     let geo = WorkingGeometry::new(&sim, s).unwrap();
+
+    // the decoder's fused slice (rotation + trilinear + pixel weights) against the explicit path
+    let sixd = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b * cfg.heads, 6), &dev).unwrap()).unwrap();
+    let dec = Decoder::voxel(vol.as_tensor().clone(), geo.volume_spacing(m), &geo.s, &geo.pixel_weight, None).unwrap();
+    time("decoder slice fwd + bwd, fused op (512 × 1024)", reps, || {
+        let r = sixd_to_rotation(sixd.as_tensor()).unwrap();
+        dec.forward(&r).unwrap().sum_all().unwrap().backward().unwrap();
+    });
+    time("  same through coordinates + trilinear op", reps, || {
+        let r = sixd_to_rotation(sixd.as_tensor()).unwrap();
+        dec.forward_unfused(&dec.amplitudes, &r).unwrap().sum_all().unwrap().backward().unwrap();
+    });
     let (amps, _) = load_amplitudes(&sim, &geo, Split::Train, 0, 512);
     let stats = InputStats::from_amplitudes(&amps, geo.pixels());
     let v0 = radial_volume(&geo, &amps, m, geo.volume_spacing(m), 0.01, 0);

@@ -147,7 +147,7 @@ pub enum DeviceArg {
 }
 
 pub fn run(mut args: Args) -> Result<()> {
-    crate::xrai::default_cpu_threads();
+    crate::xrai::configure_cpu();
     // checks before any work
     let budget_s = args.budget.as_deref().map(super::parse_budget).transpose()?.map(|d| d.as_secs_f64());
     if args.physics.rescale_total.is_none() {

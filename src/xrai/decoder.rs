@@ -9,7 +9,7 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, Var};
 use rayon::prelude::*;
 
-use super::contiguous_f32;
+use super::{contiguous_f32, with_f32};
 
 /// Trilinear sampling of a volume `[M, M, M]` (`[z][y][x]`, f32, contiguous) at coordinates
 /// `[.., 3]` = (x, y, z) in voxel units (0 … M−1). Corners outside the grid count as zero.
@@ -20,13 +20,35 @@ use super::contiguous_f32;
 #[derive(Clone, Copy, Debug)]
 pub struct Trilinear;
 
+/// ⌊x⌋ without a libm call (`f32::floor` is not inlined on baseline x86-64, where it cost
+/// more than the interpolation itself).
+#[inline(always)]
+fn floor_i64(x: f32) -> i64 {
+    let t = x as i64;
+    t - ((t as f32) > x) as i64
+}
+
+/// The cell holding p when all 8 of its corners lie inside the grid: the index of its lowest
+/// corner and the fractional offsets along x, y, z. (The common case; the rest go through
+/// [`corners`].)
+#[inline(always)]
+fn interior_cell(m: usize, p: [f32; 3]) -> Option<(usize, [f32; 3])> {
+    let b = [floor_i64(p[0]), floor_i64(p[1]), floor_i64(p[2])];
+    let hi = m as i64 - 2;
+    if b.iter().all(|&v| (0..=hi).contains(&v)) {
+        let idx = ((b[2] as usize * m) + b[1] as usize) * m + b[0] as usize;
+        Some((idx, [p[0] - b[0] as f32, p[1] - b[1] as f32, p[2] - b[2] as f32]))
+    } else {
+        None
+    }
+}
+
 /// The 8 corners of the cell holding (x, y, z): voxel index (None outside), weight and the
-/// weight's derivative along x, y, z.
+/// weight's derivative along x, y, z. The general (boundary) case.
 #[inline(always)]
 fn corners(m: usize, p: [f32; 3], mut f: impl FnMut(Option<usize>, f32, [f32; 3])) {
-    let fl = [p[0].floor(), p[1].floor(), p[2].floor()];
-    let fr = [p[0] - fl[0], p[1] - fl[1], p[2] - fl[2]];
-    let base = [fl[0] as i64, fl[1] as i64, fl[2] as i64];
+    let base = [floor_i64(p[0]), floor_i64(p[1]), floor_i64(p[2])];
+    let fr = [p[0] - base[0] as f32, p[1] - base[1] as f32, p[2] - base[2] as f32];
     let mi = m as i64;
     for c in 0..8 {
         let o = [(c & 1) as i64, ((c >> 1) & 1) as i64, ((c >> 2) & 1) as i64];
@@ -51,17 +73,46 @@ fn corners(m: usize, p: [f32; 3], mut f: impl FnMut(Option<usize>, f32, [f32; 3]
     }
 }
 
+/// The 8 corner offsets of a cell, in the order (x, y, z) = 000, 100, 010, 110, 001, 101, 011, 111.
+#[inline(always)]
+fn cell_offsets(m: usize) -> [usize; 8] {
+    let mm = m * m;
+    [0, 1, m, m + 1, mm, mm + 1, mm + m, mm + m + 1]
+}
+
+/// The trilinear weights of the 8 corners (order of [`cell_offsets`]) for fractions f.
+#[inline(always)]
+fn cell_weights(f: [f32; 3]) -> [f32; 8] {
+    let g = [1.0 - f[0], 1.0 - f[1], 1.0 - f[2]];
+    let (yz00, yz10, yz01, yz11) = (g[1] * g[2], f[1] * g[2], g[1] * f[2], f[1] * f[2]);
+    [g[0] * yz00, f[0] * yz00, g[0] * yz10, f[0] * yz10, g[0] * yz01, f[0] * yz01, g[0] * yz11, f[0] * yz11]
+}
+
+/// One sample: Σ w_c v_c over the cell's corners.
+#[inline(always)]
+fn sample_one(vol: &[f32], m: usize, p: [f32; 3]) -> f32 {
+    if let Some((i0, f)) = interior_cell(m, p) {
+        let off = cell_offsets(m);
+        let w = cell_weights(f);
+        let v = &vol[i0..=i0 + off[7]];
+        let mut acc = 0f32;
+        for c in 0..8 {
+            acc += w[c] * v[off[c]];
+        }
+        return acc;
+    }
+    let mut acc = 0f32;
+    corners(m, p, |idx, w, _| {
+        if let Some(i) = idx {
+            acc += w * vol[i];
+        }
+    });
+    acc
+}
+
 /// Forward on plain slices (also used by tests and benches).
 pub fn trilinear_forward(vol: &[f32], m: usize, coords: &[f32], out: &mut [f32]) {
-    let work = |(o, c): (&mut f32, &[f32])| {
-        let mut acc = 0f32;
-        corners(m, [c[0], c[1], c[2]], |idx, w, _| {
-            if let Some(i) = idx {
-                acc += w * vol[i];
-            }
-        });
-        *o = acc;
-    };
+    let work = |(o, c): (&mut f32, &[f32])| *o = sample_one(vol, m, [c[0], c[1], c[2]]);
     if out.len() >= 16384 {
         out.par_iter_mut().zip(coords.par_chunks_exact(3)).with_min_len(4096).for_each(work);
     } else {
@@ -69,54 +120,72 @@ pub fn trilinear_forward(vol: &[f32], m: usize, coords: &[f32], out: &mut [f32])
     }
 }
 
-/// Backward on plain slices: returns (d loss / d volume, d loss / d coords).
+/// Samples per backward work unit. Fixed (not per thread) so that the volume gradient, a sum
+/// of per-unit partial grids taken in order, is bit-identical whatever the thread count.
+const BACKWARD_CHUNK: usize = 1 << 17;
+
+/// Backward of one sample with upstream gradient g: adds g × weights into `part` (the volume
+/// gradient) and returns (∇V at p × g, the interpolated value).
+#[inline(always)]
+fn sample_backward(vol: &[f32], m: usize, p: [f32; 3], g: f32, part: &mut [f32]) -> ([f32; 3], f32) {
+    if let Some((i0, f)) = interior_cell(m, p) {
+        let off = cell_offsets(m);
+        let v = &vol[i0..=i0 + off[7]];
+        let v: [f32; 8] = std::array::from_fn(|k| v[off[k]]);
+        let gf = [1.0 - f[0], 1.0 - f[1], 1.0 - f[2]];
+        // differences along x, y, z, then weighted by the other two axes
+        let dx = gf[2] * (gf[1] * (v[1] - v[0]) + f[1] * (v[3] - v[2])) + f[2] * (gf[1] * (v[5] - v[4]) + f[1] * (v[7] - v[6]));
+        let dy = gf[2] * (gf[0] * (v[2] - v[0]) + f[0] * (v[3] - v[1])) + f[2] * (gf[0] * (v[6] - v[4]) + f[0] * (v[7] - v[5]));
+        let dz = gf[1] * (gf[0] * (v[4] - v[0]) + f[0] * (v[5] - v[1])) + f[1] * (gf[0] * (v[6] - v[2]) + f[0] * (v[7] - v[3]));
+        let w = cell_weights(f);
+        if g != 0.0 {
+            let dst = &mut part[i0..=i0 + off[7]];
+            for k in 0..8 {
+                dst[off[k]] += w[k] * g;
+            }
+        }
+        let value = (0..8).map(|k| w[k] * v[k]).sum();
+        return ([dx * g, dy * g, dz * g], value);
+    }
+    let mut dv = [0f32; 3];
+    let mut value = 0f32;
+    corners(m, p, |idx, w, dw| {
+        if let Some(i) = idx {
+            let v = vol[i];
+            dv[0] += v * dw[0];
+            dv[1] += v * dw[1];
+            dv[2] += v * dw[2];
+            value += w * v;
+            part[i] += w * g;
+        }
+    });
+    ([dv[0] * g, dv[1] * g, dv[2] * g], value)
+}
+
+/// Backward on plain slices: returns (d loss / d volume, d loss / d coords). One pass per
+/// sample does both: the coordinate gradient (the interpolant's derivative × g) and the
+/// scatter of g × weights into a partial volume gradient of its work unit.
 pub fn trilinear_backward(vol: &[f32], m: usize, coords: &[f32], grad: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let n = grad.len();
     let mut gc = vec![0f32; n * 3];
-    // Coordinate gradients are independent per sample: parallel.
-    gc.par_chunks_exact_mut(3).zip(coords.par_chunks_exact(3)).zip(grad.par_iter()).with_min_len(4096).for_each(
-        |((gcs, c), &g)| {
-            let mut d = [0f32; 3];
-            corners(m, [c[0], c[1], c[2]], |idx, _, dw| {
-                if let Some(i) = idx {
-                    let v = vol[i];
-                    d[0] += v * dw[0];
-                    d[1] += v * dw[1];
-                    d[2] += v * dw[2];
-                }
-            });
-            gcs[0] = d[0] * g;
-            gcs[1] = d[1] * g;
-            gcs[2] = d[2] * g;
-        },
-    );
-    // The volume scatter: per-thread partial grids, then a sum.
-    let threads = rayon::current_num_threads().max(1);
-    let chunk = n.div_ceil(threads).max(1);
-    let gv = grad
-        .par_chunks(chunk)
-        .zip(coords.par_chunks(chunk * 3))
-        .map(|(g, c)| {
+    let parts: Vec<Vec<f32>> = gc
+        .par_chunks_mut(BACKWARD_CHUNK * 3)
+        .zip(coords.par_chunks(BACKWARD_CHUNK * 3))
+        .zip(grad.par_chunks(BACKWARD_CHUNK))
+        .map(|((gcs, cs), gs)| {
             let mut part = vec![0f32; vol.len()];
-            for (&g, c) in g.iter().zip(c.chunks_exact(3)) {
-                if g == 0.0 {
-                    continue;
-                }
-                corners(m, [c[0], c[1], c[2]], |idx, w, _| {
-                    if let Some(i) = idx {
-                        part[i] += w * g;
-                    }
-                });
+            for ((d, c), &g) in gcs.chunks_exact_mut(3).zip(cs.chunks_exact(3)).zip(gs) {
+                let (dc, _) = sample_backward(vol, m, [c[0], c[1], c[2]], g, &mut part);
+                d.copy_from_slice(&dc);
             }
             part
         })
-        .reduce(
-            || vec![0f32; vol.len()],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            },
-        );
+        .collect();
+    let mut parts = parts.into_iter();
+    let mut gv = parts.next().unwrap_or_else(|| vec![0f32; vol.len()]);
+    for q in parts {
+        gv.iter_mut().zip(&q).for_each(|(a, b)| *a += b);
+    }
     (gv, gc)
 }
 
@@ -143,13 +212,116 @@ impl CustomOp2 for Trilinear {
 
     fn bwd(&self, vol: &Tensor, coords: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let m = vol.dim(0)?;
-        let v = vol.flatten_all()?.to_vec1::<f32>()?;
-        let c = coords.flatten_all()?.to_vec1::<f32>()?;
-        let g = grad.flatten_all()?.to_vec1::<f32>()?;
-        let (gv, gc) = trilinear_backward(&v, m, &c, &g);
+        let (gv, gc) = with_f32(vol, "volume", |v| {
+            with_f32(coords, "coordinates", |c| with_f32(grad, "gradient", |g| trilinear_backward(v, m, c, g)))
+        })???;
         let gv = Tensor::from_vec(gv, vol.shape(), vol.device())?;
         let gc = Tensor::from_vec(gc, coords.shape(), coords.device())?;
         Ok((Some(gv), Some(gc)))
+    }
+}
+
+/// The decoder's slice as one op: `(volume [M, M, M], rotations [N, 3, 3])` → `[N, P]`,
+/// a[n, p] = w_p · V(R_n s_p + c), with the working pixels' s-vectors s_p in voxel units, the
+/// grid centre c and a per-pixel weight w_p held by the op. The same values as
+/// [`Decoder::coordinates`] → [`trilinear`] → × w, but the `[N, P, 3]` coordinates never
+/// become a tensor: backward goes straight to ∂/∂V (the scatter) and ∂/∂R_n = Σ_p ∇V · g w_p
+/// s_pᵀ, which saved the copies and gradient bookkeeping of four `[N, P, 3]` tensors per step.
+#[derive(Clone, Debug)]
+pub struct RotatedSlice {
+    /// s_p in voxel units, `[P][3]`.
+    s: std::sync::Arc<Vec<[f32; 3]>>,
+    weight: std::sync::Arc<Vec<f32>>,
+    centre: f32,
+}
+
+/// Rows (rotations) per backward work unit: fixed, so the volume gradient's sum of partial
+/// grids is bit-identical whatever the thread count (as in [`trilinear_backward`]).
+fn slice_rows_per_unit(p: usize) -> usize {
+    (BACKWARD_CHUNK / p.max(1)).max(1)
+}
+
+impl RotatedSlice {
+    #[inline(always)]
+    fn point(&self, r: &[f32], p: usize) -> [f32; 3] {
+        let s = self.s[p];
+        std::array::from_fn(|i| r[3 * i] * s[0] + r[3 * i + 1] * s[1] + r[3 * i + 2] * s[2] + self.centre)
+    }
+
+    /// Forward on plain slices: `rots` `[N × 9]`, `out` `[N × P]`.
+    pub fn forward_slices(&self, vol: &[f32], m: usize, rots: &[f32], out: &mut [f32]) {
+        let p = self.s.len();
+        out.par_chunks_mut(p).zip(rots.par_chunks(9)).for_each(|(row, r)| {
+            for (j, o) in row.iter_mut().enumerate() {
+                *o = self.weight[j] * sample_one(vol, m, self.point(r, j));
+            }
+        });
+    }
+
+    /// Backward on plain slices: (∂/∂V `[M³]`, ∂/∂R `[N × 9]`).
+    pub fn backward_slices(&self, vol: &[f32], m: usize, rots: &[f32], grad: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let p = self.s.len();
+        let rows = slice_rows_per_unit(p);
+        let mut grot = vec![0f32; rots.len()];
+        let parts: Vec<Vec<f32>> = grot
+            .par_chunks_mut(rows * 9)
+            .zip(rots.par_chunks(rows * 9))
+            .zip(grad.par_chunks(rows * p))
+            .map(|((gr, rs), gs)| {
+                let mut part = vec![0f32; vol.len()];
+                for ((gr, r), g) in gr.chunks_exact_mut(9).zip(rs.chunks_exact(9)).zip(gs.chunks_exact(p)) {
+                    let mut acc = [0f64; 9];
+                    for j in 0..p {
+                        let gw = g[j] * self.weight[j];
+                        let (gc, _) = sample_backward(vol, m, self.point(r, j), gw, &mut part);
+                        let sj = self.s[j];
+                        for i in 0..3 {
+                            for k in 0..3 {
+                                acc[3 * i + k] += (gc[i] * sj[k]) as f64;
+                            }
+                        }
+                    }
+                    gr.iter_mut().zip(&acc).for_each(|(d, a)| *d = *a as f32);
+                }
+                part
+            })
+            .collect();
+        let mut parts = parts.into_iter();
+        let mut gv = parts.next().unwrap_or_else(|| vec![0f32; vol.len()]);
+        for q in parts {
+            gv.iter_mut().zip(&q).for_each(|(a, b)| *a += b);
+        }
+        (gv, grot)
+    }
+}
+
+impl CustomOp2 for RotatedSlice {
+    fn name(&self) -> &'static str {
+        "rotated-slice"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dims = l1.dims();
+        if dims.len() != 3 || dims[0] != dims[1] || dims[1] != dims[2] {
+            candle_core::bail!("rotated slice: volume must be [M, M, M], got {dims:?}");
+        }
+        let n = match l2.dims() {
+            &[n, 3, 3] => n,
+            d => candle_core::bail!("rotated slice: rotations must be [N, 3, 3], got {d:?}"),
+        };
+        let vol = contiguous_f32(s1, l1, "rotated slice", "volume")?;
+        let rots = contiguous_f32(s2, l2, "rotated slice", "rotations")?;
+        let mut out = vec![0f32; n * self.s.len()];
+        self.forward_slices(vol, dims[0], rots, &mut out);
+        Ok((CpuStorage::F32(out), Shape::from((n, self.s.len()))))
+    }
+
+    fn bwd(&self, vol: &Tensor, rots: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let m = vol.dim(0)?;
+        let (gv, gr) = with_f32(vol, "volume", |v| {
+            with_f32(rots, "rotations", |r| with_f32(grad, "gradient", |g| self.backward_slices(v, m, r, g)))
+        })???;
+        Ok((Some(Tensor::from_vec(gv, vol.shape(), vol.device())?), Some(Tensor::from_vec(gr, rots.shape(), rots.device())?)))
     }
 }
 
@@ -299,6 +471,8 @@ pub struct Decoder {
     pixel_weight: Tensor,
     /// Rescale each predicted image so Σ amplitude² equals this (per-image rescaled data).
     pub normalize_total: Option<f64>,
+    /// The fused CPU slice of a voxel volume (the same s-vectors and weights).
+    slice_op: RotatedSlice,
 }
 
 impl Decoder {
@@ -313,9 +487,14 @@ impl Decoder {
                 sg[a * p + j] = (v[a] / spacing) as f32;
             }
         }
+        let slice_op = RotatedSlice {
+            s: std::sync::Arc::new((0..p).map(|j| [sg[j], sg[p + j], sg[2 * p + j]]).collect()),
+            weight: std::sync::Arc::new(pixel_weight.to_vec()),
+            centre: ((m - 1) / 2) as f32,
+        };
         let s_grid = Tensor::from_vec(sg, (3, p), dev)?;
         let pixel_weight = Tensor::from_vec(pixel_weight.to_vec(), (1, p), dev)?;
-        Ok(Decoder { amplitudes, m, spacing, s_grid, pixel_weight, normalize_total })
+        Ok(Decoder { amplitudes, m, spacing, s_grid, pixel_weight, normalize_total, slice_op })
     }
 
     /// A voxel decoder (`volume` `[M, M, M]`).
@@ -340,16 +519,12 @@ impl Decoder {
 
     /// Predicted amplitude images for rotations `[N, 3, 3]` → `[N, P]`.
     pub fn forward(&self, rots: &Tensor) -> Result<Tensor> {
-        let coords = self.coordinates(rots)?;
         let a = match &self.amplitudes {
-            Amplitudes::Voxel(volume) => trilinear(&friedel_symmetrize(volume)?, &coords)?,
-            Amplitudes::FourierNet(net) => {
-                let (n, p, _) = coords.dims3()?;
-                let centre = ((self.m - 1) / 2) as f64;
-                net.forward(&(coords.reshape((n * p, 3))? - centre)?)?.reshape((n, p))?
+            Amplitudes::Voxel(volume) if volume.device().is_cpu() => {
+                friedel_symmetrize(volume)?.contiguous()?.apply_op2(&rots.contiguous()?, self.slice_op.clone())?
             }
+            amplitudes => self.forward_unfused(amplitudes, rots)?,
         };
-        let a = a.broadcast_mul(&self.pixel_weight)?;
         match self.normalize_total {
             None => Ok(a),
             Some(t) => {
@@ -357,6 +532,22 @@ impl Decoder {
                 a.broadcast_mul(&(sum.recip()? * t)?.sqrt()?)
             }
         }
+    }
+
+    /// The slice through tensor ops: explicit coordinates, then trilinear sampling or
+    /// FourierNet, then the pixel weights (non-CPU devices, FourierNet, and the reference the
+    /// fused [`RotatedSlice`] is tested against).
+    pub fn forward_unfused(&self, amplitudes: &Amplitudes, rots: &Tensor) -> Result<Tensor> {
+        let coords = self.coordinates(rots)?;
+        let a = match amplitudes {
+            Amplitudes::Voxel(volume) => trilinear(&friedel_symmetrize(volume)?, &coords)?,
+            Amplitudes::FourierNet(net) => {
+                let (n, p, _) = coords.dims3()?;
+                let centre = ((self.m - 1) / 2) as f64;
+                net.forward(&(coords.reshape((n * p, 3))? - centre)?)?.reshape((n, p))?
+            }
+        };
+        a.broadcast_mul(&self.pixel_weight)
     }
 
     /// The Friedel-symmetrised amplitude volume on the decoder's M³ grid as a flat `[z][y][x]`

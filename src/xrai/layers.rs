@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
-use super::contiguous_f32;
+use rayon::prelude::*;
+
+use super::{contiguous_f32, with_f32};
 
 fn dims4(l: &Layout, op: &str) -> Result<[usize; 4]> {
     match l.dims() {
@@ -84,40 +86,53 @@ impl CustomOp3 for BatchNormTrain {
     }
 
     /// dγ = Σ dy·x̂, dβ = Σ dy, dx = γ/(σ N) · (N dy − Σ dy − x̂ Σ dy·x̂), sums over (B, H, W).
+    /// The batch statistics are the forward pass's; the sums run in parallel over channels and
+    /// dx over (image, channel) planes.
     fn bwd(&self, x: &Tensor, gamma: &Tensor, _beta: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let d = x.dims4()?;
-        let (b, c, h, w) = d;
+        let (b, c, h, w) = x.dims4()?;
         let hw = h * w;
         let n = (b * hw) as f64;
-        let xs = x.flatten_all()?.to_vec1::<f32>()?;
         let gs = gamma.to_vec1::<f32>()?;
-        let dy = grad.flatten_all()?.to_vec1::<f32>()?;
-        let (mean, var) = channel_stats(&xs, [b, c, h, w]);
-        let mut dx = vec![0f32; xs.len()];
-        let mut dgamma = vec![0f32; c];
-        let mut dbeta = vec![0f32; c];
-        for ch in 0..c {
-            let inv = 1.0 / (var[ch] as f64 + self.eps).sqrt();
-            let (mut sum_dy, mut sum_dy_xhat) = (0f64, 0f64);
-            for img in 0..b {
-                let o = (img * c + ch) * hw;
-                for k in o..o + hw {
-                    let xhat = (xs[k] - mean[ch]) as f64 * inv;
-                    sum_dy += dy[k] as f64;
-                    sum_dy_xhat += dy[k] as f64 * xhat;
-                }
-            }
-            dgamma[ch] = sum_dy_xhat as f32;
-            dbeta[ch] = sum_dy as f32;
-            let k1 = gs[ch] as f64 * inv / n;
-            for img in 0..b {
-                let o = (img * c + ch) * hw;
-                for k in o..o + hw {
-                    let xhat = (xs[k] - mean[ch]) as f64 * inv;
-                    dx[k] = (k1 * (n * dy[k] as f64 - sum_dy - xhat * sum_dy_xhat)) as f32;
-                }
-            }
-        }
+        let cached = self.stats.lock().unwrap().clone();
+        let (dx, dgamma, dbeta) = with_f32(x, "x", |xs| {
+            with_f32(grad, "gradient", |dy| {
+                let (mean, var) = cached.unwrap_or_else(|| channel_stats(xs, [b, c, h, w]));
+                let inv: Vec<f32> = var.iter().map(|v| (1.0 / (*v as f64 + self.eps).sqrt()) as f32).collect();
+                // per channel: (Σ dy, Σ dy·x̂), f32 within a plane, f64 across planes
+                let sums: Vec<(f64, f64)> = (0..c)
+                    .into_par_iter()
+                    .map(|ch| {
+                        let (mut s1, mut s2) = (0f64, 0f64);
+                        for img in 0..b {
+                            let o = (img * c + ch) * hw;
+                            let (mut p1, mut p2) = (0f32, 0f32);
+                            for (&d, &xv) in dy[o..o + hw].iter().zip(&xs[o..o + hw]) {
+                                p1 += d;
+                                p2 += d * (xv - mean[ch]);
+                            }
+                            s1 += p1 as f64;
+                            s2 += p2 as f64 * inv[ch] as f64;
+                        }
+                        (s1, s2)
+                    })
+                    .collect();
+                let mut dx = vec![0f32; xs.len()];
+                dx.par_chunks_mut(hw).enumerate().for_each(|(plane, out)| {
+                    let ch = plane % c;
+                    let (sum_dy, sum_dy_xhat) = sums[ch];
+                    let k1 = (gs[ch] as f64 * inv[ch] as f64 / n) as f32;
+                    let (nf, sdy) = (n as f32, sum_dy as f32);
+                    let coef = (sum_dy_xhat as f32) * inv[ch];
+                    let o = plane * hw;
+                    for ((d, &g), &xv) in out.iter_mut().zip(&dy[o..o + hw]).zip(&xs[o..o + hw]) {
+                        *d = k1 * (nf * g - sdy - (xv - mean[ch]) * coef);
+                    }
+                });
+                let dgamma = sums.iter().map(|s| s.1 as f32).collect::<Vec<_>>();
+                let dbeta = sums.iter().map(|s| s.0 as f32).collect::<Vec<_>>();
+                (dx, dgamma, dbeta)
+            })
+        })??;
         let dev = x.device();
         Ok((
             Some(Tensor::from_vec(dx, (b, c, h, w), dev)?),
@@ -190,7 +205,7 @@ impl BatchNorm2d {
         }
         let op = BatchNormTrain { eps: self.eps, stats: Arc::new(Mutex::new(None)) };
         let y = x.contiguous()?.apply_op3(&self.weight, &self.bias, op.clone())?;
-        if let Some((mean, var)) = op.stats.lock().unwrap().take() {
+        if let Some((mean, var)) = op.stats.lock().unwrap().clone() {
             let (b, _, h, w) = x.dims4()?;
             let n = (b * h * w) as f64;
             let unbias = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
@@ -239,25 +254,28 @@ impl CustomOp1 for ReluMaxPool2 {
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let (b, c, h, w) = x.dims4()?;
         let (ho, wo) = (h / 2, w / 2);
-        let xs = x.flatten_all()?.to_vec1::<f32>()?;
-        let gs = grad.flatten_all()?.to_vec1::<f32>()?;
-        let mut dx = vec![0f32; xs.len()];
-        for ((plane, g), d) in xs.chunks_exact(h * w).zip(gs.chunks_exact(ho * wo)).zip(dx.chunks_exact_mut(h * w)) {
-            for i in 0..ho {
-                for j in 0..wo {
-                    let idx = [2 * i * w + 2 * j, 2 * i * w + 2 * j + 1, (2 * i + 1) * w + 2 * j, (2 * i + 1) * w + 2 * j + 1];
-                    let mut best = idx[0];
-                    for &k in &idx[1..] {
-                        if plane[k] > plane[best] {
-                            best = k;
+        let mut dx = vec![0f32; b * c * h * w];
+        with_f32(x, "x", |xs| {
+            with_f32(grad, "gradient", |gs| {
+                dx.par_chunks_mut(h * w).zip(xs.par_chunks(h * w)).zip(gs.par_chunks(ho * wo)).for_each(|((d, plane), g)| {
+                    for i in 0..ho {
+                        let (r0, r1) = (2 * i * w, (2 * i + 1) * w);
+                        for j in 0..wo {
+                            let cand = [r0 + 2 * j, r0 + 2 * j + 1, r1 + 2 * j, r1 + 2 * j + 1];
+                            let mut best = cand[0];
+                            for &k in &cand[1..] {
+                                if plane[k] > plane[best] {
+                                    best = k;
+                                }
+                            }
+                            if plane[best] > 0.0 {
+                                d[best] = g[i * wo + j];
+                            }
                         }
                     }
-                    if plane[best] > 0.0 {
-                        d[best] += g[i * wo + j];
-                    }
-                }
-            }
-        }
+                })
+            })
+        })??;
         Ok(Some(Tensor::from_vec(dx, (b, c, h, w), x.device())?))
     }
 }

@@ -1,7 +1,10 @@
 //! The symmetric loss (equation 4) generalised to K heads trained winner-takes-all, and the
 //! pose-uniformity penalty.
 
-use candle_core::{Device, Result, Tensor, D};
+use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Tensor, D};
+use rayon::prelude::*;
+
+use super::{contiguous_f32, with_f32};
 
 pub use super::config::DataLoss;
 
@@ -11,6 +14,10 @@ pub use super::config::DataLoss;
 /// (the same tensor in the cheap form); `target`, `target_pi`: `[B, P]` amplitudes. Returns
 /// `[B, K, 2]`.
 pub fn branch_errors(pred: &Tensor, pred_pi: &Tensor, target: &Tensor, target_pi: &Tensor, norm: f64, kind: DataLoss) -> Result<Tensor> {
+    if kind == DataLoss::Mse && pred.id() == pred_pi.id() && pred.device().is_cpu() {
+        // the cheap π branch on CPU: both squared errors in one pass
+        return pred.contiguous()?.apply_op3(&target.contiguous()?, &target_pi.contiguous()?, MseBranches)? / norm;
+    }
     let term = |p: &Tensor, t: &Tensor| -> Result<Tensor> {
         let t = t.unsqueeze(1)?;
         match kind {
@@ -21,6 +28,67 @@ pub fn branch_errors(pred: &Tensor, pred_pi: &Tensor, target: &Tensor, target_pi
     let e0 = term(pred, target)?;
     let e1 = term(pred_pi, target_pi)?;
     Tensor::stack(&[e0, e1], D::Minus1)? / norm
+}
+
+/// `(pred [B, K, P], target [B, P], target_pi [B, P])` → `[B, K, 2]`: the mean squared error
+/// of each head's prediction against the image and against its π rotation, as one op (the
+/// tensor-op form made six `[B, K, P]` temporaries per step and as many in backward).
+/// Backward: ∂/∂pred = 2/P [g₀ (pred − t) + g₁ (pred − t_π)]; the targets are data.
+#[derive(Clone, Copy, Debug)]
+struct MseBranches;
+
+impl CustomOp3 for MseBranches {
+    fn name(&self) -> &'static str {
+        "mse-branches"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, k, p) = match l1.dims() {
+            &[b, k, p] => (b, k, p),
+            d => candle_core::bail!("mse branches: predictions must be [B, K, P], got {d:?}"),
+        };
+        if l2.dims() != [b, p] || l3.dims() != [b, p] {
+            candle_core::bail!("mse branches: targets must be [{b}, {p}], got {:?} and {:?}", l2.dims(), l3.dims());
+        }
+        let pred = contiguous_f32(s1, l1, "mse branches", "predictions")?;
+        let t = contiguous_f32(s2, l2, "mse branches", "target")?;
+        let tp = contiguous_f32(s3, l3, "mse branches", "π target")?;
+        let mut out = vec![0f32; b * k * 2];
+        out.par_chunks_mut(2).zip(pred.par_chunks(p)).enumerate().for_each(|(row, (o, pr))| {
+            let img = row / k;
+            let (t, tp) = (&t[img * p..][..p], &tp[img * p..][..p]);
+            let (mut e0, mut e1) = (0f32, 0f32);
+            for ((&x, &a), &c) in pr.iter().zip(t).zip(tp) {
+                e0 += (x - a) * (x - a);
+                e1 += (x - c) * (x - c);
+            }
+            o[0] = e0 / p as f32;
+            o[1] = e1 / p as f32;
+        });
+        Ok((CpuStorage::F32(out), Shape::from((b, k, 2))))
+    }
+
+    fn bwd(&self, pred: &Tensor, target: &Tensor, target_pi: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, k, p) = pred.dims3()?;
+        let mut dp = vec![0f32; b * k * p];
+        with_f32(pred, "predictions", |pr| {
+            with_f32(target, "target", |t| {
+                with_f32(target_pi, "π target", |tp| {
+                    with_f32(grad, "gradient", |g| {
+                        dp.par_chunks_mut(p).zip(pr.par_chunks(p)).enumerate().for_each(|(row, (d, pr))| {
+                            let img = row / k;
+                            let (t, tp) = (&t[img * p..][..p], &tp[img * p..][..p]);
+                            let (g0, g1) = (2.0 * g[2 * row] / p as f32, 2.0 * g[2 * row + 1] / p as f32);
+                            for (((d, &x), &a), &c) in d.iter_mut().zip(pr).zip(t).zip(tp) {
+                                *d = g0 * (x - a) + g1 * (x - c);
+                            }
+                        })
+                    })
+                })
+            })
+        })????;
+        Ok((Some(Tensor::from_vec(dp, (b, k, p), pred.device())?), None, None))
+    }
 }
 
 /// Half the Poisson deviance per pixel, averaged over the last axis: λ − k − k ln(λ / k) for

@@ -22,14 +22,37 @@ pub use decoder::{Decoder, Trilinear};
 pub use encoder::{sixd_to_rotation, Encoder};
 pub use train::{Trainer, WorkingGeometry};
 
-/// Candle's CPU thread pool waits on spinning barriers between ops; with the small ops of this
-/// network on a shared 2-core machine the spinning cost 4× per training step (measured:
-/// 0.64 s → 0.16 s per step). Unless the user set `CANDLE_NUM_THREADS`, use one candle
-/// thread (rayon, used by the trilinear op and the simulator, keeps its threads).
-/// Call before the first tensor operation.
-pub fn default_cpu_threads() {
+use candle_core::Tensor;
+
+/// CPU settings for training, called before the first tensor operation:
+/// - Candle's CPU thread pool waits on spinning barriers between ops; with the small ops of
+///   this network on a shared 2-core machine the spinning cost 4× per training step
+///   (measured: 0.64 s → 0.16 s per step). Unless the user set `CANDLE_NUM_THREADS`, use one
+///   candle thread (rayon, used by the custom ops and the simulator, keeps its threads).
+/// - glibc returns freed blocks above its mmap/trim thresholds to the kernel, so every step's
+///   multi-megabyte activations came back as fresh zeroed pages (page faults and page clearing
+///   were ~7 % of a step's profile). Keeping up to 256 MiB of freed memory for reuse removes
+///   that, as PyTorch's caching allocator does; peak memory is unchanged.
+pub fn configure_cpu() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
+/// Runs `f` on the f32 data of a CPU tensor without copying it (contiguous tensors) — for the
+/// custom ops' backward passes, which receive tensors rather than storages.
+pub(crate) fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(s) => Ok(f(contiguous_f32(s, layout, "backward", what)?)),
+        _ => candle_core::bail!("backward: {what} must be on the CPU"),
     }
 }
 
