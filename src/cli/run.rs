@@ -820,14 +820,8 @@ fn chain_label(pdb: &str) -> String {
     }
 }
 
-/// The source tree's commit (`git describe --always --dirty`), or "unknown".
+/// The commit this binary was built from (`git describe --always --dirty`, recorded by
+/// build.rs), or "unknown".
 pub fn git_commit() -> String {
-    std::process::Command::new("git")
-        .args(["-C", env!("CARGO_MANIFEST_DIR"), "describe", "--always", "--dirty", "--abbrev=12"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
+    env!("XRAI_BENCH_GIT_COMMIT").to_string()
 }
