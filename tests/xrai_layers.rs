@@ -78,6 +78,11 @@ fn relu_max_pool_matches_candle() {
         }
         close(g1.get(x.as_tensor()).unwrap(), &Tensor::new(expected, &dev).unwrap(), 1e-6, "grad");
     }
+    // ties go to the first maximum in row-major order; an all-negative window passes nothing
+    let x = Var::new(&[[[[0.5f32, 2.0, -1.0, -2.0], [2.0, 0.0, -3.0, -4.0]]]], &dev).unwrap();
+    let g = relu_max_pool2(x.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+    let g = g.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(g, vec![0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
     assert!(relu_max_pool2(&Tensor::zeros((1, 1, 3, 4), DType::F32, &dev).unwrap()).is_err(), "odd H must be refused");
 }
 
