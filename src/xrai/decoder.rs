@@ -181,12 +181,25 @@ pub fn trilinear_backward(vol: &[f32], m: usize, coords: &[f32], grad: &[f32]) -
             part
         })
         .collect();
-    let mut parts = parts.into_iter();
-    let mut gv = parts.next().unwrap_or_else(|| vec![0f32; vol.len()]);
-    for q in parts {
-        gv.iter_mut().zip(&q).for_each(|(a, b)| *a += b);
+    (sum_in_order(parts, vol.len()), gc)
+}
+
+/// M of a volume `[M, M, M]`.
+fn cube_side(l: &Layout, op: &str) -> Result<usize> {
+    match l.dims() {
+        &[a, b, c] if a == b && b == c => Ok(a),
+        d => candle_core::bail!("{op}: volume must be [M, M, M], got {d:?}"),
     }
-    (gv, gc)
+}
+
+/// Σ of per-work-unit partial volume gradients, added in work-unit order (deterministic).
+fn sum_in_order(parts: Vec<Vec<f32>>, len: usize) -> Vec<f32> {
+    let mut parts = parts.into_iter();
+    let mut total = parts.next().unwrap_or_else(|| vec![0f32; len]);
+    for q in parts {
+        total.iter_mut().zip(&q).for_each(|(a, b)| *a += b);
+    }
+    total
 }
 
 impl CustomOp2 for Trilinear {
@@ -195,10 +208,7 @@ impl CustomOp2 for Trilinear {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dims = l1.dims();
-        if dims.len() != 3 || dims[0] != dims[1] || dims[1] != dims[2] {
-            candle_core::bail!("trilinear: volume must be [M, M, M], got {dims:?}");
-        }
+        let m = cube_side(l1, "trilinear")?;
         let cd = l2.dims();
         if cd.last() != Some(&3) {
             candle_core::bail!("trilinear: coordinates must be [.., 3], got {cd:?}");
@@ -206,7 +216,7 @@ impl CustomOp2 for Trilinear {
         let vol = contiguous_f32(s1, l1, "trilinear", "volume")?;
         let coords = contiguous_f32(s2, l2, "trilinear", "coordinates")?;
         let mut out = vec![0f32; coords.len() / 3];
-        trilinear_forward(vol, dims[0], coords, &mut out);
+        trilinear_forward(vol, m, coords, &mut out);
         Ok((CpuStorage::F32(out), Shape::from(&cd[..cd.len() - 1])))
     }
 
@@ -286,12 +296,7 @@ impl RotatedSlice {
                 part
             })
             .collect();
-        let mut parts = parts.into_iter();
-        let mut gv = parts.next().unwrap_or_else(|| vec![0f32; vol.len()]);
-        for q in parts {
-            gv.iter_mut().zip(&q).for_each(|(a, b)| *a += b);
-        }
-        (gv, grot)
+        (sum_in_order(parts, vol.len()), grot)
     }
 }
 
@@ -301,10 +306,7 @@ impl CustomOp2 for RotatedSlice {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dims = l1.dims();
-        if dims.len() != 3 || dims[0] != dims[1] || dims[1] != dims[2] {
-            candle_core::bail!("rotated slice: volume must be [M, M, M], got {dims:?}");
-        }
+        let m = cube_side(l1, "rotated slice")?;
         let n = match l2.dims() {
             &[n, 3, 3] => n,
             d => candle_core::bail!("rotated slice: rotations must be [N, 3, 3], got {d:?}"),
@@ -312,7 +314,7 @@ impl CustomOp2 for RotatedSlice {
         let vol = contiguous_f32(s1, l1, "rotated slice", "volume")?;
         let rots = contiguous_f32(s2, l2, "rotated slice", "rotations")?;
         let mut out = vec![0f32; n * self.s.len()];
-        self.forward_slices(vol, dims[0], rots, &mut out);
+        self.forward_slices(vol, m, rots, &mut out);
         Ok((CpuStorage::F32(out), Shape::from((n, self.s.len()))))
     }
 
