@@ -768,13 +768,24 @@ fn draw_plots(sim: &ImageSimulator, dir: &Path, results: &[MethodResult], fsc_cu
         amp_slices.push(central_slice(&read_mrc(&amplitude_path(r))?));
         den_slices.push(central_slice(&read_mrc(&dir.join("eval").join(r.method.name()).join("density.mrc"))?));
     }
+    // The density box is 1/Δs = 4kR wide (k = 3): the molecule fills its central sixth, so
+    // show the central third (twice the molecule's diameter) rather than a speck.
+    let crop = (truth_den.m / 3) | 1;
+    let den_slices: Vec<Vec<f32>> = den_slices.iter().map(|s| central_crop(s, truth_den.m, crop)).collect();
     plots::volume_slices(
         &plots_dir.join("slices"),
         &columns,
-        &[("|F| (own frame)".into(), truth_amp.m, amp_slices), ("density (aligned)".into(), truth_den.m, den_slices)],
+        &[("|F| (own frame)".into(), truth_amp.m, amp_slices), ("density (aligned)".into(), crop, den_slices)],
         &[true, false],
     )?;
     Ok(())
+}
+
+/// The central `side × side` window of an `m × m` slice.
+fn central_crop(slice: &[f32], m: usize, side: usize) -> Vec<f32> {
+    let side = side.min(m);
+    let start = (m - side) / 2;
+    (start..start + side).flat_map(|row| slice[row * m + start..][..side].iter().copied()).collect()
 }
 
 fn central_slice(v: &crate::volume::Volume<f32>) -> Vec<f32> {
