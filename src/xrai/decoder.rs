@@ -1,8 +1,10 @@
 //! The physics-based decoder: a learned Fourier-amplitude volume queried at the rotated Ewald
 //! coordinates R̂ s_p. Two representations (chosen by `XraiConfig::decoder`):
 //! - an explicit M³ voxel grid (Friedel-symmetrised by averaging with its point reflection)
-//!   sampled by trilinear interpolation, a Candle custom op with its own backward (the CPU
-//!   default: ~50 ms forward + backward for 524K samples);
+//!   sampled by trilinear interpolation. On CPU the whole slice (rotation R s_p, sampling and
+//!   pixel weights) is one custom op, [`RotatedSlice`], with its own backward (the CPU default:
+//!   21 ms forward + backward for 512 rotations × 1024 pixels on one thread); [`Trilinear`]
+//!   samples explicit coordinates;
 //! - cryoAI's FourierNet (the paper's decoder): exp(SIREN envelope) × SIREN modulant of the
 //!   frequency, Friedel-symmetrised by averaging s and −s.
 
