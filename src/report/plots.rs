@@ -20,6 +20,7 @@ use std::sync::Once;
 
 use anyhow::{anyhow, bail, Context, Result};
 use plotters::coord::combinators::WithKeyPoints;
+use plotters::chart::MeshStyle;
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use plotters::style::colors::colormaps::ViridisRGB;
@@ -310,6 +311,17 @@ pub fn scaling(
 // ---------------------------------------------------------------------------
 // Small helpers: fonts, colours, ranges, tick labels, legends
 // ---------------------------------------------------------------------------
+
+/// Every chart's mesh in one style: axis descriptions and tick labels in the embedded font,
+/// faint major and minor grid lines. Callers add descriptions, formatters and label counts.
+fn house_mesh<'m, 'a, 'b, X: Ranged, Y: Ranged, DB: DrawingBackend>(
+    mesh: &'m mut MeshStyle<'a, 'b, X, Y, DB>,
+) -> &'m mut MeshStyle<'a, 'b, X, Y, DB> {
+    mesh.axis_desc_style(font(AXIS_DESC_PX))
+        .label_style(font(TICK_PX))
+        .bold_line_style(BLACK.mix(0.12))
+        .light_line_style(BLACK.mix(0.04))
+}
 
 fn font(px: f64) -> TextStyle<'static> {
     TextStyle::from(FontDesc::new(
@@ -662,18 +674,13 @@ fn draw_fsc<DB: DrawingBackend>(
         .pe()?;
     let fx = lin_ticks(x_max - x_min);
     let fy = lin_ticks(1.0);
-    chart
-        .configure_mesh()
+    house_mesh(&mut chart.configure_mesh())
         .x_desc("spatial frequency (1/Å)")
         .y_desc("Fourier shell correlation")
-        .axis_desc_style(font(AXIS_DESC_PX))
-        .label_style(font(TICK_PX))
         .x_label_formatter(&fx)
         .y_label_formatter(&fy)
         .x_labels(8)
         .y_labels(12)
-        .bold_line_style(BLACK.mix(0.12))
-        .light_line_style(BLACK.mix(0.04))
         .draw()
         .pe()?;
 
@@ -824,18 +831,13 @@ fn draw_pose_errors<DB: DrawingBackend>(
             .pe()?;
         let fx = lin_ticks(hist_hi);
         let fy = lin_ticks(c_max);
-        chart
-            .configure_mesh()
+        house_mesh(&mut chart.configure_mesh())
             .x_desc(format!("pose error (°), bins of {}°", fmt_num(width)))
             .y_desc("number of images")
-            .axis_desc_style(font(AXIS_DESC_PX))
-            .label_style(font(TICK_PX))
             .x_label_formatter(&fx)
             .y_label_formatter(&fy)
             .x_labels(8)
             .y_labels(8)
-            .bold_line_style(BLACK.mix(0.12))
-            .light_line_style(BLACK.mix(0.04))
             .draw()
             .pe()?;
         for (i, c) in counts.iter().enumerate() {
@@ -887,17 +889,12 @@ fn draw_pose_errors<DB: DrawingBackend>(
             .build_cartesian_2d(x_axis, 0.0..1.02)
             .pe()?;
         let fy = lin_ticks(1.0);
-        chart
-            .configure_mesh()
+        house_mesh(&mut chart.configure_mesh())
             .x_desc("pose error (°, log scale)")
             .y_desc("fraction of images")
-            .axis_desc_style(font(AXIS_DESC_PX))
-            .label_style(font(TICK_PX))
             .x_label_formatter(&fx)
             .y_label_formatter(&fy)
             .y_labels(11)
-            .bold_line_style(BLACK.mix(0.12))
-            .light_line_style(BLACK.mix(0.04))
             .draw()
             .pe()?;
         chart
@@ -1030,17 +1027,12 @@ fn draw_training<DB: DrawingBackend>(
             .build_cartesian_2d(t_lo..t_hi, y_axis)
             .pe()?;
         let fx = lin_ticks(t_hi - t_lo);
-        chart
-            .configure_mesh()
+        house_mesh(&mut chart.configure_mesh())
             .x_desc("wall-clock time (min)")
             .y_desc(y_desc)
-            .axis_desc_style(font(AXIS_DESC_PX))
-            .label_style(font(TICK_PX))
             .x_label_formatter(&fx)
             .y_label_formatter(&fy)
             .x_labels(8)
-            .bold_line_style(BLACK.mix(0.12))
-            .light_line_style(BLACK.mix(0.04))
             .draw()
             .pe()?;
         if pts.is_empty() {
@@ -1101,17 +1093,12 @@ fn draw_emc<DB: DrawingBackend>(
             .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
             .pe()?;
         let fy = sci_ticks(y_lo, y_hi);
-        chart
-            .configure_mesh()
+        house_mesh(&mut chart.configure_mesh())
             .y_desc("log-likelihood")
-            .axis_desc_style(font(AXIS_DESC_PX))
-            .label_style(font(TICK_PX))
             .x_label_formatter(&int_ticks)
             .y_label_formatter(&fy)
             .x_labels(n_x_labels)
             .y_labels(7)
-            .bold_line_style(BLACK.mix(0.12))
-            .light_line_style(BLACK.mix(0.04))
             .draw()
             .pe()?;
         let col = series_color(0);
@@ -1139,17 +1126,12 @@ fn draw_emc<DB: DrawingBackend>(
             .y_label_area_size(130)
             .build_cartesian_2d(x_lo..x_hi, y_axis)
             .pe()?;
-        chart
-            .configure_mesh()
+        house_mesh(&mut chart.configure_mesh())
             .x_desc("EMC iteration")
             .y_desc("β (log scale)")
-            .axis_desc_style(font(AXIS_DESC_PX))
-            .label_style(font(TICK_PX))
             .x_label_formatter(&int_ticks)
             .y_label_formatter(&fy)
             .x_labels(n_x_labels)
-            .bold_line_style(BLACK.mix(0.12))
-            .light_line_style(BLACK.mix(0.04))
             .draw()
             .pe()?;
         let col = series_color(1);
@@ -1669,16 +1651,11 @@ fn draw_scaling<DB: DrawingBackend>(
         .y_label_area_size(100)
         .build_cartesian_2d(x_axis, y_axis)
         .pe()?;
-    chart
-        .configure_mesh()
+    house_mesh(&mut chart.configure_mesh())
         .x_desc("training images N")
         .y_desc(y_label)
-        .axis_desc_style(font(AXIS_DESC_PX))
-        .label_style(font(TICK_PX))
         .x_label_formatter(&fx)
         .y_label_formatter(&fy)
-        .bold_line_style(BLACK.mix(0.12))
-        .light_line_style(BLACK.mix(0.04))
         .draw()
         .pe()?;
 
