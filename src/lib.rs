@@ -9,6 +9,7 @@ pub mod cli;
 pub mod data;
 pub mod emc;
 pub mod eval;
+pub mod gemm;
 pub mod mrc;
 pub mod physics;
 pub mod report;

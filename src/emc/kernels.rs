@@ -1,4 +1,4 @@
-//! Numerical kernels of the likelihood step: a safe f32 GEMM wrapper, the sparse-photon
+//! Numerical kernels of the likelihood step: a row-major f32 GEMM, the sparse-photon
 //! product and a vectorisable natural logarithm.
 
 /// C (m × n, row stride `ldc`) = A (m × k, row-major, row stride `lda`) · B (k × n, row-major,
@@ -15,37 +15,7 @@ pub fn sgemm(
     c: &mut [f32],
     ldc: usize,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        for row in c.chunks_mut(ldc).take(m) {
-            row[..n].fill(0.0);
-        }
-        return;
-    }
-    assert!((m - 1) * lda + k <= a.len(), "sgemm: A out of bounds");
-    assert!((k - 1) * ldb + n <= b.len(), "sgemm: B out of bounds");
-    assert!((m - 1) * ldc + n <= c.len(), "sgemm: C out of bounds");
-    // SAFETY: the asserts above keep every access of the kernel inside the slices.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            lda as isize,
-            1,
-            b.as_ptr(),
-            ldb as isize,
-            1,
-            0.0,
-            c.as_mut_ptr(),
-            ldc as isize,
-            1,
-        );
-    }
+    crate::gemm::sgemm(m, k, n, a, (lda, 1), b, (ldb, 1), 0.0, c, (ldc, 1));
 }
 
 /// Rotations handled per pass of the sparse kernel (8 AVX registers of accumulators).

@@ -19,6 +19,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::contiguous_f32;
+use crate::gemm::sgemm;
 
 /// Target number of GEMM columns (images × H × W) per chunk. Small chunks keep the im2col
 /// matrix in L1/L2: on the encoder's shapes (batch 64) 128–512 columns measured alike and
@@ -136,51 +137,6 @@ fn col2im(dcols: &[f32], ld: usize, off: usize, c: usize, h: usize, w: usize, dx
                 }
             }
         }
-    }
-}
-
-/// `C[m, n] = α A[m, k] · B[k, n] + β C` with explicit (row, column) strides.
-#[allow(clippy::too_many_arguments)]
-fn sgemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    (rsa, csa): (usize, usize),
-    b: &[f32],
-    (rsb, csb): (usize, usize),
-    beta: f32,
-    c: &mut [f32],
-    (rsc, csc): (usize, usize),
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    // Bounds of the strided views, so the unsafe call below stays inside the slices.
-    let last = |r: usize, cl: usize, rs: usize, cs: usize| (r - 1) * rs + (cl - 1) * cs;
-    if k > 0 {
-        assert!(last(m, k, rsa, csa) < a.len() && last(k, n, rsb, csb) < b.len());
-    }
-    assert!(last(m, n, rsc, csc) < c.len());
-    // SAFETY: all accessed elements lie within the slices (checked above); C's strides do not
-    // alias (callers pass row-major or column-major layouts of distinct elements).
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            beta,
-            c.as_mut_ptr(),
-            rsc as isize,
-            csc as isize,
-        );
     }
 }
 
