@@ -249,33 +249,31 @@ pub fn gaussian_pyramid(images: &[f32], side: usize, levels: usize) -> Vec<f32> 
         for (i, img) in images.chunks_exact(side * side).enumerate() {
             let o = &mut out[(i * levels + level) * side * side..][..side * side];
             // rows, then columns
-            for y in 0..side {
-                for x in 0..side {
-                    let mut acc = 0f32;
-                    for (k, w) in kernel.iter().enumerate() {
-                        let xx = x as i64 + k as i64 - r;
-                        if (0..side as i64).contains(&xx) {
-                            acc += w * img[y * side + xx as usize];
-                        }
-                    }
-                    tmp[y * side + x] = acc;
-                }
-            }
-            for y in 0..side {
-                for x in 0..side {
-                    let mut acc = 0f32;
-                    for (k, w) in kernel.iter().enumerate() {
-                        let yy = y as i64 + k as i64 - r;
-                        if (0..side as i64).contains(&yy) {
-                            acc += w * tmp[yy as usize * side + x];
-                        }
-                    }
-                    o[y * side + x] = acc;
-                }
-            }
+            blur_axis(img, &mut tmp, side, &kernel, true);
+            blur_axis(&tmp, o, side, &kernel, false);
         }
     }
     out
+}
+
+/// One pass of a separable blur of a `side × side` image along x (`along_x`) or y with an
+/// odd-length kernel centred on each pixel; pixels outside the image count as zero.
+fn blur_axis(src: &[f32], dst: &mut [f32], side: usize, kernel: &[f32], along_x: bool) {
+    let r = (kernel.len() / 2) as i64;
+    for y in 0..side {
+        for x in 0..side {
+            let centre = if along_x { x } else { y } as i64;
+            let mut acc = 0f32;
+            for (k, w) in kernel.iter().enumerate() {
+                let t = centre + k as i64 - r;
+                if (0..side as i64).contains(&t) {
+                    let t = t as usize;
+                    acc += w * if along_x { src[y * side + t] } else { src[t * side + x] };
+                }
+            }
+            dst[y * side + x] = acc;
+        }
+    }
 }
 
 /// Rotation matrices of quaternions as a `[N, 3, 3]` tensor.
