@@ -478,20 +478,32 @@ fn child(argv: &[String], log: &Path) -> Result<(f64, f64)> {
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 fills it for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // Peak memory is the child's own VmHWM, sampled while it runs (a high-water mark, so
-    // only the last 0.2 s can be missed): ru_maxrss would also count the parent's RSS,
-    // which Linux carries into the child at exec.
-    let mut hwm_kib = 0u64;
-    loop {
-        hwm_kib = hwm_kib.max(vm_hwm_kib(pid).unwrap_or(0));
-        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if r == pid {
-            break;
-        }
-        ensure!(r == 0, "waiting for the method process failed: {}", std::io::Error::last_os_error());
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    // Peak memory is the child's own VmHWM, sampled by a thread while it runs (a high-water
+    // mark, so only the last 0.1 s can be missed): ru_maxrss would also count the parent's
+    // RSS, which Linux carries into the child at exec. The main thread blocks until the child
+    // exits (exact wall time), leaves it unreaped (WNOWAIT, so its pid cannot be reused while
+    // the sampler may still read /proc), stops the sampler, then reaps it with wait4.
+    let exited = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let exited = exited.clone();
+        std::thread::spawn(move || {
+            let mut hwm_kib = 0u64;
+            while !exited.load(std::sync::atomic::Ordering::Relaxed) {
+                hwm_kib = hwm_kib.max(vm_hwm_kib(pid).unwrap_or(0));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            hwm_kib
+        })
+    };
+    // SAFETY: siginfo_t is plain data; waitid fills it for our own child.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let w = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
     let secs = t0.elapsed().as_secs_f64();
+    exited.store(true, std::sync::atomic::Ordering::Relaxed);
+    let hwm_kib = sampler.join().unwrap_or(0);
+    ensure!(w == 0, "waiting for the method process failed: {}", std::io::Error::last_os_error());
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    ensure!(r == pid, "waiting for the method process failed: {}", std::io::Error::last_os_error());
     let peak_mib = if hwm_kib > 0 { hwm_kib as f64 / 1024.0 } else { usage.ru_maxrss as f64 / 1024.0 };
     std::fs::write(log, format!("{}\nwall_s {secs:.3}\npeak_rss_mib {peak_mib:.1}\nexit {status}\n", argv.join(" ")))?;
     ensure!(
