@@ -224,9 +224,7 @@ impl CustomOp2 for Trilinear {
 
     fn bwd(&self, vol: &Tensor, coords: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let m = vol.dim(0)?;
-        let (gv, gc) = with_f32(vol, "volume", |v| {
-            with_f32(coords, "coordinates", |c| with_f32(grad, "gradient", |g| trilinear_backward(v, m, c, g)))
-        })???;
+        let (gv, gc) = with_f32("trilinear backward", [vol, coords, grad], |[v, c, g]| trilinear_backward(v, m, c, g))?;
         let gv = Tensor::from_vec(gv, vol.shape(), vol.device())?;
         let gc = Tensor::from_vec(gc, coords.shape(), coords.device())?;
         Ok((Some(gv), Some(gc)))
@@ -322,9 +320,7 @@ impl CustomOp2 for RotatedSlice {
 
     fn bwd(&self, vol: &Tensor, rots: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let m = vol.dim(0)?;
-        let (gv, gr) = with_f32(vol, "volume", |v| {
-            with_f32(rots, "rotations", |r| with_f32(grad, "gradient", |g| self.backward_slices(v, m, r, g)))
-        })???;
+        let (gv, gr) = with_f32("rotated slice backward", [vol, rots, grad], |[v, r, g]| self.backward_slices(v, m, r, g))?;
         Ok((Some(Tensor::from_vec(gv, vol.shape(), vol.device())?), Some(Tensor::from_vec(gr, rots.shape(), rots.device())?)))
     }
 }

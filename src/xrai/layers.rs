@@ -94,45 +94,43 @@ impl CustomOp3 for BatchNormTrain {
         let n = (b * hw) as f64;
         let gs = gamma.to_vec1::<f32>()?;
         let cached = self.stats.lock().unwrap().clone();
-        let (dx, dgamma, dbeta) = with_f32(x, "x", |xs| {
-            with_f32(grad, "gradient", |dy| {
-                let (mean, var) = cached.unwrap_or_else(|| channel_stats(xs, [b, c, h, w]));
-                let inv: Vec<f32> = var.iter().map(|v| (1.0 / (*v as f64 + self.eps).sqrt()) as f32).collect();
-                // per channel: (Σ dy, Σ dy·x̂), f32 within a plane, f64 across planes
-                let sums: Vec<(f64, f64)> = (0..c)
-                    .into_par_iter()
-                    .map(|ch| {
-                        let (mut s1, mut s2) = (0f64, 0f64);
-                        for img in 0..b {
-                            let o = (img * c + ch) * hw;
-                            let (mut p1, mut p2) = (0f32, 0f32);
-                            for (&d, &xv) in dy[o..o + hw].iter().zip(&xs[o..o + hw]) {
-                                p1 += d;
-                                p2 += d * (xv - mean[ch]);
-                            }
-                            s1 += p1 as f64;
-                            s2 += p2 as f64 * inv[ch] as f64;
+        let (dx, dgamma, dbeta) = with_f32("batch norm backward", [x, grad], |[xs, dy]| {
+            let (mean, var) = cached.unwrap_or_else(|| channel_stats(xs, [b, c, h, w]));
+            let inv: Vec<f32> = var.iter().map(|v| (1.0 / (*v as f64 + self.eps).sqrt()) as f32).collect();
+            // per channel: (Σ dy, Σ dy·x̂), f32 within a plane, f64 across planes
+            let sums: Vec<(f64, f64)> = (0..c)
+                .into_par_iter()
+                .map(|ch| {
+                    let (mut s1, mut s2) = (0f64, 0f64);
+                    for img in 0..b {
+                        let o = (img * c + ch) * hw;
+                        let (mut p1, mut p2) = (0f32, 0f32);
+                        for (&d, &xv) in dy[o..o + hw].iter().zip(&xs[o..o + hw]) {
+                            p1 += d;
+                            p2 += d * (xv - mean[ch]);
                         }
-                        (s1, s2)
-                    })
-                    .collect();
-                let mut dx = vec![0f32; xs.len()];
-                dx.par_chunks_mut(hw).enumerate().for_each(|(plane, out)| {
-                    let ch = plane % c;
-                    let (sum_dy, sum_dy_xhat) = sums[ch];
-                    let k1 = (gs[ch] as f64 * inv[ch] as f64 / n) as f32;
-                    let (nf, sdy) = (n as f32, sum_dy as f32);
-                    let coef = (sum_dy_xhat as f32) * inv[ch];
-                    let o = plane * hw;
-                    for ((d, &g), &xv) in out.iter_mut().zip(&dy[o..o + hw]).zip(&xs[o..o + hw]) {
-                        *d = k1 * (nf * g - sdy - (xv - mean[ch]) * coef);
+                        s1 += p1 as f64;
+                        s2 += p2 as f64 * inv[ch] as f64;
                     }
-                });
-                let dgamma = sums.iter().map(|s| s.1 as f32).collect::<Vec<_>>();
-                let dbeta = sums.iter().map(|s| s.0 as f32).collect::<Vec<_>>();
-                (dx, dgamma, dbeta)
-            })
-        })??;
+                    (s1, s2)
+                })
+                .collect();
+            let mut dx = vec![0f32; xs.len()];
+            dx.par_chunks_mut(hw).enumerate().for_each(|(plane, out)| {
+                let ch = plane % c;
+                let (sum_dy, sum_dy_xhat) = sums[ch];
+                let k1 = (gs[ch] as f64 * inv[ch] as f64 / n) as f32;
+                let (nf, sdy) = (n as f32, sum_dy as f32);
+                let coef = (sum_dy_xhat as f32) * inv[ch];
+                let o = plane * hw;
+                for ((d, &g), &xv) in out.iter_mut().zip(&dy[o..o + hw]).zip(&xs[o..o + hw]) {
+                    *d = k1 * (nf * g - sdy - (xv - mean[ch]) * coef);
+                }
+            });
+            let dgamma = sums.iter().map(|s| s.1 as f32).collect::<Vec<_>>();
+            let dbeta = sums.iter().map(|s| s.0 as f32).collect::<Vec<_>>();
+            (dx, dgamma, dbeta)
+        })?;
         let dev = x.device();
         Ok((
             Some(Tensor::from_vec(dx, (b, c, h, w), dev)?),
@@ -272,13 +270,13 @@ impl CustomOp1 for ReluMaxPool2 {
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let (b, c, h, w) = x.dims4()?;
         let (ho, wo) = (h / 2, w / 2);
-        let win = self.winners.lock().unwrap().clone();
-        let win = match win {
+        let winners = self.winners.lock().unwrap();
+        let win = match winners.as_deref() {
             Some(v) if v.len() == b * c * ho * wo => v,
             _ => candle_core::bail!("relu max pool: backward without its forward pass"),
         };
         let mut dx = vec![0f32; b * c * h * w];
-        with_f32(grad, "gradient", |gs| {
+        with_f32("relu max pool backward", [grad], |[gs]| {
             dx.par_chunks_mut(h * w).zip(win.par_chunks(ho * wo)).zip(gs.par_chunks(ho * wo)).for_each(|((d, wn), g)| {
                 for i in 0..ho {
                     for j in 0..wo {

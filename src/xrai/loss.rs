@@ -71,22 +71,16 @@ impl CustomOp3 for MseBranches {
     fn bwd(&self, pred: &Tensor, target: &Tensor, target_pi: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (b, k, p) = pred.dims3()?;
         let mut dp = vec![0f32; b * k * p];
-        with_f32(pred, "predictions", |pr| {
-            with_f32(target, "target", |t| {
-                with_f32(target_pi, "π target", |tp| {
-                    with_f32(grad, "gradient", |g| {
-                        dp.par_chunks_mut(p).zip(pr.par_chunks(p)).enumerate().for_each(|(row, (d, pr))| {
-                            let img = row / k;
-                            let (t, tp) = (&t[img * p..][..p], &tp[img * p..][..p]);
-                            let (g0, g1) = (2.0 * g[2 * row] / p as f32, 2.0 * g[2 * row + 1] / p as f32);
-                            for (((d, &x), &a), &c) in d.iter_mut().zip(pr).zip(t).zip(tp) {
-                                *d = g0 * (x - a) + g1 * (x - c);
-                            }
-                        })
-                    })
-                })
+        with_f32("mse branches backward", [pred, target, target_pi, grad], |[pr, t, tp, g]| {
+            dp.par_chunks_mut(p).zip(pr.par_chunks(p)).enumerate().for_each(|(row, (d, pr))| {
+                let img = row / k;
+                let (t, tp) = (&t[img * p..][..p], &tp[img * p..][..p]);
+                let (g0, g1) = (2.0 * g[2 * row] / p as f32, 2.0 * g[2 * row + 1] / p as f32);
+                for (((d, &x), &a), &c) in d.iter_mut().zip(pr).zip(t).zip(tp) {
+                    *d = g0 * (x - a) + g1 * (x - c);
+                }
             })
-        })????;
+        })?;
         Ok((Some(Tensor::from_vec(dp, (b, k, p), pred.device())?), None, None))
     }
 }

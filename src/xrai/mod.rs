@@ -45,15 +45,28 @@ pub fn configure_cpu() {
     }
 }
 
-/// Runs `f` on the f32 data of a CPU tensor without copying it (contiguous tensors) — for the
-/// custom ops' backward passes, which receive tensors rather than storages.
-pub(crate) fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        candle_core::Storage::Cpu(s) => Ok(f(contiguous_f32(s, layout, "backward", what)?)),
-        _ => candle_core::bail!("backward: {what} must be on the CPU"),
+/// Names of [`with_f32`]'s inputs in errors (no formatting on the hot path).
+const INPUT_NAMES: [&str; 4] = ["input 0", "input 1", "input 2", "input 3"];
+
+/// Runs `f` on the f32 data of N CPU tensors at once, without copying contiguous ones — for
+/// the custom ops' backward passes, which receive tensors rather than storages. `op` names the
+/// operation in the error.
+pub(crate) fn with_f32<R, const N: usize>(op: &str, tensors: [&Tensor; N], f: impl FnOnce([&[f32]; N]) -> R) -> candle_core::Result<R> {
+    let tensors = tensors.map(|t| t.contiguous());
+    let mut owned = Vec::with_capacity(N);
+    for t in tensors {
+        owned.push(t?);
     }
+    let guards: Vec<_> = owned.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices: Vec<&[f32]> = Vec::with_capacity(N);
+    for (i, (storage, layout)) in guards.iter().enumerate() {
+        match &**storage {
+            candle_core::Storage::Cpu(s) => slices.push(contiguous_f32(s, layout, op, INPUT_NAMES.get(i).copied().unwrap_or("an input"))?),
+            _ => candle_core::bail!("{op}: input {i} must be on the CPU"),
+        }
+    }
+    let slices: [&[f32]; N] = slices.try_into().expect("one slice per tensor");
+    Ok(f(slices))
 }
 
 /// The f32 data of a contiguous CPU tensor, for the custom ops' kernels; `op` and `what` name
