@@ -6,11 +6,9 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rayon::prelude::*;
 use std::time::Duration;
-use xrai_bench::data::{ImageSimulator, ImageStream, Rescale, SimulationConfig, Split};
+use xrai_bench::data::{bin_frames, binned_detector, ImageSimulator, ImageStream, Rescale, SimulationConfig, Source, Split};
 use xrai_bench::emc::kernels::sgemm;
-use xrai_bench::emc::{
-    bin_frames, binned_detector, Emc, EmcParams, LikelihoodPath, MemoryFrames, OrientationGrid,
-};
+use xrai_bench::emc::{Emc, EmcParams, LikelihoodPath, OrientationGrid};
 use xrai_bench::physics::molecule::{read_structure, Selection};
 
 const FRAMES: usize = 2048;
@@ -35,13 +33,15 @@ fn problem(
     bin: usize,
     path: LikelihoodPath,
     scale: bool,
-) -> (Emc, MemoryFrames) {
-    let detector = binned_detector(&sim.config.detector, bin).unwrap();
-    let g = detector.geometry(&sim.config.beam);
+) -> (Emc, Source<'static>) {
     let batch = ImageStream::new(sim, Split::Train, FRAMES as u64, FRAMES)
         .next()
         .unwrap();
+    // binned once here, so that the iterations time EMC alone
+    let detector = binned_detector(&sim.config.detector, bin).unwrap();
     let frames = bin_frames(&batch.images, sim.config.detector.pixels, bin);
+    let source = Source::memory(frames, detector.clone(), sim.config.beam.clone(), None).unwrap();
+    let g = detector.geometry(&sim.config.beam);
     let params = EmcParams {
         path,
         scale,
@@ -57,14 +57,7 @@ fn problem(
     )
     .unwrap();
     emc.random_start(1);
-    (
-        emc,
-        MemoryFrames {
-            frames,
-            pixels: g.s.len(),
-            poses: None,
-        },
-    )
+    (emc, source)
 }
 
 fn iteration(c: &mut Criterion) {
@@ -77,11 +70,11 @@ fn iteration(c: &mut Criterion) {
     let sim = simulator(Rescale::PerImage(20_000.0), false);
     let (mut emc, mut frames) = problem(&sim, 2, LikelihoodPath::Dense, true);
     let (r, p) = (emc.grid.len(), emc.pixels());
-    emc.prepare(&mut frames).unwrap();
+    emc.prepare(&frames).unwrap();
     group.throughput(Throughput::Elements((r * FRAMES * p) as u64));
     group.bench_function(format!("iteration_dense_{FRAMES}x{p}px_{r}rot"), |b| {
         b.iter(|| {
-            emc.iterate(&mut frames, 1.0, None, &|_| {})
+            emc.iterate(&frames, 1.0, None, &|_| {})
                 .unwrap()
                 .unwrap()
         })
@@ -106,13 +99,13 @@ fn iteration(c: &mut Criterion) {
     let sim = simulator(Rescale::MeanTotal(880.0), true);
     let (mut emc, mut frames) = problem(&sim, 1, LikelihoodPath::Sparse, false);
     let (r, p) = (emc.grid.len(), emc.pixels());
-    emc.prepare(&mut frames).unwrap();
+    emc.prepare(&frames).unwrap();
     group.throughput(Throughput::Elements((r * FRAMES * p) as u64));
     group.bench_function(
         format!("iteration_sparse_poisson880_{FRAMES}x{p}px_{r}rot"),
         |b| {
             b.iter(|| {
-                emc.iterate(&mut frames, 1.0, None, &|_| {})
+                emc.iterate(&frames, 1.0, None, &|_| {})
                     .unwrap()
                     .unwrap()
             })

@@ -15,7 +15,10 @@ use xrai_bench::data::{ImageSimulator, Rescale, SimulationConfig, Split};
 use xrai_bench::physics::molecule;
 use xrai_bench::xrai::conv::conv3x3;
 use xrai_bench::xrai::decoder::{trilinear, Decoder};
-use xrai_bench::xrai::train::{load_amplitudes, radial_volume, InputStats, Trainer, VolumeInit, WorkingGeometry};
+use xrai_bench::xrai::geometry::load_amplitudes;
+use xrai_bench::xrai::init::{radial_volume, InputStats};
+use xrai_bench::xrai::trainer::VolumeInit;
+use xrai_bench::xrai::{Trainer, WorkingGeometry};
 use xrai_bench::xrai::{sixd_to_rotation, Encoder, XraiConfig};
 
 type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;

@@ -1,17 +1,33 @@
 //! xrai-bench: simulate X-ray single-particle diffraction from a protein, reconstruct it with
 //! X-RAI and EMC, and report how fast and how well each did.
 //!
-//! Data flows one way: [`physics`] (molecule → transform → detector slices) → [`data`] (seeded
-//! image streams and on-disk datasets) → methods → [`eval`] (pose error, phasing, FSC) → report.
-//! [`cli`] holds one file per command; `main.rs` only parses and dispatches.
+//! Data flows one way: physics → data → methods → eval → report, with the benchmark protocol
+//! ([`pipeline`]) on top and the command line ([`cli`]) over it. The module map — what each owns
+//! and what it may import:
+//!
+//! | module | owns | may import |
+//! |---|---|---|
+//! | [`rotation`], [`volume`], [`gemm`], [`mrc`] | quaternions and pose files; centred reciprocal grids; the GEMM wrapper; MRC maps | — (leaves) |
+//! | [`physics`] | molecule parsing, form factors, the molecular transform, detector and beam, Ewald slices, photon noise | leaves |
+//! | [`data`] | the seeded image simulator and stream, on-disk datasets, [`data::Source`] (the one frame source, with its detector and binning) | physics, leaves |
+//! | [`method`] | the method contract: [`method::Method`], the typed [`method::MethodOutput`], [`method::Budget`], the registry | data, eval (pose-error summary), leaves |
+//! | [`xrai`], [`emc`] | the two methods (models and kernels, training or iterations, each's `run`) | method, data, physics, eval, leaves |
+//! | [`eval`] | pose error, phasing, alignment, FSC | leaves |
+//! | [`report`] | Table 1 (CSV, Parquet, Markdown) and the plots, from plain data | leaves |
+//! | [`pipeline`] | the benchmark protocol: settings, staging and resume, method processes, evaluation, table, figures, sweeps | everything above |
+//! | [`cli`] | one file per command: parse and dispatch | pipeline and the modules a command serves |
+//!
+//! `main.rs` only parses and dispatches; the methods' subcommands come from the registry.
 
 pub mod cli;
 pub mod data;
 pub mod emc;
 pub mod eval;
 pub mod gemm;
+pub mod method;
 pub mod mrc;
 pub mod physics;
+pub mod pipeline;
 pub mod report;
 pub mod rotation;
 pub mod volume;

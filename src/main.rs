@@ -1,7 +1,7 @@
 //! The `xrai-bench` command line: parse, dispatch, nothing else.
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use xrai_bench::cli;
+use xrai_bench::{cli, method};
 
 /// With no subcommand, `xrai-bench [--pdb ID] [--n N] …` runs the whole benchmark (`run`).
 #[derive(Parser)]
@@ -38,20 +38,25 @@ enum Command {
     Table(cli::table::Args),
     /// Simulate diffraction images of a molecule (PDB → transform → Ewald slices)
     Simulate(cli::simulate::Args),
-    /// Reconstruct with EMC (expand–maximize–compress, exhaustive orientation search)
-    Emc(cli::emc::Args),
     /// Pose error between true and estimated rotations (global alignment, in-plane π ambiguity)
     PoseError(cli::pose_error::Args),
     /// Phase an amplitude volume (ER + HIO + shrink-wrap) into an electron density
     Phase(cli::phase::Args),
     /// Fourier shell correlation between two maps, with the 0.5 and 0.143 crossings
     Fsc(cli::fsc::Args),
-    /// Reconstruct with X-RAI (amortized pose inference autoencoder)
-    Xrai(cli::xrai::Args),
 }
 
 fn main() {
-    let matches = Cli::command().get_matches();
+    // The methods' budgets count from here (xrai_bench::method::budget).
+    method::budget::mark_process_start();
+    // The methods' subcommands come from the registry.
+    let command = method::REGISTRY.iter().fold(Cli::command(), |c, m| c.subcommand(m.command()));
+    let matches = command.get_matches();
+    if let Some((name, sub)) = matches.subcommand() {
+        if let Some(m) = method::find(name) {
+            exit_on_error(m.run(sub));
+        }
+    }
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         None => cli::run::run(cli.run, cli.control, Some(&matches), false),
@@ -59,14 +64,17 @@ fn main() {
         Some(Command::Sweep(c)) => cli::run::run(c.run, c.control, matches.subcommand_matches("sweep"), true),
         Some(Command::Table(args)) => cli::table::run(args),
         Some(Command::Simulate(args)) => cli::simulate::run(args),
-        Some(Command::Emc(args)) => cli::emc::run(args),
         Some(Command::PoseError(args)) => cli::pose_error::run(args),
         Some(Command::Phase(args)) => cli::phase::run(args),
         Some(Command::Fsc(args)) => cli::fsc::run(args),
-        Some(Command::Xrai(args)) => cli::xrai::run(args),
     };
+    exit_on_error(result);
+}
+
+fn exit_on_error(result: anyhow::Result<()>) {
     if let Err(err) = result {
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }
+    std::process::exit(0);
 }

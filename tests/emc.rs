@@ -5,12 +5,9 @@
 use nalgebra::{Rotation3, UnitQuaternion};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use xrai_bench::data::{ImageSimulator, Rescale, SimulationConfig, Split};
+use xrai_bench::data::{binned_detector, ImageSimulator, Rescale, SimulationConfig, Source, Split};
 use xrai_bench::emc::compress::Merger;
-use xrai_bench::emc::{
-    binned_detector, Emc, EmcParams, FrameSource, IterationStats, MemoryFrames, MergeRule,
-    OrientationGrid, SimulatedFrames,
-};
+use xrai_bench::emc::{Emc, EmcParams, IterationStats, MergeRule, OrientationGrid};
 use xrai_bench::eval::pose_error::pose_error;
 use xrai_bench::physics::molecule::load;
 use xrai_bench::physics::slice::Slicer;
@@ -68,13 +65,9 @@ fn posterior_peaks_at_the_true_rotation() {
         frames.extend(f);
     }
     emc.set_model(truth).unwrap();
-    let mut source = MemoryFrames {
-        frames,
-        pixels: g.s.len(),
-        poses: None,
-    };
-    emc.prepare(&mut source).unwrap();
-    let assigned = emc.assign(&mut source, 1.0).unwrap();
+    let source = Source::memory(frames, detector.clone(), sim.config.beam.clone(), None).unwrap();
+    emc.prepare(&source).unwrap();
+    let assigned = emc.assign(&source, 1.0).unwrap();
     for (a, &r) in assigned.iter().zip(&picks) {
         assert_eq!(
             a.rotation as usize, r,
@@ -147,15 +140,10 @@ fn small_run(
     };
     let mut emc = emc_for(&sim, OrientationGrid::new(3).unwrap(), 4, params);
     emc.random_start(seed);
-    let mut source = SimulatedFrames {
-        simulator: &sim,
-        split: Split::Train,
-        n,
-        bin: 4,
-    };
+    let source = Source::stream(&sim, Split::Train, Some(n as u64)).binned(4).unwrap();
     let stats = (0..iters)
         .map(|k| {
-            emc.iterate(&mut source, betas[k.min(betas.len() - 1)], None, &|_| {})
+            emc.iterate(&source, betas[k.min(betas.len() - 1)], None, &|_| {})
                 .unwrap()
                 .unwrap()
         })
@@ -206,13 +194,8 @@ fn small_reconstruction_recovers_poses() {
         .map(|k| (0.001f64 * 2f64.powi(k)).min(1.0))
         .collect();
     let (stats, emc, sim) = small_run(1, 14, &betas, 1500, MergeRule::Average);
-    let mut test = SimulatedFrames {
-        simulator: &sim,
-        split: Split::Test,
-        n: 200,
-        bin: 4,
-    };
-    let assigned = emc.assign(&mut test, 1.0).unwrap();
+    let test = Source::stream(&sim, Split::Test, Some(200)).binned(4).unwrap();
+    let assigned = emc.assign(&test, 1.0).unwrap();
     let poses: Vec<_> = assigned
         .iter()
         .map(|a| emc.quaternion(a.rotation))

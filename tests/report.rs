@@ -180,7 +180,7 @@ fn run_is_atomic_refuses_to_overwrite_and_resumes() {
 #[test]
 fn config_file_sets_and_command_line_overrides() {
     use clap::{CommandFactory, FromArgMatches};
-    use xrai_bench::cli::run::{merge_config, RunArgs};
+    use xrai_bench::pipeline::settings::{merge_config, RunArgs};
     #[derive(clap::Parser)]
     struct W {
         #[command(flatten)]

@@ -75,7 +75,7 @@ fn datasets_round_trip_in_chunks() {
         poses.extend(b.poses);
     }
     writer.finish(&serde_json::json!({"n": n})).unwrap();
-    let mut ds = Dataset::open(dir.path()).unwrap();
+    let ds = Dataset::open(dir.path()).unwrap();
     assert_eq!((ds.len, ds.side), (n, 128));
     let chunk = ds.read_images(3, 4).unwrap();
     assert_eq!(&chunk[..], &images[3 * 16384..7 * 16384]);

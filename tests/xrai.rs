@@ -11,7 +11,10 @@ use xrai_bench::physics::molecule::{self, Molecule};
 use xrai_bench::xrai::decoder::{trilinear, trilinear_generic};
 use xrai_bench::xrai::config::{DataLoss, DecoderKind};
 use xrai_bench::xrai::loss::{branch_errors, poisson_deviance, symmetric_multihead, winners};
-use xrai_bench::xrai::train::{load_amplitudes, radial_volume, true_amplitude_volume, InputStats, Trainer, VolumeInit, WorkingGeometry};
+use xrai_bench::xrai::geometry::load_amplitudes;
+use xrai_bench::xrai::init::{radial_volume, true_amplitude_volume, InputStats};
+use xrai_bench::xrai::trainer::VolumeInit;
+use xrai_bench::xrai::{Trainer, WorkingGeometry};
 use xrai_bench::xrai::{sixd_to_rotation, XraiConfig};
 
 fn det3(r: &[f32]) -> f32 {
@@ -339,7 +342,7 @@ fn decoder_with_true_volume_reproduces_images() {
         let k = t.fit_volume_scale(&amps, &poses).unwrap() as f32;
         let t = Trainer::new(cfg, geo.clone(), Some(&stats), VolumeInit::Frozen(truth.iter().map(|v| v * k).collect()), norm, Device::Cpu).unwrap();
         let rel = |poses: &[nalgebra::UnitQuaternion<f64>]| {
-            let r = xrai_bench::xrai::train::rotations_tensor(poses, &Device::Cpu).unwrap();
+            let r = xrai_bench::xrai::trainer::rotations_tensor(poses, &Device::Cpu).unwrap();
             let pred = t.decoder.forward(&r).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let num: f64 = pred.iter().zip(&amps).map(|(p, a)| ((p - a) as f64).powi(2)).sum();
             let den: f64 = amps.iter().map(|a| (*a as f64).powi(2)).sum();
@@ -381,7 +384,7 @@ fn poisson_deviance_is_the_shifted_negative_log_likelihood() {
 /// sum of an interior point, and widens with the level.
 #[test]
 fn gaussian_pyramid_blurs_by_level() {
-    use xrai_bench::xrai::train::gaussian_pyramid;
+    use xrai_bench::xrai::pyramid::gaussian_pyramid;
     let side = 32;
     let mut img = vec![0f32; side * side];
     img[16 * side + 16] = 1.0;
@@ -437,7 +440,7 @@ fn resume_from_checkpoint_continues_the_same_trajectory() {
     let (amps, _) = load_amplitudes(&sim, &geo, Split::Train, 0, 6 * cfg.batch);
     let stats = InputStats::from_amplitudes(&amps, geo.pixels());
     let m = cfg.volume_size;
-    let v0 = xrai_bench::xrai::train::radial_volume(&geo, &amps, m, geo.volume_spacing(m), 0.01, 0);
+    let v0 = xrai_bench::xrai::init::radial_volume(&geo, &amps, m, geo.volume_spacing(m), 0.01, 0);
     let new = || Trainer::new(cfg.clone(), geo.clone(), Some(&stats), VolumeInit::Learned(v0.clone()), None, Device::Cpu).unwrap();
     let batch = |i: usize| &amps[i * cfg.batch * geo.pixels()..(i + 1) * cfg.batch * geo.pixels()];
     let mut straight = new();

@@ -12,7 +12,7 @@
 //! Reading seeks to any image range, so datasets larger than memory are read in chunks.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context};
@@ -229,14 +229,33 @@ impl Dataset {
         Ok(Dataset { dir: dir.to_path_buf(), len, side, data_offset, file, poses, meta })
     }
 
-    /// Images `start .. start + count` (clamped to the end), row-major.
-    pub fn read_images(&mut self, start: u64, count: usize) -> anyhow::Result<Vec<f32>> {
+    /// Images `start .. start + count` (clamped to the end), row-major. Positioned reads, so
+    /// a shared dataset needs no lock.
+    pub fn read_images(&self, start: u64, count: usize) -> anyhow::Result<Vec<f32>> {
+        use std::os::unix::fs::FileExt;
         ensure!(start <= self.len, "image {start} is past the end of the dataset ({} images)", self.len);
         let count = count.min((self.len - start) as usize);
-        let per_image = self.side * self.side;
-        self.file.seek(SeekFrom::Start(self.data_offset + start * (per_image * 4) as u64))?;
-        let mut bytes = vec![0u8; count * per_image * 4];
-        self.file.read_exact(&mut bytes)?;
+        let per_image = (self.side * self.side * 4) as u64;
+        let mut bytes = vec![0u8; count * per_image as usize];
+        self.file
+            .read_exact_at(&mut bytes, self.data_offset + start * per_image)
+            .with_context(|| format!("{}: cannot read images {start}..{}", self.dir.join("images.npy").display(), start + count as u64))?;
         Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    }
+
+    /// The simulation settings recorded in meta.json (detector, beam, rescaling, seed).
+    pub fn config(&self) -> anyhow::Result<crate::data::SimulationConfig> {
+        serde_json::from_value(self.meta["config"].clone()).with_context(|| {
+            format!("{}: meta.json has no simulation config (write datasets with `xrai-bench simulate`)", self.dir.display())
+        })
+    }
+
+    /// The evaluation grid recorded in meta.json: (m, Δs in Å⁻¹).
+    pub fn grid(&self) -> anyhow::Result<(usize, f64)> {
+        let m = self.meta["grid"]["m"].as_u64().with_context(|| format!("{}: meta.json has no grid.m", self.dir.display()))?;
+        let ds = self.meta["grid"]["spacing_per_angstrom"]
+            .as_f64()
+            .with_context(|| format!("{}: meta.json has no grid.spacing_per_angstrom", self.dir.display()))?;
+        Ok((usize::try_from(m)?, ds))
     }
 }

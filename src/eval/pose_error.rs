@@ -50,7 +50,7 @@ pub struct PoseError {
 }
 
 /// Summary statistics of the residual angles, degrees.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PoseErrorSummary {
     pub images: usize,
     pub median_deg: f64,

@@ -6,7 +6,13 @@
 //! prediction with the image and with its in-plane π rotation (equation 4), generalised to a
 //! winner-takes-all minimum over heads (cryoSPIN), plus a pose-uniformity penalty.
 //!
-//! One file per concept: [`config`], [`encoder`], [`decoder`], [`loss`], [`optim`], [`train`].
+//! One file per concept. The model, in the candle-transformers style (config struct,
+//! `VarBuilder`, `forward`): [`config`], [`encoder`], [`decoder`]. Kernels apart from the
+//! models: [`conv`] (im2col + GEMM convolution), [`layers`] (batch norm, ReLU + max pool) and the
+//! decoder's trilinear op. Training: [`geometry`] (working-size images from a
+//! [`crate::data::Source`]), [`init`] (input statistics, starting volume), [`pyramid`], [`loss`],
+//! [`optim`], [`trainer`] (step, prediction, checkpoints), [`train`] (the loop) and [`run`] (the
+//! method as the benchmark runs it).
 
 pub mod config;
 pub mod conv;
@@ -14,13 +20,19 @@ pub mod decoder;
 pub mod encoder;
 pub mod layers;
 pub mod loss;
+pub mod geometry;
+pub mod init;
 pub mod optim;
+pub mod pyramid;
+pub mod run;
 pub mod train;
+pub mod trainer;
 
 pub use config::{SymmetricBranch, XraiConfig};
 pub use decoder::{Decoder, Trilinear};
 pub use encoder::{sixd_to_rotation, Encoder};
-pub use train::{Trainer, WorkingGeometry};
+pub use geometry::WorkingGeometry;
+pub use trainer::Trainer;
 
 use candle_core::Tensor;
 

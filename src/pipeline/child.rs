@@ -1,0 +1,58 @@
+//! A method's own process: `xrai-bench <id> …` started by the benchmark, so that its wall time
+//! and peak memory are its own and a crash in one method leaves the others' results.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{ensure, Context, Result};
+
+use crate::method::output::vm_hwm_kib;
+
+/// Runs `xrai-bench <argv>` as a child; returns (wall seconds, peak RSS MiB).
+pub fn child(argv: &[String], log: &Path) -> Result<(f64, f64)> {
+    let exe = std::env::current_exe().context("cannot find this program's executable")?;
+    eprintln!("  $ xrai-bench {}", argv.join(" "));
+    let t0 = Instant::now();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(argv);
+    let child = cmd.spawn().context("cannot start a method process")?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // Peak memory is the child's own VmHWM, sampled by a thread while it runs (a high-water
+    // mark, so only the last 0.1 s can be missed): ru_maxrss would also count the parent's
+    // RSS, which Linux carries into the child at exec. The main thread blocks until the child
+    // exits (exact wall time), leaves it unreaped (WNOWAIT, so its pid cannot be reused while
+    // the sampler may still read /proc), stops the sampler, then reaps it with wait4.
+    let exited = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let exited = exited.clone();
+        std::thread::spawn(move || {
+            let mut hwm_kib = 0u64;
+            while !exited.load(std::sync::atomic::Ordering::Relaxed) {
+                hwm_kib = hwm_kib.max(vm_hwm_kib(&pid.to_string()).unwrap_or(0));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            hwm_kib
+        })
+    };
+    // SAFETY: siginfo_t is plain data; waitid fills it for our own child.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let w = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+    let secs = t0.elapsed().as_secs_f64();
+    exited.store(true, std::sync::atomic::Ordering::Relaxed);
+    let hwm_kib = sampler.join().unwrap_or(0);
+    ensure!(w == 0, "waiting for the method process failed: {}", std::io::Error::last_os_error());
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    ensure!(r == pid, "waiting for the method process failed: {}", std::io::Error::last_os_error());
+    let peak_mib = if hwm_kib > 0 { hwm_kib as f64 / 1024.0 } else { usage.ru_maxrss as f64 / 1024.0 };
+    std::fs::write(log, format!("{}\nwall_s {secs:.3}\npeak_rss_mib {peak_mib:.1}\nexit {status}\n", argv.join(" ")))?;
+    ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "`xrai-bench {}` failed (see its messages above); finished stages are kept: continue with --resume",
+        argv.first().map(String::as_str).unwrap_or("")
+    );
+    Ok((secs, peak_mib))
+}
+

@@ -1,0 +1,477 @@
+//! X-RAI as a method of the benchmark: `xrai-bench xrai`, reconstruction from the simulator's
+//! stream or an on-disk dataset (`--data`).
+//!
+//! Outputs in `--out` (staged, moved into place when complete), beside the contract's
+//! `output.json`, `amplitude.mrc` (the learned |F| resampled onto the evaluation grid — the
+//! simulator's and EMC's — −1 beyond the working detector's s_max) and `poses_{train,test}.csv`:
+//! `amplitude_voxels.mrc` (the decoder's own grid), `poses_{train,test}_true.csv` (w,x,y,z),
+//! `curve.csv` (loss and test pose error against steps and seconds), `summary.json`, and
+//! `checkpoint/`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context, Result};
+use candle_core::Device;
+
+use super::config::{DataLoss, DecoderKind};
+use super::geometry::{amplitudes, WorkingGeometry};
+use super::init::{radial_volume, true_amplitude_volume, InputStats};
+use super::train::{train_loop, LoopOptions};
+use super::trainer::{read_config, CheckpointState, Trainer, VolumeInit};
+use super::{SymmetricBranch, XraiConfig};
+use crate::cli::simulate::{MoleculeArgs, PhysicsArgs};
+use crate::data::dataset::write_atomically;
+use crate::data::{Dataset, ImageSimulator, Rescale, Source, Split};
+use crate::method::output::{self, BudgetRecord, MethodOutput, Objective, PoseCounts, PoseErrors, ProgressPoint, Software, Timings, VolumeGrid};
+use crate::method::{command_of, options_of, Budget, Job, Method};
+use crate::rotation::write_poses_csv;
+use crate::volume::Volume;
+
+/// The registry's X-RAI.
+pub struct XraiMethod;
+pub static XRAI: XraiMethod = XraiMethod;
+
+impl Method for XraiMethod {
+    fn id(&self) -> &'static str {
+        "xrai"
+    }
+    fn label(&self) -> &'static str {
+        "X-RAI"
+    }
+    fn command(&self) -> clap::Command {
+        command_of::<Options>("xrai", "Reconstruct with X-RAI (amortized pose inference autoencoder)")
+    }
+    fn run(&self, matches: &clap::ArgMatches) -> Result<()> {
+        run(options_of(matches)?)
+    }
+    fn job_args(&self, job: &Job) -> Vec<String> {
+        let mut argv: Vec<String> = vec!["xrai".into()];
+        argv.extend_from_slice(job.data_args);
+        for (k, v) in [("--n", job.n_train.to_string()), ("--test-images", job.n_test.to_string()), ("--init-seed", job.repeat.to_string())] {
+            argv.extend([k.to_string(), v]);
+        }
+        argv.extend(["--budget".into(), job.budget.to_string()]);
+        argv.extend_from_slice(job.extra);
+        // an interrupted attempt leaves checkpoints in its staging directory: continue from them
+        if let Some(ckpt) = interrupted_checkpoint(job.out) {
+            eprintln!("  continuing X-RAI from {}", ckpt.display());
+            argv.extend(["--resume".into(), ckpt.display().to_string()]);
+        }
+        argv.extend(["--out".into(), job.out.display().to_string()]);
+        argv
+    }
+}
+
+/// The newest `checkpoint/` inside an interrupted run's staging directory (`.NAME.partial-PID`).
+fn interrupted_checkpoint(dir: &Path) -> Option<PathBuf> {
+    let name = dir.file_name()?.to_str()?;
+    let parent = dir.parent()?;
+    let prefix = format!(".{name}.partial-");
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(parent)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)))
+        .map(|e| e.path().join("checkpoint"))
+        .filter(|c| c.join("state.json").is_file())
+        .filter_map(|c| Some((c.join("state.json").metadata().ok()?.modified().ok()?, c)))
+        .collect();
+    found.sort();
+    found.pop().map(|(_, c)| c)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Options {
+    #[command(flatten)]
+    pub molecule: MoleculeArgs,
+    #[command(flatten)]
+    pub physics: PhysicsArgs,
+    /// Train on a dataset written by `xrai-bench simulate` instead of simulating (its
+    /// meta.json gives the geometry); epochs run over its images.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Held-out test dataset for --data (default: none, so only the training poses are scored).
+    #[arg(long, requires = "data")]
+    pub test_data: Option<PathBuf>,
+    /// Training-set size: a fixed set of N images revisited by epochs. Without it every step
+    /// takes fresh images from the stream.
+    #[arg(long, short = 'n')]
+    pub n: Option<u64>,
+    /// Gradient steps.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Epochs over the --n images (steps = epochs × ⌈N / batch⌉).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Wall-clock budget from this process's start (90s, 55m, 1.5h, 1h30m): preparing the data,
+    /// training, and the final test and training poses; training stops early enough to leave the
+    /// closing predictions their measured time.
+    #[arg(long)]
+    pub budget: Option<String>,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace a non-empty output directory.
+    #[arg(long)]
+    pub force: bool,
+    /// Continue from a checkpoint directory (model.safetensors, config.json, state.json);
+    /// the architecture options come from its config.json.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// The paper's design: one head, re-encoded π branch, no uniformity penalty.
+    #[arg(long)]
+    pub paper: bool,
+    /// Pose hypotheses per image (winner-takes-all).
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// π branch of the symmetric loss.
+    #[arg(long, value_enum)]
+    pub branch: Option<SymmetricBranch>,
+    /// Side of the working images: the detector binned by summing blocks (default 32, the
+    /// working size at which the CPU prototype reached 1.8°; 64² has 4× the pixels, so the
+    /// decoder, the loss and the first convolutions cost ~4× per step).
+    #[arg(long)]
+    pub working_size: Option<usize>,
+    /// Side of the voxel decoder's grid (odd; default 41).
+    #[arg(long)]
+    pub volume_size: Option<usize>,
+    /// Adam learning rate of the encoder (default 1e-3; --paper: 1e-4).
+    #[arg(long)]
+    pub lr_encoder: Option<f64>,
+    /// Adam learning rate of the decoder (default 1e-2 for voxels; --paper: 1e-4).
+    #[arg(long)]
+    pub lr_volume: Option<f64>,
+    /// Images per gradient step (default 64).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Data term: squared amplitude error (the paper's) or Poisson NLL (for --poisson data).
+    #[arg(long, value_enum)]
+    pub loss: Option<DataLoss>,
+    /// Decoder: explicit voxel grid (CPU default) or FourierNet (the paper's, --paper).
+    #[arg(long, value_enum)]
+    pub decoder: Option<DecoderKind>,
+    /// FourierNet: hidden width of each SIREN (default 64).
+    #[arg(long)]
+    pub siren_width: Option<usize>,
+    /// FourierNet: sine layers of each SIREN (default 3).
+    #[arg(long)]
+    pub siren_layers: Option<usize>,
+    /// Fixed Gaussian-pyramid input channels (cryoAI: 5; default 0).
+    #[arg(long)]
+    pub pyramid_levels: Option<usize>,
+    /// Global gradient-norm clipping.
+    #[arg(long)]
+    pub clip: Option<f64>,
+    #[arg(long)]
+    pub amsgrad: bool,
+    /// Feed raw amplitudes (scaled) instead of per-pixel standardised ones.
+    #[arg(long)]
+    pub no_standardize: bool,
+    /// Weight of the pose-uniformity penalty.
+    #[arg(long)]
+    pub uniformity_weight: Option<f64>,
+    /// Weight of the mean over heads beside the winner-takes-all minimum.
+    #[arg(long)]
+    pub mean_head_weight: Option<f64>,
+    /// Seed of the network initialisation (--seed is the data's).
+    #[arg(long, default_value_t = 0)]
+    pub init_seed: u64,
+    /// Held-out test images (the final pose error uses all of them).
+    #[arg(long, default_value_t = 10_000)]
+    pub test_images: usize,
+    /// Test images used by the evaluations during training.
+    #[arg(long, default_value_t = 1000)]
+    pub eval_images: usize,
+    #[arg(long, default_value_t = 500)]
+    pub eval_every: usize,
+    #[arg(long, default_value_t = 1000)]
+    pub checkpoint_every: usize,
+    /// Training images whose predicted poses are written (the first ones of the set/stream).
+    #[arg(long, default_value_t = 10_000)]
+    pub train_pose_images: usize,
+    /// Diagnostic: freeze the true amplitude volume in the decoder (trains the encoder only).
+    #[arg(long)]
+    pub frozen_true_volume: bool,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
+
+/// The configuration: a checkpoint's own (resume), else the defaults (or `--paper`) with the
+/// options given on top.
+fn config(args: &Options) -> Result<XraiConfig> {
+    if let Some(dir) = &args.resume {
+        return read_config(dir);
+    }
+    let mut c = if args.paper { XraiConfig::paper() } else { XraiConfig::default() };
+    if let Some(h) = args.heads {
+        c.heads = h;
+    }
+    if let Some(b) = args.branch {
+        c.branch = b;
+    }
+    if let Some(w) = args.uniformity_weight {
+        c.uniformity_weight = w;
+    }
+    if let Some(w) = args.mean_head_weight {
+        c.mean_head_weight = w;
+    }
+    macro_rules! set {
+        ($($field:ident = $arg:expr),*) => { $(if let Some(v) = $arg { c.$field = v; })* };
+    }
+    set!(working_size = args.working_size, volume_size = args.volume_size, lr_encoder = args.lr_encoder,
+         lr_volume = args.lr_volume, batch = args.batch, loss = args.loss, decoder = args.decoder,
+         siren_width = args.siren_width, siren_layers = args.siren_layers, pyramid_levels = args.pyramid_levels);
+    if args.clip.is_some() {
+        c.grad_clip = args.clip;
+    }
+    c.amsgrad |= args.amsgrad;
+    c.standardize = !args.no_standardize;
+    c.seed = args.init_seed;
+    Ok(c)
+}
+
+/// The data, opened before anything is written: the simulator's stream (the molecule is loaded
+/// first, so a bad --pdb fails at once) or datasets on disk.
+enum Data {
+    Simulated(Box<ImageSimulator>),
+    Stored(Box<Stored>),
+}
+
+struct Stored {
+    train: Source<'static>,
+    test: Option<Source<'static>>,
+    config: crate::data::SimulationConfig,
+    grid: (usize, f64),
+}
+
+impl Stored {
+    fn open(train: &Path, test: Option<&Path>) -> Result<Stored> {
+        let dataset = Dataset::open(train)?;
+        let (config, grid) = (dataset.config()?, dataset.grid()?);
+        let test = test.map(|t| Dataset::open(t).and_then(Source::dataset)).transpose()?;
+        Ok(Stored { train: Source::dataset(dataset)?, test, config, grid })
+    }
+}
+
+pub fn run(mut args: Options) -> Result<()> {
+    crate::xrai::configure_cpu();
+    let budget = Budget::parse(args.budget.as_deref())?;
+    if args.physics.rescale_total.is_none() {
+        args.physics.rescale_total = Some(20_000.0);
+    }
+    let cfg = config(&args)?;
+    cfg.validate()?;
+    let steps = match (args.steps, args.epochs, args.n) {
+        (Some(s), _, _) => Some(s),
+        (None, Some(e), Some(n)) => Some(e.checked_mul((n as usize).div_ceil(cfg.batch)).context("--epochs × --n is too large")?),
+        (None, Some(_), None) => anyhow::bail!("--epochs needs --n (the training-set size)"),
+        (None, None, _) => None,
+    };
+    ensure!(steps.is_some() || budget.limit_s().is_some(), "give --steps, --epochs (with --n) or --budget");
+    ensure!(args.n.is_none_or(|n| n >= 2), "--n must be at least 2");
+    let device = match args.device {
+        DeviceArg::Cpu => Device::Cpu,
+        DeviceArg::Cuda => Device::new_cuda(0).context("--device cuda: build with --features cuda on a machine with a GPU")?,
+    };
+    let data = match &args.data {
+        Some(dir) => Data::Stored(Box::new(Stored::open(dir, args.test_data.as_deref())?)),
+        None => Data::Simulated(Box::new(ImageSimulator::new(args.molecule.load()?, args.physics.config())?)),
+    };
+    // A run that stops on NaN/Inf or an error keeps its checkpoints in the staging directory.
+    let done = write_atomically(&args.out, args.force, true, |staging| train(&args, &cfg, steps, data, device, budget, staging))?;
+    let test_line = match done.pose_error.test {
+        Some(e) => format!("test pose error median {:.2}° (rms {:.2}°) on {} images, ", e.median_deg, e.rms_deg, e.images),
+        None => "no test set, ".into(),
+    };
+    let train_line = done.pose_error.train.map_or(String::new(), |e| format!("train median {:.2}°; ", e.median_deg));
+    eprintln!("done in {:.0} s; {test_line}{train_line}results in {}", done.timings.wall_s, args.out.display());
+    Ok(())
+}
+
+fn train(args: &Options, cfg: &XraiConfig, steps: Option<usize>, data: Data, device: Device, budget: Budget, staging: &Path) -> Result<MethodOutput> {
+    let (sim, stored) = match data {
+        Data::Simulated(sim) => (Some(sim), None),
+        Data::Stored(stored) => (None, Some(stored)),
+    };
+    let (train_source, test_source, sim_config, (eval_m, eval_spacing)) = match (&sim, stored) {
+        (Some(sim), _) => (
+            Source::stream(sim, Split::Train, args.n),
+            Some(Source::stream(sim, Split::Test, None)),
+            sim.config.clone(),
+            (sim.grid.m, sim.grid.spacing),
+        ),
+        (None, Some(st)) => {
+            let source = match args.n {
+                Some(n) => st.train.take(n),
+                None => st.train,
+            };
+            (source, st.test, st.config, st.grid)
+        }
+        (None, None) => unreachable!("data is simulated or stored"),
+    };
+    let train_n = train_source.len();
+    let geo = WorkingGeometry::from_config(&sim_config, cfg.working_size)?;
+    let normalize_total = match sim_config.rescale {
+        Rescale::PerImage(t) => Some(t),
+        _ => None,
+    };
+    let m = cfg.volume_size;
+    let spacing = geo.volume_spacing(m);
+    let stats_n = train_n.map_or(cfg.stats_images, |n| (n as usize).min(cfg.stats_images));
+    let (stat_amps, stat_poses) = amplitudes(&train_source, &geo, 0, stats_n)?;
+    let stats = InputStats::from_amplitudes(&stat_amps, geo.pixels());
+    let mut trainer = if args.frozen_true_volume {
+        let sim = sim.as_ref().context("--frozen-true-volume needs simulated data (not --data)")?;
+        let truth = true_amplitude_volume(sim, m, spacing);
+        let t = Trainer::new(cfg.clone(), geo.clone(), Some(&stats), VolumeInit::Frozen(truth.clone()), normalize_total, device.clone())?;
+        let k = t.fit_volume_scale(&stat_amps, &stat_poses)? as f32;
+        Trainer::new(cfg.clone(), geo.clone(), Some(&stats), VolumeInit::Frozen(truth.iter().map(|v| v * k).collect()), normalize_total, device)?
+    } else if let Some(dir) = &args.resume {
+        let mut t = Trainer::new(cfg.clone(), geo.clone(), None, VolumeInit::FromCheckpoint, normalize_total, device)?;
+        t.load_checkpoint(dir)?;
+        t
+    } else {
+        let v0 = radial_volume(&geo, &stat_amps, m, spacing, cfg.init_noise, cfg.seed);
+        Trainer::new(cfg.clone(), geo.clone(), Some(&stats), VolumeInit::Learned(v0), normalize_total, device)?
+    };
+    // A resumed run's earlier process counts against the budget too.
+    let budget = match &args.resume {
+        Some(dir) => budget.resumed(read_state(dir)?.elapsed_s),
+        None => budget,
+    };
+    eprintln!(
+        "X-RAI: {} heads, {}² working images, {} decoder (Δs {spacing:.5} Å⁻¹), {} loss, batch {}, {}; checkpoints in {}",
+        cfg.heads,
+        cfg.working_size,
+        match cfg.decoder {
+            DecoderKind::Voxel => format!("{m}³ voxel"),
+            DecoderKind::FourierNet => format!("FourierNet ({}×{})", cfg.siren_layers, cfg.siren_width),
+        },
+        match cfg.loss {
+            DataLoss::Mse => "squared-error",
+            DataLoss::Poisson => "Poisson",
+        },
+        cfg.batch,
+        match (train_n, &args.data) {
+            (Some(n), Some(d)) => format!("{n} training images from {}", d.display()),
+            (Some(n), None) => format!("{n} training images"),
+            (None, _) => "fresh images every step".into(),
+        },
+        staging.join("checkpoint").display()
+    );
+    let (test_amps, test_poses) = match &test_source {
+        Some(src) => amplitudes(src, &geo, 0, args.test_images)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let n_test = test_amps.len() / geo.pixels();
+    let n_train_poses = train_n.map_or(args.train_pose_images, |n| (n as usize).min(args.train_pose_images));
+    let preparation_s = budget.elapsed_s();
+    let mut curve_file = std::io::BufWriter::new(std::fs::File::create(staging.join("curve.csv"))?);
+    writeln!(curve_file, "step,elapsed_s,images,loss,data,uniformity,test_median_deg,test_mean_deg,test_rms_deg")?;
+    let opts = LoopOptions {
+        steps,
+        budget,
+        closing_images: n_test + n_train_poses,
+        eval_every: if test_poses.is_empty() { 0 } else { args.eval_every },
+        checkpoint_every: args.checkpoint_every,
+        checkpoint_dir: Some(staging.join("checkpoint")),
+        progress: true,
+        rescale: Some(sim_config.rescale),
+    };
+    let mut progress = Vec::new();
+    let state = train_loop(&mut trainer, &train_source, &opts, (&test_amps, &test_poses), args.eval_images, &mut |r| {
+        writeln!(
+            curve_file,
+            "{},{:.2},{},{:.6},{:.6},{:.6},{:.4},{:.4},{:.4}",
+            r.step, r.elapsed_s, r.images, r.loss, r.data, r.uniformity, r.test_median_deg, r.test_mean_deg, r.test_rms_deg
+        )?;
+        curve_file.flush()?;
+        progress.push(ProgressPoint {
+            step: r.step as u64,
+            elapsed_s: r.elapsed_s,
+            objective: r.loss,
+            test_median_deg: Some(r.test_median_deg),
+            beta: None,
+        });
+        Ok(())
+    })?;
+    drop(curve_file);
+    let reconstruction_s = budget.elapsed_s() - preparation_s;
+    let out_of_budget = steps.is_some_and(|s| state.step < s);
+    // Closing work: the test set's poses (inferred, not trained) and the training poses.
+    let t0 = std::time::Instant::now();
+    let test_est = if n_test > 0 { trainer.predict(&test_amps)? } else { Vec::new() };
+    let test_s = t0.elapsed().as_secs_f64();
+    write_poses_csv(&staging.join(output::TEST_POSES_FILE), &test_est)?;
+    let test_err = if test_poses.is_empty() {
+        None
+    } else {
+        write_poses_csv(&staging.join("poses_test_true.csv"), &test_poses)?;
+        Some(crate::eval::pose_error::pose_error(&test_poses, &test_est)?.summary)
+    };
+    let (train_amps, train_poses) = amplitudes(&train_source, &geo, 0, n_train_poses)?;
+    let train_est = trainer.predict(&train_amps)?;
+    write_poses_csv(&staging.join(output::TRAIN_POSES_FILE), &train_est)?;
+    let train_err = if train_poses.is_empty() {
+        None
+    } else {
+        write_poses_csv(&staging.join("poses_train_true.csv"), &train_poses)?;
+        Some(crate::eval::pose_error::pose_error(&train_poses, &train_est)?.summary)
+    };
+    // The learned grid as it is, and resampled onto the evaluation grid (the simulator's, the
+    // one EMC uses) for `phase` and `fsc`; beyond the working detector's s_max: −1.
+    let vol = Volume { m, spacing, data: trainer.decoder.symmetrized_volume()? };
+    crate::mrc::write_mrc(staging.join("amplitude_voxels.mrc"), &vol, true)?;
+    let on_eval_grid = vol.resampled(eval_m, eval_spacing, geo.s_max, -1.0);
+    crate::mrc::write_mrc(staging.join(output::AMPLITUDE_FILE), &on_eval_grid, true)?;
+    let training_s = state.elapsed_s - preparation_s;
+    let summary = serde_json::json!({
+        "software": Software::this(),
+        "command": std::env::args().collect::<Vec<_>>(),
+        "data": args.data,
+        "steps": state.step,
+        "elapsed_s": state.elapsed_s,
+        "images_seen": state.images_seen,
+        "train_images": train_n,
+        "seconds_per_step": training_s / state.step.max(1) as f64,
+        "config": cfg,
+        "simulation": sim_config,
+        "test_pose_error": test_err,
+        "train_pose_error": train_err,
+        "volume": { "m": m, "spacing_inv_angstrom": spacing },
+        "evaluation_grid": { "m": eval_m, "spacing_inv_angstrom": eval_spacing },
+    });
+    std::fs::write(staging.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
+    let out = MethodOutput {
+        method: "xrai".into(),
+        software: Software::this(),
+        amplitude: VolumeGrid { m: eval_m, spacing_per_angstrom: eval_spacing },
+        poses: PoseCounts { train: train_est.len(), test: test_est.len() },
+        pose_error: PoseErrors { train: train_err, test: test_err },
+        timings: Timings { wall_s: budget.elapsed_s(), preparation_s, reconstruction_s, test_s },
+        budget: BudgetRecord { budget_s: budget.limit_s(), out_of_budget },
+        peak_memory_mib: output::own_peak_memory_mib(),
+        images_per_s: state.images_seen as f64 / training_s.max(1e-9),
+        objective: Objective::Loss,
+        progress,
+        params: serde_json::json!({
+            "budget": args.budget, "steps": state.step, "heads": cfg.heads, "decoder": cfg.decoder,
+            "working_size": cfg.working_size, "batch": cfg.batch,
+        }),
+    };
+    out.write(staging)?;
+    Ok(out)
+}
+
+fn read_state(dir: &Path) -> Result<CheckpointState> {
+    let path = dir.join("state.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("--resume: cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("--resume: {} is not a checkpoint state", path.display()))
+}
