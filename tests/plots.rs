@@ -137,6 +137,22 @@ fn pose_error_plot() {
     );
 }
 
+/// Errors beyond the histogram's bins are counted in a labelled overflow bar
+/// instead of being dropped: 995 errors below 10° and 5 at 150° give bins of
+/// 0.2° up to 10° (the 99th percentile, 9.89°, rounded up to a bin edge).
+#[test]
+fn pose_error_histogram_shows_outliers() {
+    let dir = tempfile::tempdir().unwrap();
+    let stem = dir.path().join("pose_outliers");
+    let mut errors: Vec<f64> = (0..995).map(|k| k as f64 * 0.01).collect();
+    errors.extend([150.0; 5]);
+    let paths = pose_error_distribution(&stem, &[("EMC".to_string(), errors)]).unwrap();
+    check(&paths, &stem, "Pose-error distribution");
+    let svg = std::fs::read_to_string(&paths[1]).unwrap();
+    assert!(svg.contains("bins of 0.2°"), "unexpected bin width");
+    assert!(svg.contains("all &gt; 10°"), "overflow bar label is missing");
+}
+
 #[test]
 fn training_plot() {
     let dir = tempfile::tempdir().unwrap();

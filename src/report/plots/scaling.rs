@@ -1,0 +1,175 @@
+//! Figure 7: a quantity (wall-clock time, test pose error, resolution)
+//! against the number of training images N on log–log axes, one series per
+//! method, with runs over the time budget marked at the budget line.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::axes::{log_axis, log_range};
+use super::style::{
+    draw_legend, emptiest_corner, font, house_mesh, no_data_note, normalise_log, reference_line,
+    render_both, series_color, PlotErr, MISSING_GREY, TITLE_PX,
+};
+
+/// Log–log plot of a value against the number of training images N, one
+/// `(label, [(N, value)])` per series. Values that are +∞ or NaN (run did not
+/// finish within the budget) are drawn as upward triangles at the budget
+/// line when `budget` is given, which is drawn dashed.
+pub fn scaling(
+    stem: &Path,
+    title: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    budget: Option<f64>,
+) -> Result<Vec<PathBuf>> {
+    if series.is_empty() {
+        bail!("scaling plot (scaling, {title:?}): no series to plot");
+    }
+    render_both!("scaling plot", stem, (1000, 700), |root| draw_scaling(
+        &root, title, y_label, series, budget
+    ))
+}
+
+fn draw_scaling<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    budget: Option<f64>,
+) -> Result<()> {
+    let budget = budget.filter(|b| b.is_finite() && *b > 0.0);
+    // finite points, and abscissae of runs over the budget, per series
+    let data: Vec<(&str, Vec<(f64, f64)>, Vec<f64>)> = series
+        .iter()
+        .map(|(label, pts)| {
+            let mut ok: Vec<(f64, f64)> = pts
+                .iter()
+                .copied()
+                .filter(|(x, y)| x.is_finite() && *x > 0.0 && y.is_finite() && *y > 0.0)
+                .collect();
+            ok.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let over: Vec<f64> = if budget.is_some() {
+                pts.iter()
+                    .filter(|(x, y)| {
+                        x.is_finite() && *x > 0.0 && (y.is_nan() || *y == f64::INFINITY)
+                    })
+                    .map(|p| p.0)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (label.as_str(), ok, over)
+        })
+        .collect();
+    let any_over = data.iter().any(|d| !d.2.is_empty());
+    let xs = data
+        .iter()
+        .flat_map(|d| d.1.iter().map(|p| p.0).chain(d.2.iter().copied()));
+    let (x_lo, x_hi) = log_range(xs, 1.35);
+    let mut ys: Vec<f64> = data.iter().flat_map(|d| d.1.iter().map(|p| p.1)).collect();
+    if let Some(b) = budget {
+        ys.push(b);
+        if any_over {
+            ys.push(b * 1.6);
+        }
+    }
+    let (y_lo, y_hi) = log_range(ys, 1.4);
+    let (x_axis, fx) = log_axis(x_lo, x_hi);
+    let (y_axis, fy) = log_axis(y_lo, y_hi);
+
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, font(TITLE_PX))
+        .margin(20)
+        .margin_right(36)
+        .x_label_area_size(72)
+        .y_label_area_size(100)
+        .build_cartesian_2d(x_axis, y_axis)
+        .pe()?;
+    house_mesh(&mut chart.configure_mesh())
+        .x_desc("training images N")
+        .y_desc(y_label)
+        .x_label_formatter(&fx)
+        .y_label_formatter(&fy)
+        .draw()
+        .pe()?;
+
+    let norm = |(x, y): (f64, f64)| (normalise_log(x, x_lo, x_hi), normalise_log(y, y_lo, y_hi));
+    let mut norm_pts: Vec<(f64, f64)> = Vec::new();
+    if let Some(b) = budget {
+        let text_at = (
+            x_lo * (x_hi / x_lo).powf(0.012),
+            b * (y_hi / y_lo).powf(0.012),
+        );
+        reference_line(&mut chart, (x_lo, x_hi), b, "budget", text_at)?;
+        norm_pts.push(norm((x_lo, b)));
+    }
+    for (i, (label, ok, over)) in data.iter().enumerate() {
+        let col = series_color(i);
+        let s = chart
+            .draw_series(LineSeries::new(ok.iter().copied(), col.stroke_width(2)))
+            .pe()?;
+        if !label.is_empty() {
+            s.label(*label).legend(move |(x, y)| {
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(0, 0), (26, 0)], col.stroke_width(2))
+                    + Circle::new((13, 0), 5, col.filled())
+            });
+        }
+        chart
+            .draw_series(ok.iter().map(|&p| Circle::new(p, 5, col.filled())))
+            .pe()?;
+        norm_pts.extend(ok.iter().map(|&p| norm(p)));
+        if let Some(b) = budget {
+            // dashed connector from the last finished run to the first run over budget
+            if let (Some(&last), Some(&first_over)) =
+                (ok.last(), over.iter().min_by(|a, b| a.total_cmp(b)))
+            {
+                if first_over > last.0 {
+                    chart
+                        .draw_series(DashedLineSeries::new(
+                            vec![last, (first_over, b)],
+                            6,
+                            5,
+                            col.mix(0.8).stroke_width(2),
+                        ))
+                        .pe()?;
+                }
+            }
+            // (TriangleMarker always fills: a larger black one underneath is the outline)
+            chart
+                .draw_series(
+                    over.iter()
+                        .map(|&x| TriangleMarker::new((x, b), 11, BLACK.filled())),
+                )
+                .pe()?;
+            chart
+                .draw_series(
+                    over.iter()
+                        .map(|&x| TriangleMarker::new((x, b), 8, col.filled())),
+                )
+                .pe()?;
+            norm_pts.extend(over.iter().map(|&x| norm((x, b))));
+        }
+    }
+    if any_over {
+        chart
+            .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
+            .pe()?
+            .label("> budget")
+            .legend(|(x, y)| {
+                EmptyElement::at((x + 13, y))
+                    + TriangleMarker::new((0, 0), 11, BLACK.filled())
+                    + TriangleMarker::new((0, 0), 8, MISSING_GREY.filled())
+            });
+    }
+    if data.iter().all(|d| d.1.is_empty() && d.2.is_empty()) {
+        no_data_note(&chart, "no finite values")?;
+    }
+    if data.iter().any(|d| !d.0.is_empty()) || any_over {
+        draw_legend(&mut chart, emptiest_corner(&norm_pts))?;
+    }
+    Ok(())
+}
