@@ -3,12 +3,14 @@
 //!
 //! Data flows one way: [`physics`] (molecule → transform → detector slices) → [`data`] (seeded
 //! image streams and on-disk datasets) → methods → [`eval`] (pose error, phasing, FSC) → report.
+//! [`formats`] and [`mrc`] read and write the files of the field's other tools.
 //! [`cli`] holds one file per command; `main.rs` only parses and dispatches.
 
 pub mod cli;
 pub mod data;
 pub mod emc;
 pub mod eval;
+pub mod formats;
 pub mod gemm;
 pub mod mrc;
 pub mod physics;
