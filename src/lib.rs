@@ -7,7 +7,8 @@
 //!
 //! | module | owns | may import |
 //! |---|---|---|
-//! | [`rotation`], [`volume`], [`gemm`], [`mrc`] | quaternions and pose files; centred reciprocal grids; the GEMM wrapper; MRC maps | — (leaves) |
+//! | [`rotation`], [`volume`], [`gemm`], [`mrc`] | quaternions and pose files; centred reciprocal grids; the GEMM wrapper; MRC maps (modes 0/1/2/6, any cubic box) | — (leaves) |
+//! | [`formats`] | the field's other file formats (Dragonfly photon and detector files) | physics, leaves |
 //! | [`physics`] | molecule parsing, form factors, the molecular transform, detector and beam, Ewald slices, photon noise | leaves |
 //! | [`data`] | the seeded image simulator and stream, on-disk datasets, [`data::Source`] (the one frame source, with its detector and binning) | physics, leaves |
 //! | [`method`] | the method contract: [`method::Method`], the typed [`method::MethodOutput`], [`method::Budget`], the registry | data, eval (pose-error summary), leaves |
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod data;
 pub mod emc;
 pub mod eval;
+pub mod formats;
 pub mod gemm;
 pub mod method;
 pub mod mrc;

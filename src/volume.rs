@@ -1,8 +1,10 @@
 //! The one grid type every stage hands to the next: a cubic M × M × M array.
 //!
 //! Layout: `data[(iz * m + iy) * m + ix]` (x fastest, C order of an `[z][y][x]` array, the same
-//! order numpy and MRC files use). The grid is centred: voxel `(c, c, c)` with `c = (m - 1) / 2`
-//! sits at the origin, which is why `m` is odd (DESIGN.md, "Volume grid").
+//! order numpy and MRC files use). The grid is centred: voxel `(c, c, c)` with `c = m / 2` sits at
+//! the origin. Grids the program makes have odd `m`, so that the origin has as many voxels on each
+//! side (DESIGN.md, "Volume grid"); maps read from other programs may be even, and then
+//! `c = m / 2` is the FFT convention (numpy's `fftshift`).
 //!
 //! The same type carries a reciprocal-space volume (`spacing` = Δs in Å⁻¹: intensity |F|²,
 //! amplitude |F| or the complex transform F) and a real-space map (`spacing` = voxel size in Å:
@@ -13,7 +15,8 @@ use num_complex::Complex64;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Volume<T> {
-    /// Voxels along each axis (odd).
+    /// Voxels along each axis (odd for the grids this program makes; maps read from files may be
+    /// even).
     pub m: usize,
     /// Δs in Å⁻¹ for reciprocal volumes, voxel size in Å for real-space maps.
     pub spacing: f64,
@@ -34,9 +37,9 @@ impl<T: Clone> Volume<T> {
 }
 
 impl<T> Volume<T> {
-    /// Index of the centre voxel along each axis.
+    /// Index of the centre voxel along each axis: `m / 2` (`(m − 1)/2` for odd `m`).
     pub fn centre(&self) -> usize {
-        (self.m - 1) / 2
+        self.m / 2
     }
 
     pub fn index(&self, ix: usize, iy: usize, iz: usize) -> usize {
@@ -48,9 +51,10 @@ impl<T> Volume<T> {
         (i as f64 - self.centre() as f64) * self.spacing
     }
 
-    /// Largest coordinate on the grid (s_max for a reciprocal volume).
+    /// Largest coordinate reached on both sides of the grid (s_max for a reciprocal volume):
+    /// `(m − 1)/2` voxels, rounded down for even `m`.
     pub fn half_extent(&self) -> f64 {
-        self.centre() as f64 * self.spacing
+        ((self.m - 1) / 2) as f64 * self.spacing
     }
 
     pub fn map<U>(&self, f: impl Fn(&T) -> U) -> Volume<U> {
@@ -105,7 +109,7 @@ impl Volume<f32> {
     /// like). Voxels beyond `limit` (|s|, same units) or outside this grid get `outside`; −1
     /// means "not measured", which phasing leaves free.
     pub fn resampled(&self, m: usize, spacing: f64, limit: f64, outside: f32) -> Volume<f32> {
-        let c = ((m - 1) / 2) as f64;
+        let c = (m / 2) as f64;
         let mut data = vec![outside; m * m * m];
         use rayon::prelude::*;
         data.par_chunks_mut(m * m).enumerate().for_each(|(iz, plane)| {

@@ -527,24 +527,22 @@ fn mrc_bad_files_give_errors_naming_the_file() {
         ),
         ("truncated.mrc", bytes[..1024 + 100].to_vec(), "truncated"),
         (
-            "mode1.mrc",
+            "mode3.mrc",
             {
                 let mut b = bytes.clone();
-                b[12..16].copy_from_slice(&1i32.to_le_bytes());
+                b[12..16].copy_from_slice(&3i32.to_le_bytes());
                 b
             },
-            "mode 1",
+            "mode 3",
         ),
         (
-            "even.mrc",
+            "noncubic.mrc",
             {
                 let mut b = bytes.clone();
-                for w in 0..3 {
-                    b[4 * w..4 * w + 4].copy_from_slice(&4i32.to_le_bytes());
-                }
+                b[8..12].copy_from_slice(&4i32.to_le_bytes());
                 b
             },
-            "odd side",
+            "5×5×4",
         ),
     ];
     for (name, content, what) in cases {

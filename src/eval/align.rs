@@ -357,7 +357,7 @@ fn centre_of_mass(map: &[f32], m: usize) -> Vector3<f64> {
     if total > 0.0 {
         sum / total
     } else {
-        Vector3::repeat(((m - 1) / 2) as f64)
+        Vector3::repeat((m / 2) as f64)
     }
 }
 

@@ -1,5 +1,9 @@
 //! Three-dimensional FFTs over the [`Volume`](crate::volume::Volume) layout, and the shifts between
-//! the centred grid (origin at voxel `(m-1)/2`) and FFT order (origin at index 0).
+//! the centred grid (origin at voxel `m/2`, integer division) and FFT order (origin at index 0).
+//!
+//! For odd `m` the centre `m/2 = (m−1)/2` has as many voxels on each side; for even `m` it is the
+//! FFT convention (numpy's `fftshift`): frequencies −m/2 … m/2 − 1, the unpaired Nyquist index −m/2
+//! at the low end.
 //!
 //! rustfft only transforms contiguous lines, so a 3D transform is three passes of 1D transforms
 //! along the fastest axis, each followed by a cyclic axis permutation `(z, y, x) → (x, z, y)`;
@@ -86,19 +90,20 @@ fn roll<T: Copy + Send + Sync>(src: &[T], m: usize, shift: usize) -> Vec<T> {
     dst
 }
 
-/// Centred grid → FFT order (numpy's `ifftshift`): the centre voxel moves to index 0.
+/// Centred grid → FFT order (numpy's `ifftshift`): the centre voxel `m/2` moves to index 0.
 pub fn ifftshift<T: Copy + Send + Sync>(centred: &[T], m: usize) -> Vec<T> {
-    roll(centred, m, m - (m - 1) / 2)
+    roll(centred, m, m - m / 2)
 }
 
-/// FFT order → centred grid (numpy's `fftshift`): index 0 moves to the centre voxel.
+/// FFT order → centred grid (numpy's `fftshift`): index 0 moves to the centre voxel `m/2`.
 pub fn fftshift<T: Copy + Send + Sync>(fft_order: &[T], m: usize) -> Vec<T> {
-    roll(fft_order, m, (m - 1) / 2)
+    roll(fft_order, m, m / 2)
 }
 
-/// Signed frequency (or offset) of FFT-order index `u` on an axis of `m` samples.
+/// Signed frequency (or offset) of FFT-order index `u` on an axis of `m` samples, numpy's
+/// `fftfreq · m`: 0 … ⌈m/2⌉ − 1, then −⌊m/2⌋ … −1 (so −m/2 for the Nyquist index of even `m`).
 pub fn signed_index(u: usize, m: usize) -> i64 {
-    if u <= (m - 1) / 2 {
+    if u < m.div_ceil(2) {
         u as i64
     } else {
         u as i64 - m as i64

@@ -2,7 +2,10 @@
 //! criteria"; Harauz & van Heel 1986) between two maps on the same grid.
 //!
 //! Shell k holds the Fourier coefficients whose index radius |(kx, ky, kz)| rounds to k (shells one
-//! voxel wide), k = 0 … (m−1)/2; the corners beyond the inscribed sphere are left out. Shell k has
+//! voxel wide), k = 0 … ⌊(m−1)/2⌋, the last shell whose Friedel mates all lie on the grid: for odd
+//! m that is (m−1)/2, for even m it is m/2 − 1 (of the Nyquist shell m/2 only the −m/2 face is on
+//! the grid, so it is left out); the corners beyond the inscribed sphere are left out too. Maps of
+//! either parity have their centre at voxel m/2 (see [`super::fft`]). Shell k has
 //! spatial frequency k / (m · voxel) Å⁻¹ and period m / k voxels, so the last shell is (almost)
 //! Nyquist, period 2. A resolution is the period at which the curve first falls below a threshold,
 //! with the crossing shell interpolated linearly between the two shells around it.
@@ -27,7 +30,7 @@ pub struct FscCurve {
     pub m: usize,
     /// Voxel size of the maps, Å.
     pub voxel_size: f64,
-    /// FSC of shell k, k = 0 … (m−1)/2.
+    /// FSC of shell k, k = 0 … ⌊(m−1)/2⌋.
     pub fsc: Vec<f64>,
     /// Fourier coefficients in shell k.
     pub counts: Vec<usize>,

@@ -18,6 +18,9 @@
 //! resolves the rest against a reference. Voxels whose amplitude is negative or not finite are
 //! treated as unmeasured: their Fourier coefficient is left free.
 //!
+//! Grids of either parity work: the centre is voxel m/2 (for even m the FFT convention, see
+//! [`super::fft`]); the unpaired Nyquist planes of an even grid are their own Friedel mates.
+//!
 //! Internally everything runs in FFT order in f32 (half the memory traffic of f64; the
 //! constraints, not rounding, limit the accuracy).
 
@@ -308,7 +311,7 @@ impl Problem {
 }
 
 /// Rolls a periodic centred map so that its centre of mass (circular mean of the positive part,
-/// per axis) lands on the centre voxel.
+/// per axis) lands on the centre voxel `m/2` (either parity of `m`).
 pub fn centre_by_mass(data: &[f32], m: usize) -> Vec<f32> {
     let mut sums = [(0.0f64, 0.0f64); 3];
     for iz in 0..m {
@@ -325,7 +328,7 @@ pub fn centre_by_mass(data: &[f32], m: usize) -> Vec<f32> {
             }
         }
     }
-    let c = (m - 1) / 2;
+    let c = m / 2;
     let shift: Vec<usize> = sums
         .iter()
         .map(|&(cos, sin)| {
