@@ -21,6 +21,10 @@ struct Cli {
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Example: the paper's Table 1 row for 2CEX_A at 50,000 training images, 60 minutes per method:\n  \
+    xrai-bench run --pdb 2CEX_A --n 50000 --budget 60m --out results/main\n\
+    A sweep over training-set sizes (one resumable run per size, then runtime and accuracy against N):\n  \
+    xrai-bench sweep --n 50000,500000,5000000 --xrai-steps 20000 --budget 60m --out results/table1")]
 struct RunCommand {
     #[command(flatten)]
     run: cli::run::RunArgs,

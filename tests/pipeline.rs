@@ -119,3 +119,34 @@ fn a_budget_means_the_same_for_every_method() {
         assert!(r.test_median_deg.is_finite() && r.train_median_deg.is_finite(), "{}: no pose errors", r.method);
     }
 }
+
+/// Settings that cannot work fail before anything is written (no staging directory to trip
+/// over on the rerun), and a resume given settings other than its run's refuses, naming them.
+#[test]
+fn bad_settings_fail_before_any_file_and_resume_refuses_other_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    for (args, named) in [
+        (vec!["--grid", "4"], "grid"),
+        (vec!["--rescale-total", "inf"], "--rescale-total"),
+        (vec!["--rescale-total", "-3"], "--rescale-total"),
+        (vec!["--budget", "1e30"], "--budget"),
+        (vec!["--methods", "mtip"], "mtip"),
+        (vec!["--args", "nope=--x 1"], "nope"),
+    ] {
+        let o = bin().args(["run", "--n", "16", "--summary-dir"]).arg(dir.path()).args(&args).arg("--out").arg(&out).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        assert!(err.contains(named), "{args:?}: {err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{args:?} wrote something");
+    }
+    // an interrupted run of grid 41 continues only with grid 41
+    let staging = dir.path().join(".r.partial");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(staging.join("run.toml"), "pdb = \"2CEX_A\"\nn = [256]\ngrid = 41\n").unwrap();
+    let o = bin().args(["run", "--resume"]).arg(&out).args(["--grid", "31", "--seed", "4"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("--grid 31") && err.contains("grid = 41") && err.contains("--seed 4"), "{err}");
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 1, "the staging directory was changed");
+}

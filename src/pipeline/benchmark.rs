@@ -10,7 +10,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use super::child::child;
 use super::evaluate::{evaluate, Evaluation};
-use super::settings::{data_args, merge_config, method_settings, simulation_config, validate};
+use super::settings::{data_args, differences, ensure_same_settings, merge_config, method_settings, simulation_config, validate};
 use super::staging::{resume_dirs, staging_dir};
 use super::{figures, MethodRun, RunArgs, RunControl};
 use crate::data::ImageSimulator;
@@ -26,9 +26,12 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
             let (staging, final_dir) = resume_dirs(dir)?;
             let text = std::fs::read_to_string(staging.join("run.toml"))
                 .with_context(|| format!("--resume: {} has no run.toml", staging.display()))?;
-            let args: RunArgs =
+            let saved: RunArgs =
                 toml::from_str(&text).with_context(|| format!("{}: not a run configuration", staging.join("run.toml").display()))?;
-            (args, staging, final_dir)
+            if matches.is_some() {
+                ensure_same_settings(&final_dir, &differences(&saved, &args, matches)?)?;
+            }
+            (saved, staging, final_dir)
         }
         None => {
             let args = merge_config(args, matches, control.config.as_deref())?;
@@ -61,6 +64,7 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
     // The molecule first: a missing PDB entry fails here, before any work or any file.
     let molecule = crate::physics::molecule::load(&args.pdb, None, false, false)?;
     let sim = ImageSimulator::new(molecule, simulation_config(&args))?;
+    announce(&args, n, &methods, &final_dir);
     let started = Instant::now();
     std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
     std::fs::write(staging.join("run.toml"), toml::to_string_pretty(&args)?)?;
@@ -117,6 +121,31 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
     println!("{md}");
     eprintln!("results in {} (summary appended to {})", final_dir.display(), control.summary_dir.join("summary.parquet").display());
     Ok(rows)
+}
+
+/// Says what the run is about to do and how long it can take, before any work (the plain
+/// `xrai-bench` starts the whole benchmark, so a user sees the cost before paying it).
+fn announce(args: &RunArgs, n: u64, methods: &[&'static dyn Method], final_dir: &Path) {
+    let mut upper_s = 60.0; // simulator and truth
+    let mut parts = Vec::new();
+    for m in methods {
+        let (budget, _) = method_settings(args, m.id());
+        let b = crate::method::budget::parse_budget(&budget).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        // each repeat up to its budget, then phasing (~15 s a start on a 125³ grid), alignment, FSC
+        upper_s += args.repeats as f64 * b + 15.0 * args.phasing_starts as f64 + 30.0;
+        let repeats = if args.repeats > 1 { format!(" × {} repeats", args.repeats) } else { String::new() };
+        parts.push(format!("{} (budget {budget}{repeats})", m.label()));
+    }
+    eprintln!(
+        "xrai-bench: the benchmark on {}: {n} training and {} test images; {} — each then phased ({} starts),          aligned and scored against the truth. It takes at most about {} (a method stops at its budget; the          README's default run took 76 min on 2 cores). Results go to {}; Ctrl-C stops it, --resume {} continues it.",
+        args.pdb,
+        args.n_test,
+        parts.join(", "),
+        args.phasing_starts,
+        hours_minutes(upper_s),
+        final_dir.display(),
+        final_dir.display()
+    );
 }
 
 /// Runs one method (each repeat in its own directory and process, unless a resumed run already

@@ -39,6 +39,8 @@ pub struct RunArgs {
     /// Methods to run, comma-separated (the registry's ids: xrai, emc).
     #[arg(long, value_delimiter = ',', default_values_t = ["xrai".to_string(), "emc".to_string()], value_parser = method_id)]
     pub methods: Vec<String>,
+    /// Image noise: none (expected photon counts, the paper's noise-free data) or poisson
+    /// (photon counts drawn per image from the seeded stream).
     #[arg(long, value_enum, default_value_t = Noise::None)]
     pub noise: Noise,
     /// Seed of the images, poses and noise (and of the methods' initialisations).
@@ -70,6 +72,8 @@ pub struct RunArgs {
     /// EMC detector binning (2: 128² → 64²).
     #[arg(long, default_value_t = 2)]
     pub emc_bin: usize,
+    /// EMC iterations (expand, maximize over every orientation, compress); the budget may
+    /// stop it earlier.
     #[arg(long, default_value_t = 16)]
     pub emc_iters: usize,
     /// Further options for `xrai-bench xrai`, e.g. "--heads 1 --decoder fourier-net".
@@ -246,4 +250,41 @@ pub fn method_settings(args: &RunArgs, id: &str) -> (String, Vec<String>) {
         }
     }
     (budget.unwrap_or_else(|| args.budget.clone()), extra)
+}
+
+/// Settings where `given` differs from a run's `saved` ones: every key, or with `matches` only
+/// those given on the command line. Each as (key, saved value, given value).
+pub fn differences(saved: &RunArgs, given: &RunArgs, matches: Option<&clap::ArgMatches>) -> Result<Vec<(String, String, String)>> {
+    let saved = toml::Table::try_from(saved)?;
+    let given = toml::Table::try_from(given)?;
+    let mut out = Vec::new();
+    for (key, value) in &given {
+        if let Some(m) = matches {
+            let on_command_line = m.try_get_raw(key).ok().flatten().is_some()
+                && m.value_source(key) == Some(clap::parser::ValueSource::CommandLine);
+            if !on_command_line {
+                continue;
+            }
+        }
+        let old = saved.get(key);
+        if old != Some(value) {
+            out.push((key.clone(), old.map_or("(unset)".into(), |v| v.to_string()), value.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses to continue a run with settings other than its own, naming each one.
+pub fn ensure_same_settings(dir: &Path, differing: &[(String, String, String)]) -> Result<()> {
+    if differing.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> =
+        differing.iter().map(|(k, old, new)| format!("--{} {new} (the run has {k} = {old})", k.replace('_', "-"))).collect();
+    bail!(
+        "{}: a resumed run keeps the settings it was started with (its run.toml), but {} given; nothing was changed. \
+         Drop the option to continue this run, or start a new run with another --out",
+        dir.display(),
+        list.join(", ") + if differing.len() == 1 { " was" } else { " were" }
+    )
 }

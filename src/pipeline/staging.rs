@@ -26,7 +26,6 @@ pub fn resume_dirs(dir: &Path) -> Result<(PathBuf, PathBuf)> {
 pub fn staging_dir(final_dir: &Path) -> Result<PathBuf> {
     let name = final_dir.file_name().and_then(|n| n.to_str()).with_context(|| format!("--out {}: needs a directory name", final_dir.display()))?;
     let parent = final_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     Ok(parent.join(format!(".{name}.partial")))
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use super::benchmark::run_one;
-use super::settings::{method_settings, validate};
+use super::settings::{differences, ensure_same_settings, method_settings, validate};
 use super::staging::staging_dir;
 use super::{RunArgs, RunControl};
 use crate::method::budget::parse_budget;
@@ -29,7 +29,15 @@ pub fn sweep(args: RunArgs, control: RunControl) -> Result<()> {
         if dir.join("table.parquet").exists() {
             eprintln!("sweep: N = {n} already done in {}", dir.display());
         } else {
-            let resume = staging_dir(&dir)?.exists().then(|| dir.clone());
+            let staged = staging_dir(&dir)?;
+            let resume = staged.exists().then(|| dir.clone());
+            if resume.is_some() {
+                // an interrupted size continues only with the settings it was started with
+                let text = std::fs::read_to_string(staged.join("run.toml"))
+                    .with_context(|| format!("{}: an interrupted run without its run.toml; remove it", staged.display()))?;
+                let saved: RunArgs = toml::from_str(&text).with_context(|| format!("{}: not a run configuration", staged.join("run.toml").display()))?;
+                ensure_same_settings(&dir, &differences(&saved, &one, None)?)?;
+            }
             let control = RunControl { config: None, out: Some(dir.clone()), resume, ..control.clone() };
             run_one(one, control, None)?;
         }

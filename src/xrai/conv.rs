@@ -215,28 +215,31 @@ fn grad_w_chunk(xc: &[f32], dc: &[f32], c: usize, h: usize, wd: usize, o: usize,
 }
 
 /// Weight gradient on slices: `x [B, C, H, W]`, `dy [B, O, H, W]` → `dW [O, C·9]` (all dims
-/// nonzero). In parallel, each rayon job accumulates its own `dW`, summed at the end.
+/// nonzero). In parallel, each chunk of images gets its own `dW`, summed in chunk order at the
+/// end, so the result does not depend on how rayon happened to split the work (a `fold` per
+/// split, as before, grouped chunks differently from run to run and made training
+/// irreproducible at a fixed thread count).
 #[allow(clippy::too_many_arguments)]
 pub fn conv3x3_grad_w(x: &[f32], dy: &[f32], b: usize, c: usize, h: usize, wd: usize, o: usize) -> Vec<f32> {
     let hw = h * wd;
     let (c9, g) = (c * 9, chunk_images(b, hw));
     let (xs, ds) = (g * c * hw, g * o * hw);
     if rayon::current_num_threads() > 1 {
-        x.par_chunks(xs)
+        let parts: Vec<Vec<f32>> = x
+            .par_chunks(xs)
             .zip(dy.par_chunks(ds))
-            .fold(
-                || (vec![0f32; o * c9], Scratch::default()),
-                |(mut gw, mut s), (xc, dc)| {
-                    grad_w_chunk(xc, dc, c, h, wd, o, &mut s, &mut gw);
-                    (gw, s)
-                },
-            )
-            .map(|(gw, _)| gw)
-            .reduce_with(|mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
+            .map_init(Scratch::default, |s, (xc, dc)| {
+                let mut gw = vec![0f32; o * c9];
+                grad_w_chunk(xc, dc, c, h, wd, o, s, &mut gw);
+                gw
             })
-            .unwrap_or_else(|| vec![0f32; o * c9])
+            .collect();
+        let mut parts = parts.into_iter();
+        let mut total = parts.next().unwrap_or_else(|| vec![0f32; o * c9]);
+        for q in parts {
+            total.iter_mut().zip(&q).for_each(|(a, b)| *a += b);
+        }
+        total
     } else {
         let (mut gw, mut s) = (vec![0f32; o * c9], Scratch::default());
         for (xc, dc) in x.chunks(xs).zip(dy.chunks(ds)) {
