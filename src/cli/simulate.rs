@@ -12,7 +12,7 @@ use crate::data::simulator::sum_f64;
 use crate::data::{Batch, DatasetWriter, ImageSimulator, ImageStream, Mode, Rescale, SimulationConfig, Split};
 use crate::physics::beam::Beam;
 use crate::physics::detector::Detector;
-use crate::physics::molecule;
+use crate::physics::molecule::{self, SelectionError};
 use crate::rotation::read_poses;
 
 /// Where a molecule comes from; shared by every command that simulates.
@@ -20,22 +20,42 @@ use crate::rotation::read_poses;
 pub struct MoleculeArgs {
     /// PDB ID (e.g. 2CEX_A = chain A of 2CEX) or path to a .pdb/.cif file. IDs are looked up in
     /// datasets/pdb/, then $XRAI_PDB_DIR, then downloaded from the RCSB (unless XRAI_OFFLINE).
+    /// Read: the first model only; per residue, atoms without an alternate location plus the
+    /// altloc with the highest occupancy (ties: the first listed); waters and HETATM excluded
+    /// unless asked for. Serial numbers may repeat or be hybrid-36; each line keeps its element.
     #[arg(long, default_value = "2CEX_A")]
     pub pdb: String,
     /// Chains to keep, comma-separated (default: the chain in the ID, else all).
     #[arg(long)]
     pub chain: Option<String>,
-    /// Keep HETATM records (ligands, ions); excluded by default.
+    /// Keep HETATM records other than waters (ligands, ions); excluded by default.
     #[arg(long)]
     pub include_hetatm: bool,
-    /// Keep waters; excluded by default.
+    /// Keep waters (HOH, WAT, DOD, …), whether stored as ATOM or HETATM; excluded by default.
     #[arg(long)]
     pub include_water: bool,
 }
 
 impl MoleculeArgs {
+    /// Loads the molecule; a selection that keeps nothing names the flag that would help.
     pub fn load(&self) -> Result<molecule::Molecule> {
-        molecule::load(&self.pdb, self.chain.as_deref(), self.include_hetatm, self.include_water)
+        crate::data::pdb::load(&self.pdb, self.chain.as_deref(), self.include_hetatm, self.include_water).map_err(|e| {
+            let hint = match e.downcast_ref::<SelectionError>() {
+                Some(SelectionError::NoSuchChain { .. }) => "Pick one of those with --chain".to_string(),
+                Some(SelectionError::NothingLeft { waters, hetero, .. }) => {
+                    let mut flags = Vec::new();
+                    if *waters > 0 {
+                        flags.push("--include-water keeps the waters");
+                    }
+                    if *hetero > 0 {
+                        flags.push("--include-hetatm keeps the HETATM records");
+                    }
+                    flags.join("; ")
+                }
+                None => return e,
+            };
+            if hint.is_empty() { e } else { anyhow::anyhow!("{e:#}. {hint}") }
+        })
     }
 }
 
