@@ -104,6 +104,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    crate::data::dataset::check_output_dir(&args.out, args.force)?;
     let budget = args.budget.as_deref().map(super::parse_budget).transpose()?;
     ensure!(args.iters >= 1, "--iters must be at least 1");
     ensure!(

@@ -149,6 +149,7 @@ pub enum DeviceArg {
 pub fn run(mut args: Args) -> Result<()> {
     crate::xrai::configure_cpu();
     // checks before any work
+    crate::data::dataset::check_output_dir(&args.out, args.force)?;
     let budget_s = args.budget.as_deref().map(super::parse_budget).transpose()?.map(|d| d.as_secs_f64());
     if args.physics.rescale_total.is_none() {
         args.physics.rescale_total = Some(20_000.0);

@@ -2,6 +2,7 @@
 //! chunked on-disk datasets (`images.npy`, `poses.csv`, `meta.json`).
 
 pub mod dataset;
+pub mod output;
 pub mod pdb;
 pub mod simulator;
 pub mod stream;
