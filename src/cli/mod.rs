@@ -9,41 +9,112 @@ pub mod simulate;
 pub mod table;
 pub mod xrai;
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 
-/// "90s", "60m", "24h", "1h30m", "2d" or plain seconds.
+use crate::mrc::{read_mrc, MrcError};
+use crate::volume::Volume;
+
+/// Longest budget accepted: a year. Anything longer is a typo (and overflows `Duration`).
+pub const MAX_BUDGET_DAYS: f64 = 365.0;
+
+/// "90s", "60m", "24h", "1h30m", "2d" or plain seconds; positive, finite and at most
+/// [`MAX_BUDGET_DAYS`].
 pub fn parse_budget(text: &str) -> Result<Duration> {
     let t = text.trim();
-    if let Ok(s) = t.parse::<f64>() {
-        ensure!(s > 0.0 && s.is_finite(), "--budget must be positive");
-        return Ok(Duration::from_secs_f64(s));
-    }
-    let mut total = 0.0;
-    let mut number = String::new();
-    for ch in t.chars() {
-        if ch.is_ascii_digit() || ch == '.' {
-            number.push(ch);
-            continue;
+    let total = if let Ok(s) = t.parse::<f64>() {
+        s
+    } else {
+        let mut total = 0.0;
+        let mut number = String::new();
+        for ch in t.chars() {
+            if ch.is_ascii_digit() || ch == '.' {
+                number.push(ch);
+                continue;
+            }
+            let unit = match ch {
+                's' => 1.0,
+                'm' => 60.0,
+                'h' => 3600.0,
+                'd' => 86400.0,
+                _ => bail!("--budget {text:?}: unknown unit {ch:?} (use s, m, h or d, e.g. 60m)"),
+            };
+            let v: f64 = number
+                .parse()
+                .with_context(|| format!("--budget {text:?}: expected a number before {ch:?}"))?;
+            total += v * unit;
+            number.clear();
         }
-        let unit = match ch {
-            's' => 1.0,
-            'm' => 60.0,
-            'h' => 3600.0,
-            'd' => 86400.0,
-            _ => bail!("--budget {text:?}: unknown unit {ch:?} (use s, m, h or d, e.g. 60m)"),
-        };
-        let v: f64 = number
-            .parse()
-            .with_context(|| format!("--budget {text:?}: expected a number before {ch:?}"))?;
-        total += v * unit;
-        number.clear();
+        ensure!(
+            number.is_empty(),
+            "--budget {text:?}: a number without a unit at the end (e.g. 60m)"
+        );
+        total
+    };
+    ensure!(
+        total.is_finite() && total > 0.0,
+        "--budget {text:?}: must be a positive time, e.g. 90s, 60m, 24h or 1h30m"
+    );
+    let max_s = MAX_BUDGET_DAYS * 86400.0;
+    ensure!(
+        total <= max_s,
+        "--budget {text:?} is {:.3e} s, more than {MAX_BUDGET_DAYS} days ({max_s} s); give a shorter budget, e.g. 24h or 7d",
+        total
+    );
+    Duration::try_from_secs_f64(total).with_context(|| format!("--budget {text:?}: not a valid duration"))
+}
+
+/// Reads a map; an I/O error is said once (the OS reason is part of the message already).
+pub fn read_map(flag: &str, path: &Path) -> Result<crate::volume::DensityMap> {
+    read_mrc(path).map_err(|e| match e {
+        MrcError::Io { .. } if path.is_dir() => anyhow::anyhow!("{flag} {}: is a directory, not an MRC file", path.display()),
+        MrcError::Io { .. } => anyhow::anyhow!("{flag} {e}. Check the path"),
+        other => anyhow::anyhow!("{flag} {other}"),
+    })
+}
+
+/// Refuses a map whose voxels are not all finite, or that is zero everywhere.
+pub fn check_finite_map<T>(label: &str, path: &Path, map: &Volume<T>) -> Result<()>
+where
+    T: Copy + Into<f64>,
+{
+    let bad = map.data.iter().position(|&v| !v.into().is_finite());
+    if let Some(first) = bad {
+        let count = map.data.iter().filter(|&&v| !v.into().is_finite()).count();
+        let m = map.m;
+        anyhow::bail!(
+            "{label} {}: {count} of {} voxels are NaN or infinite (the first at x {}, y {}, z {}); the map is damaged \
+             or came from a failed run. Nothing was computed",
+            path.display(),
+            map.data.len(),
+            first % m,
+            (first / m) % m,
+            first / (m * m)
+        );
     }
     ensure!(
-        number.is_empty(),
-        "--budget {text:?}: a number without a unit at the end (e.g. 60m)"
+        map.data.iter().any(|&v| v.into() != 0.0),
+        "{label} {}: every voxel is zero; the map is empty. Nothing was computed",
+        path.display()
     );
-    ensure!(total > 0.0, "--budget must be positive");
-    Ok(Duration::from_secs_f64(total))
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_parse_and_absurd_ones_are_refused() {
+        assert_eq!(parse_budget("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_budget("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_budget("365d").unwrap(), Duration::from_secs(365 * 86400));
+        for bad in ["1e30", "999999999999999999999d", "366d", "inf", "NaN", "0", "-5", "0m", "5x", "5m3"] {
+            assert!(parse_budget(bad).is_err(), "{bad} accepted");
+        }
+        let msg = parse_budget("1e30").unwrap_err().to_string();
+        assert!(msg.contains("365") && msg.contains("--budget"), "{msg}");
+    }
 }
