@@ -28,6 +28,8 @@ use crate::rotation::write_poses_csv;
 use crate::volume::IntensityVolume;
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Example: EMC on 5000 simulated frames, binned to 64², with the true maps for `fsc`:\n  \
+    xrai-bench emc --n 5000 --rescale-total 20000 --bin 2 --budget 60m --save-truth --out runs/emc5k")]
 pub struct Args {
     #[command(flatten)]
     pub molecule: MoleculeArgs,
@@ -66,6 +68,8 @@ pub struct Args {
     /// Multiply β by this every --beta-period iterations (Dragonfly's beta_jump).
     #[arg(long, default_value_t = 2.0)]
     pub beta_jump: f64,
+    /// Iterations between β increases (1: every iteration); each multiplies β by --beta-jump,
+    /// up to --beta-max.
     #[arg(long, default_value_t = 1)]
     pub beta_period: usize,
     /// Largest β the schedule reaches.
@@ -94,7 +98,8 @@ pub struct Args {
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
-    /// Replace a non-empty output directory.
+    /// Replace an output directory written earlier by xrai-bench (one holding its meta.json);
+    /// any other non-empty directory is refused.
     #[arg(long)]
     pub force: bool,
     /// Also write the true intensity and density (truth_intensity.mrc, truth_density.mrc;

@@ -69,6 +69,8 @@ pub struct RunArgs {
     /// Methods to run, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Method::Xrai, Method::Emc])]
     pub methods: Vec<Method>,
+    /// Image noise: none (expected photon counts, the paper's noise-free data) or poisson
+    /// (photon counts drawn per image from the seeded stream).
     #[arg(long, value_enum, default_value_t = Noise::None)]
     pub noise: Noise,
     /// Seed of the images, poses and noise (and of the methods' initialisations).
@@ -100,6 +102,8 @@ pub struct RunArgs {
     /// EMC detector binning (2: 128² → 64²).
     #[arg(long, default_value_t = 2)]
     pub emc_bin: usize,
+    /// EMC iterations (expand, maximize over every orientation, compress); the budget may
+    /// stop it earlier.
     #[arg(long, default_value_t = 16)]
     pub emc_iters: usize,
     /// Further options for `xrai-bench xrai`, e.g. "--heads 1 --decoder fourier-net".

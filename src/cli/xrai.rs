@@ -27,6 +27,8 @@ use crate::xrai::config::{DataLoss, DecoderKind};
 use crate::xrai::{SymmetricBranch, XraiConfig};
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Example: train X-RAI for 55 minutes on images simulated on the fly:\n  \
+    xrai-bench xrai --budget 55m --out runs/xrai55m")]
 pub struct Args {
     #[command(flatten)]
     pub molecule: MoleculeArgs,
@@ -55,7 +57,8 @@ pub struct Args {
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
-    /// Replace a non-empty output directory.
+    /// Replace an output directory written earlier by xrai-bench (one holding its meta.json);
+    /// any other non-empty directory is refused.
     #[arg(long)]
     pub force: bool,
     /// Continue from a checkpoint directory (model.safetensors, config.json, state.json);
@@ -106,6 +109,8 @@ pub struct Args {
     /// Global gradient-norm clipping.
     #[arg(long)]
     pub clip: Option<f64>,
+    /// Use AMSGrad (Adam with the running maximum of the second moment, Reddi et al. 2018)
+    /// instead of plain Adam; some presets turn it on already.
     #[arg(long)]
     pub amsgrad: bool,
     /// Feed raw amplitudes (scaled) instead of per-pixel standardised ones.
@@ -126,8 +131,12 @@ pub struct Args {
     /// Test images used by the evaluations during training.
     #[arg(long, default_value_t = 1000)]
     pub eval_images: usize,
+    /// Score the test poses every this many steps (a line on stderr and a row of the
+    /// training curve); 0: never. Needs test images.
     #[arg(long, default_value_t = 500)]
     pub eval_every: usize,
+    /// Save a checkpoint (parameters, Adam moments, step) in the output's checkpoint/ every
+    /// this many steps; 0: none during training.
     #[arg(long, default_value_t = 1000)]
     pub checkpoint_every: usize,
     /// Training images whose predicted poses are written (the first ones of the set/stream).
@@ -136,6 +145,7 @@ pub struct Args {
     /// Diagnostic: freeze the true amplitude volume in the decoder (trains the encoder only).
     #[arg(long)]
     pub frozen_true_volume: bool,
+    /// Where to train: cpu, or cuda (GPU 0; needs a build with `--features cuda`).
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
 }
