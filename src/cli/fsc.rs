@@ -41,9 +41,7 @@ pub fn run(args: Args) -> Result<()> {
         check_output_file("--aligned-out", path, &[("REFERENCE", &args.reference), ("MAP", &args.map)], args.force)?;
     }
     let reference = read_map("REFERENCE", &args.reference)?;
-    check_finite_map("REFERENCE", &args.reference, &reference)?;
     let map = read_map("MAP", &args.map)?;
-    check_finite_map("MAP", &args.map, &map)?;
     let context = || {
         format!(
             "comparing {} with {}",
@@ -51,6 +49,10 @@ pub fn run(args: Args) -> Result<()> {
             args.reference.display()
         )
     };
+    // The grids first (the most basic mismatch), then each map's content.
+    crate::eval::check_same_grid(&reference, &map).with_context(context)?;
+    check_finite_map("REFERENCE", &args.reference, &reference)?;
+    check_finite_map("MAP", &args.map, &map)?;
     let map = if args.align {
         let params = AlignParams {
             rotation: !args.no_rotation,
