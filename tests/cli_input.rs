@@ -202,7 +202,7 @@ fn interrupted_simulate_leaves_no_staging_directory() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("d");
     for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xrai-bench"))
+        let child = Command::new(env!("CARGO_BIN_EXE_xrai-bench"))
             .args(["simulate", "--n", "100000", "--pixels", "16", "--mode", "direct", "--batch", "16", "--out", s(&out)])
             .env("XRAI_OFFLINE", "1")
             .stderr(std::process::Stdio::piped())

@@ -11,6 +11,7 @@ use common::repo;
 use xrai_bench::physics::molecule::{hy36_encode, read_pdb_text, read_structure, Molecule, Selection};
 
 /// A coordinate record with the given fields, in the format's columns.
+#[allow(clippy::too_many_arguments)]
 fn atom(serial: &str, name: &str, altloc: char, residue: &str, number: &str, xyz: [f64; 3], occupancy: f64, element: &str) -> String {
     // Names of one-letter elements start in column 14 (" CA " is carbon alpha).
     let name = if name.len() < 4 { format!(" {name:<3}") } else { name.to_string() };

@@ -229,10 +229,13 @@ fn where_(file: &str, origin: &Origin) -> String {
     }
 }
 
+/// A residue: chain, number, insertion code.
+type ResidueKey<'a> = (&'a str, i64, Option<char>);
+
 /// The altloc kept in each residue: highest mean occupancy, ties to the first listed.
-fn kept_altlocs<'a>(records: &[&'a AtomRecord]) -> HashMap<(&'a str, i64, Option<char>), String> {
+fn kept_altlocs<'a>(records: &[&'a AtomRecord]) -> HashMap<ResidueKey<'a>, String> {
     // residue → [(altloc, occupancy sum, atoms)] in order of first appearance
-    let mut seen: HashMap<(&'a str, i64, Option<char>), Vec<(&'a str, f64, usize)>> = HashMap::new();
+    let mut seen: HashMap<ResidueKey<'a>, Vec<(&'a str, f64, usize)>> = HashMap::new();
     for r in records {
         if let Some(alt) = &r.altloc {
             let list = seen.entry((r.chain.as_str(), r.residue_number, r.insertion)).or_default();
