@@ -3,13 +3,17 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 
 use crate::eval::align::{align, AlignParams};
 use crate::eval::fsc::{fsc, THRESHOLD_1_7, THRESHOLD_HALF};
-use crate::mrc::{read_mrc, write_mrc};
+use super::{check_finite_map, read_map};
+use crate::data::output::check_output_file;
+use crate::mrc::write_mrc;
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Example: resolution of a phased reconstruction against the simulated truth:\n  \
+    xrai-bench fsc data/cex1k/density.mrc phased.mrc --align --aligned-out phased_aligned.mrc")]
 pub struct Args {
     /// Reference map (MRC), e.g. the ground-truth density
     pub reference: PathBuf,
@@ -21,17 +25,23 @@ pub struct Args {
     /// With --align: search translation and inversion only, no rotation
     #[arg(long, requires = "align")]
     pub no_rotation: bool,
-    /// With --align: write the aligned map here
+    /// With --align: write the aligned map here (a new file unless --force)
     #[arg(long, requires = "align")]
     pub aligned_out: Option<PathBuf>,
+    /// Replace an existing --aligned-out file (never an input)
+    #[arg(long)]
+    pub force: bool,
     /// Print a JSON object (resolution_px, resolution_angstrom, the curve, …) instead of text
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let reference = read_mrc(&args.reference)?;
-    let map = read_mrc(&args.map)?;
+    if let Some(path) = &args.aligned_out {
+        check_output_file("--aligned-out", path, &[("REFERENCE", &args.reference), ("MAP", &args.map)], args.force)?;
+    }
+    let reference = read_map("REFERENCE", &args.reference)?;
+    let map = read_map("MAP", &args.map)?;
     let context = || {
         format!(
             "comparing {} with {}",
@@ -39,12 +49,22 @@ pub fn run(args: Args) -> Result<()> {
             args.reference.display()
         )
     };
+    // The grids first (the most basic mismatch), then each map's content.
+    crate::eval::check_same_grid(&reference, &map).with_context(context)?;
+    check_finite_map("REFERENCE", &args.reference, &reference)?;
+    check_finite_map("MAP", &args.map, &map)?;
     let map = if args.align {
         let params = AlignParams {
             rotation: !args.no_rotation,
             ..AlignParams::default()
         };
         let (aligned, alignment) = align(&reference, &map, &params).with_context(context)?;
+        ensure!(
+            alignment.correlation.is_finite() && aligned.data.iter().all(|v| v.is_finite()),
+            "{}: the alignment gave correlation {} (a map without contrast?); nothing was written",
+            context(),
+            alignment.correlation
+        );
         eprintln!(
             "aligned: correlation {:.4}, inverted {}, rotation {:.2}°",
             alignment.correlation,
@@ -52,13 +72,14 @@ pub fn run(args: Args) -> Result<()> {
             alignment.rotation.angle().to_degrees()
         );
         if let Some(path) = &args.aligned_out {
-            write_mrc(path, &aligned, false)?;
+            write_mrc(path, &aligned, args.force).map_err(|e| anyhow::anyhow!("--aligned-out {e}"))?;
         }
         aligned
     } else {
         map
     };
     let curve = fsc(&reference, &map).with_context(context)?;
+    ensure!(curve.fsc.iter().all(|f| f.is_finite()), "{}: the FSC curve is not finite", context());
     let half = curve.resolution(THRESHOLD_HALF);
     let seventh = curve.resolution(THRESHOLD_1_7);
     if args.json {

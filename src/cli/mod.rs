@@ -10,3 +10,63 @@ pub mod simulate;
 pub mod table;
 
 pub use crate::method::budget::parse_budget;
+
+use std::path::Path;
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::mrc::{read_mrc, MrcError};
+use crate::volume::Volume;
+
+/// Reads a map; an I/O error is said once (the OS reason is part of the message already).
+pub fn read_map(flag: &str, path: &Path) -> Result<crate::volume::DensityMap> {
+    read_mrc(path).map_err(|e| match e {
+        MrcError::Io { .. } if path.is_dir() => anyhow::anyhow!("{flag} {}: is a directory, not an MRC file", path.display()),
+        MrcError::Io { .. } => anyhow::anyhow!("{flag} {e}. Check the path"),
+        other => anyhow::anyhow!("{flag} {other}"),
+    })
+}
+
+/// Refuses a map whose voxels are not all finite, or that is zero everywhere.
+pub fn check_finite_map<T>(label: &str, path: &Path, map: &Volume<T>) -> Result<()>
+where
+    T: Copy + Into<f64>,
+{
+    let bad = map.data.iter().position(|&v| !v.into().is_finite());
+    if let Some(first) = bad {
+        let count = map.data.iter().filter(|&&v| !v.into().is_finite()).count();
+        let m = map.m;
+        anyhow::bail!(
+            "{label} {}: {count} of {} voxels are NaN or infinite (the first at x {}, y {}, z {}); the map is damaged \
+             or came from a failed run. Nothing was computed",
+            path.display(),
+            map.data.len(),
+            first % m,
+            (first / m) % m,
+            first / (m * m)
+        );
+    }
+    ensure!(
+        map.data.iter().any(|&v| v.into() != 0.0),
+        "{label} {}: every voxel is zero; the map is empty. Nothing was computed",
+        path.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_parse_and_absurd_ones_are_refused() {
+        assert_eq!(parse_budget("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_budget("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_budget("365d").unwrap(), Duration::from_secs(365 * 86400));
+        for bad in ["1e30", "999999999999999999999d", "366d", "inf", "NaN", "0", "-5", "0m", "5x", "5m3"] {
+            assert!(parse_budget(bad).is_err(), "{bad} accepted");
+        }
+        let msg = parse_budget("1e30").unwrap_err().to_string();
+        assert!(msg.contains("365") && msg.contains("--budget"), "{msg}");
+    }
+}

@@ -4,10 +4,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
+use crate::data::output::{check_output_file, write_file_atomically};
 use crate::eval::pose_error::pose_error;
 use crate::rotation::{read_poses, to_wxyz};
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Example: score the test poses an X-RAI run inferred (xrai writes both files):\n  \
+    xrai-bench pose-error --truth runs/xrai55m/poses_test_true.csv --estimate runs/xrai55m/poses_test.csv \
+    --per-image errors.csv")]
 pub struct Args {
     /// True poses: CSV with header `w,x,y,z` (unit quaternions, scalar first), as written by `simulate`
     #[arg(long)]
@@ -18,12 +22,19 @@ pub struct Args {
     /// Print a JSON object instead of text
     #[arg(long)]
     pub json: bool,
-    /// Also write the per-image residual angles (degrees) and flip flags to this CSV
+    /// Also write the per-image residual angles (degrees) and flip flags to this CSV (a new
+    /// file; an existing one is replaced only with --force, and never an input)
     #[arg(long)]
     pub per_image: Option<PathBuf>,
+    /// Replace an existing --per-image file
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if let Some(path) = &args.per_image {
+        check_output_file("--per-image", path, &[("--truth", &args.truth), ("--estimate", &args.estimate)], args.force)?;
+    }
     let truth = read_poses(&args.truth)?;
     let estimate = read_poses(&args.estimate)?;
     let result = pose_error(&truth, &estimate).with_context(|| {
@@ -43,7 +54,7 @@ pub fn run(args: Args) -> Result<()> {
         {
             text.push_str(&format!("{a:.6},{},{v:.6}\n", u8::from(*f)));
         }
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        write_file_atomically(path, text.as_bytes())?;
     }
     let s = &result.summary;
     if args.json {

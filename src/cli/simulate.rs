@@ -7,12 +7,12 @@ use anyhow::{ensure, Context, Result};
 use clap::ValueEnum;
 use serde_json::json;
 
-use crate::data::dataset::{ensure_space, write_atomically};
-use crate::data::simulator::sum_f64;
+use crate::data::dataset::{check_output_dir, ensure_space, write_atomically};
+use crate::data::simulator::{ensure_memory, sum_f64};
 use crate::data::{Batch, DatasetWriter, ImageSimulator, ImageStream, Mode, Rescale, SimulationConfig, Split};
 use crate::physics::beam::Beam;
 use crate::physics::detector::Detector;
-use crate::physics::molecule;
+use crate::physics::molecule::{self, SelectionError};
 use crate::rotation::read_poses;
 
 /// Where a molecule comes from; shared by every command that simulates.
@@ -20,22 +20,42 @@ use crate::rotation::read_poses;
 pub struct MoleculeArgs {
     /// PDB ID (e.g. 2CEX_A = chain A of 2CEX) or path to a .pdb/.cif file. IDs are looked up in
     /// datasets/pdb/, then $XRAI_PDB_DIR, then downloaded from the RCSB (unless XRAI_OFFLINE).
+    /// Read: the first model only; per residue, atoms without an alternate location plus the
+    /// altloc with the highest occupancy (ties: the first listed); waters and HETATM excluded
+    /// unless asked for. Serial numbers may repeat or be hybrid-36; each line keeps its element.
     #[arg(long, default_value = "2CEX_A")]
     pub pdb: String,
     /// Chains to keep, comma-separated (default: the chain in the ID, else all).
     #[arg(long)]
     pub chain: Option<String>,
-    /// Keep HETATM records (ligands, ions); excluded by default.
+    /// Keep HETATM records other than waters (ligands, ions); excluded by default.
     #[arg(long)]
     pub include_hetatm: bool,
-    /// Keep waters; excluded by default.
+    /// Keep waters (HOH, WAT, DOD, …), whether stored as ATOM or HETATM; excluded by default.
     #[arg(long)]
     pub include_water: bool,
 }
 
 impl MoleculeArgs {
+    /// Loads the molecule; a selection that keeps nothing names the flag that would help.
     pub fn load(&self) -> Result<molecule::Molecule> {
-        molecule::load(&self.pdb, self.chain.as_deref(), self.include_hetatm, self.include_water)
+        crate::data::pdb::load(&self.pdb, self.chain.as_deref(), self.include_hetatm, self.include_water).map_err(|e| {
+            let hint = match e.downcast_ref::<SelectionError>() {
+                Some(SelectionError::NoSuchChain { .. }) => "Pick one of those with --chain".to_string(),
+                Some(SelectionError::NothingLeft { waters, hetero, .. }) => {
+                    let mut flags = Vec::new();
+                    if *waters > 0 {
+                        flags.push("--include-water keeps the waters");
+                    }
+                    if *hetero > 0 {
+                        flags.push("--include-hetatm keeps the HETATM records");
+                    }
+                    flags.join("; ")
+                }
+                None => return e,
+            };
+            if hint.is_empty() { e } else { anyhow::anyhow!("{e:#}. {hint}") }
+        })
     }
 }
 
@@ -110,6 +130,9 @@ impl PhysicsArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Example: 1000 noise-free images of 2CEX chain A at the paper's geometry, with the true maps:\n  \
+    xrai-bench simulate --n 1000 --rescale-total 20000 --save-volume --out data/cex1k\n\
+    Then: xrai-bench phase data/cex1k/amplitude.mrc --out cex_phased.mrc")]
 pub struct Args {
     #[command(flatten)]
     pub molecule: MoleculeArgs,
@@ -127,7 +150,9 @@ pub struct Args {
     /// Output directory (images.npy, poses.csv, meta.json).
     #[arg(long)]
     pub out: PathBuf,
-    /// Replace a non-empty output directory.
+    /// Replace an output directory written earlier by xrai-bench (one holding its meta.json);
+    /// any other non-empty directory is refused. Also removes staging directories
+    /// (.NAME.partial-PID) left beside it by interrupted runs.
     #[arg(long)]
     pub force: bool,
     /// Also write the grid's |F|² and |F| as intensity.mrc and amplitude.mrc (voxel size = Δs
@@ -147,7 +172,9 @@ pub enum SplitArg {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    // Every argument is checked before any work, and before the output directory is touched.
+    // Every argument is checked, and the molecule and the grid are built, before anything is
+    // written: the output directory is touched only once the work can start.
+    check_output_dir(&args.out, args.force)?;
     let poses = args.poses.as_deref().map(read_poses).transpose()?;
     let n = match (&poses, args.n) {
         (Some(p), _) => p.len() as u64,
@@ -155,15 +182,31 @@ pub fn run(args: Args) -> Result<()> {
         (None, None) => anyhow::bail!("give --n N (number of images) or --poses FILE"),
     };
     ensure!(n > 0, "--n must be at least 1");
+    ensure!(args.batch > 0, "--batch must be at least 1 (images generated at a time)");
     let config = args.physics.config();
     config.beam.validate()?;
     config.detector.validate()?;
     let side = config.detector.pixels as u64;
-    ensure_space(&args.out, n * side * side * 4, &format!("--n {n} images of {side}×{side} float32"))?;
-    let molecule = args.molecule.load()?;
-    write_atomically(&args.out, args.force, false, |staging| {
-        simulate_into(&args, staging, molecule, config, poses.as_deref(), n)
+    let what = format!("--n {n} images of {side}×{side} float32");
+    let bytes = side.checked_mul(side).and_then(|p| p.checked_mul(4)).and_then(|b| b.checked_mul(n)).ok_or_else(|| {
+        anyhow::anyhow!("{what} would take more than 16 EiB; nothing was written. Simulate fewer images or fewer --pixels")
     })?;
+    ensure_space(
+        &args.out,
+        bytes,
+        &what,
+        "Simulate fewer images or fewer --pixels, or let the methods stream images on the fly \
+         (emc, xrai and run need no dataset on disk)",
+    )?;
+    let batch = (args.batch as u64).min(n);
+    ensure_memory(
+        side.checked_mul(side).and_then(|p| p.checked_mul(4)).and_then(|b| b.checked_mul(batch)),
+        &format!("a batch of {batch} images of {side}×{side}"),
+        "Use a smaller --batch",
+    )?;
+    let molecule = args.molecule.load()?;
+    let simulator = ImageSimulator::new(molecule, config)?;
+    write_atomically(&args.out, args.force, false, |staging| simulate_into(&args, staging, &simulator, poses.as_deref(), n))?;
     eprintln!("wrote {n} images to {}", args.out.display());
     Ok(())
 }
@@ -171,15 +214,14 @@ pub fn run(args: Args) -> Result<()> {
 fn simulate_into(
     args: &Args,
     staging: &std::path::Path,
-    molecule: molecule::Molecule,
-    config: SimulationConfig,
+    simulator: &ImageSimulator,
     poses: Option<&[nalgebra::UnitQuaternion<f64>]>,
     n: u64,
 ) -> Result<()> {
     let started = Instant::now();
+    let molecule = simulator.molecule();
     let composition = molecule.composition();
     let (source, n_atoms, radius) = (molecule.source.clone(), molecule.len(), molecule.radius());
-    let simulator = ImageSimulator::new(molecule, config)?;
     eprintln!(
         "{source}: {n_atoms} atoms, radius {radius:.1} Å; grid {m}³, Δs = {ds:.5} Å⁻¹ ({t:.2} s)",
         m = simulator.grid.m,
@@ -197,8 +239,8 @@ fn simulate_into(
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut stream = match poses {
-        Some(p) => ImageStream::with_poses(&simulator, split, p, args.batch),
-        None => ImageStream::new(&simulator, split, n, args.batch),
+        Some(p) => ImageStream::with_poses(simulator, split, p, args.batch),
+        None => ImageStream::new(simulator, split, n, args.batch),
     };
     let images_started = Instant::now();
     let mut totals = Vec::with_capacity(n.min(1 << 20) as usize);
@@ -251,7 +293,7 @@ fn simulate_into(
             "transform": simulator.transform_seconds,
             "images": image_seconds,
             "images_per_second": n as f64 / image_seconds.max(1e-9),
-            "total": started.elapsed().as_secs_f64(),
+            "total": simulator.transform_seconds + started.elapsed().as_secs_f64(),
         },
     });
     writer.finish(&meta)?;

@@ -6,9 +6,10 @@
 //! DIR/meta.json    every parameter, the seed, the crate version, timings
 //! ```
 //!
-//! Writing streams batch by batch into a sibling temporary directory that is renamed into
-//! place only when complete, so a killed run never leaves a half-written dataset under the
-//! final name and an existing directory is never touched unless `--force` replaces it.
+//! Writing streams batch by batch into a sibling staging directory that is renamed into
+//! place only when complete ([`super::output`]), so a killed run never leaves a half-written
+//! dataset under the final name and an existing directory is never touched unless `--force`
+//! replaces it.
 //! Reading seeks to any image range, so datasets larger than memory are read in chunks.
 
 use std::fs::File;
@@ -22,105 +23,10 @@ use npyz::WriterBuilder;
 
 use crate::rotation::{read_poses, to_wxyz};
 
-/// Free bytes on the filesystem holding `path` (None where it cannot be asked).
-pub fn free_bytes(path: &Path) -> Option<u64> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: a valid C string and a zeroed out-parameter of the right type.
-        let rc = unsafe { libc::statvfs(c.as_ptr(), &mut stat) };
-        (rc == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        None
-    }
-}
-
-/// Errors before any work if `bytes` will not fit beside `dir`.
-pub fn ensure_space(dir: &Path, bytes: u64, what: &str) -> anyhow::Result<()> {
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let probe = parent.ancestors().find(|p| p.exists()).unwrap_or(Path::new("."));
-    if let Some(free) = free_bytes(probe) {
-        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-        ensure!(
-            bytes < free,
-            "{what} needs {:.1} GiB but only {:.1} GiB are free on {}; nothing was written.              Simulate fewer images, bin the detector, or let the methods stream images on the fly              (they need no dataset on disk)",
-            gib(bytes),
-            gib(free),
-            probe.display()
-        );
-    }
-    Ok(())
-}
-
-/// Refuses a non-empty target unless `force`; returns the path of a fresh staging directory.
-pub fn prepare_output_dir(dir: &Path, force: bool) -> anyhow::Result<PathBuf> {
-    if dir.exists() {
-        ensure!(dir.is_dir(), "--out {}: exists and is not a directory", dir.display());
-        let non_empty = std::fs::read_dir(dir)?.next().is_some();
-        if non_empty && !force {
-            bail!(
-                "--out {}: the directory is not empty; nothing was written. Choose another directory or pass --force to replace it",
-                dir.display()
-            );
-        }
-    }
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging)?;
-    }
-    std::fs::create_dir(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
-    Ok(staging)
-}
-
-/// Runs `write` into a fresh staging directory beside `dir` and moves it to `dir` only when
-/// `write` succeeds, so `dir` never holds a half-written result. On failure the staging
-/// directory is removed, unless `keep_partial` and it holds something (a checkpoint, a log):
-/// then it stays and the error says where.
-pub fn write_atomically<T>(
-    dir: &Path,
-    force: bool,
-    keep_partial: bool,
-    write: impl FnOnce(&Path) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let staging = prepare_output_dir(dir, force)?;
-    match write(&staging) {
-        Ok(value) => {
-            commit_output_dir(&staging, dir)?;
-            Ok(value)
-        }
-        Err(e) => {
-            let has_files = std::fs::read_dir(&staging).map(|mut d| d.next().is_some()).unwrap_or(false);
-            if keep_partial && has_files {
-                Err(e.context(format!("partial results kept in {}", staging.display())))
-            } else {
-                std::fs::remove_dir_all(&staging).ok();
-                Err(e)
-            }
-        }
-    }
-}
-
-/// Moves a completed staging directory to its final name (replacing an old one only if it
-/// was allowed by `prepare_output_dir`).
-pub fn commit_output_dir(staging: &Path, dir: &Path) -> anyhow::Result<()> {
-    if dir.exists() {
-        let old = staging.with_extension("old");
-        std::fs::rename(dir, &old).with_context(|| format!("cannot move the old {} aside", dir.display()))?;
-        std::fs::rename(staging, dir).with_context(|| format!("cannot move results into {}", dir.display()))?;
-        std::fs::remove_dir_all(&old).ok();
-    } else {
-        std::fs::rename(staging, dir).with_context(|| format!("cannot move results into {}", dir.display()))?;
-    }
-    Ok(())
-}
+// Output-directory handling lives in `super::output`; re-exported here for existing callers.
+pub use super::output::{
+    check_output_dir, commit_output_dir, ensure_space, free_bytes, prepare_output_dir, write_atomically,
+};
 
 /// Streams images and poses of a known count into `images.npy` and `poses.csv`.
 pub struct DatasetWriter {
@@ -206,7 +112,14 @@ impl Dataset {
         }
         ensure!(header.order() == npyz::Order::C, "{}: expected C (row-major) order", images_path.display());
         let (len, side) = (shape[0], shape[1] as usize);
-        let expected_bytes = data_offset + len * (side * side * 4) as u64;
+        let expected_bytes = shape[1]
+            .checked_mul(shape[2])
+            .and_then(|pixels| pixels.checked_mul(4))
+            .and_then(|per_image| per_image.checked_mul(len))
+            .and_then(|data| data.checked_add(data_offset))
+            .ok_or_else(|| {
+                anyhow::anyhow!("{}: header shape {shape:?} is impossibly large; the file is damaged", images_path.display())
+            })?;
         let actual = file.metadata()?.len();
         ensure!(
             actual >= expected_bytes,

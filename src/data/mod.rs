@@ -3,6 +3,8 @@
 //! every method reads its frames from.
 
 pub mod dataset;
+pub mod output;
+pub mod pdb;
 pub mod simulator;
 pub mod source;
 pub mod stream;

@@ -109,6 +109,12 @@ impl ImageSimulator {
         if let Rescale::PerImage(t) | Rescale::MeanTotal(t) = config.rescale {
             anyhow::ensure!(t.is_finite() && t > 0.0, "--rescale-total must be positive, got {t}");
         }
+        let pixels = config.detector.pixels;
+        ensure_memory(
+            (pixels as u64).checked_mul(pixels as u64).and_then(|n| n.checked_mul(BYTES_PER_PIXEL)),
+            &format!("the {pixels}×{pixels} detector's pixel geometry"),
+            "Use fewer --pixels (the paper: 128)",
+        )?;
         let geometry = config.detector.geometry(&config.beam);
         let s_max = geometry.s_max();
         let radius = molecule.radius();
@@ -116,6 +122,12 @@ impl ImageSimulator {
             Some(m) => GridSpec::with_size(m, radius, s_max)?,
             None => GridSpec::for_molecule(radius, s_max, config.oversampling)?,
         };
+        let m = grid.m as u64;
+        ensure_memory(
+            m.checked_mul(m).and_then(|v| v.checked_mul(m)).and_then(|v| v.checked_mul(BYTES_PER_VOXEL)),
+            &format!("the {m}³ reciprocal grid (--grid)"),
+            "Use a smaller --grid, or leave it out for the default size this molecule and detector need",
+        )?;
         let t0 = std::time::Instant::now();
         let transform = grid_transform(&molecule, &grid);
         let transform_seconds = t0.elapsed().as_secs_f64();
@@ -207,6 +219,34 @@ impl ImageSimulator {
     pub fn global_scale(&self) -> f64 {
         self.global_scale
     }
+}
+
+/// Lower bound of the memory one reciprocal-grid voxel takes while the simulator is built:
+/// the complex transform (16 bytes), its intensity (4), the slicer's copy (4) and bricks (~5.7).
+pub const BYTES_PER_VOXEL: u64 = 30;
+/// Lower bound per detector pixel: its s vector, polarisation, solid angle and scale (48) and
+/// the slicer's points and scale (16).
+pub const BYTES_PER_PIXEL: u64 = 64;
+
+/// Memory the kernel says can be allocated without swapping (`MemAvailable`); None off Linux.
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Refuses, before allocating, work whose memory (`bytes`; None = overflowed u64) exceeds
+/// what is available; `what` names it, `advice` says what to change.
+pub fn ensure_memory(bytes: Option<u64>, what: &str, advice: &str) -> anyhow::Result<()> {
+    let Some(available) = available_memory() else { return Ok(()) };
+    let shown = bytes.map_or_else(|| "more than 16 EiB".to_string(), crate::data::output::format_bytes);
+    anyhow::ensure!(
+        bytes.is_some_and(|b| b <= available),
+        "{what} needs at least {shown} of memory but {} are available; nothing was allocated. {advice}",
+        crate::data::output::format_bytes(available)
+    );
+    Ok(())
 }
 
 /// Σ x in f64 with eight independent accumulators (vectorises; a single running sum is bound

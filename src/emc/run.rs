@@ -154,6 +154,7 @@ struct Data {
 }
 
 pub fn run(args: Options) -> Result<()> {
+    crate::data::dataset::check_output_dir(&args.out, args.force)?;
     let budget = Budget::parse(args.budget.as_deref())?;
     ensure!(args.iters >= 1, "--iters must be at least 1");
     ensure!(args.data.is_some() || args.n.is_some(), "give --n N (frames to simulate) or --data DIR");

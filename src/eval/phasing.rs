@@ -97,6 +97,29 @@ impl Phased {
     }
 }
 
+/// Why an amplitude volume cannot be phased.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AmplitudeError {
+    #[error("no voxel holds a measured amplitude: all {0} voxels are negative or not finite")]
+    NothingMeasured(usize),
+    #[error("every measured amplitude is zero ({0} voxels): there is nothing to phase")]
+    AllZero(usize),
+}
+
+/// Checks that `amplitude` has something to phase; returns the number of unmeasured voxels
+/// (negative or not finite, left free by [`phase`]).
+pub fn check_amplitudes(amplitude: &IntensityVolume) -> Result<usize, AmplitudeError> {
+    let measured = amplitude.data.iter().filter(|a| a.is_finite() && **a >= 0.0);
+    let (count, positive) = measured.fold((0usize, 0usize), |(c, p), &a| (c + 1, p + usize::from(a > 0.0)));
+    if count == 0 {
+        return Err(AmplitudeError::NothingMeasured(amplitude.data.len()));
+    }
+    if positive == 0 {
+        return Err(AmplitudeError::AllZero(count));
+    }
+    Ok(amplitude.data.len() - count)
+}
+
 /// Phases an amplitude volume |F| (centred reciprocal grid, spacing Δs) into a density.
 pub fn phase(amplitude: &IntensityVolume, params: &PhasingParams) -> Phased {
     let m = amplitude.m;
@@ -112,24 +135,27 @@ pub fn phase(amplitude: &IntensityVolume, params: &PhasingParams) -> Phased {
     };
     let start_support = problem.autocorrelation_support(params.autocorrelation_threshold);
     // Two real starts share every complex FFT (one as the real, one as the imaginary part).
+    // Only the best density so far is kept, so memory does not grow with the number of starts.
     let starts = params.starts.max(1);
-    let runs: Vec<(f64, Vec<f32>)> = (0..starts)
-        .step_by(2)
-        .flat_map(|first| {
-            let mut rngs: Vec<ChaCha8Rng> = (first..(first + 2).min(starts))
-                .map(|start| {
-                    let seed = params.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(start as u64);
-                    ChaCha8Rng::seed_from_u64(seed)
-                })
-                .collect();
-            problem.run(&start_support, params, &mut rngs)
-        })
-        .collect();
-    let best_start = (0..runs.len())
-        .min_by(|&a, &b| runs[a].0.total_cmp(&runs[b].0))
-        .expect("one start");
-    let start_errors = runs.iter().map(|r| r.0).collect();
-    let rho = &runs[best_start].1;
+    let mut start_errors: Vec<f64> = Vec::with_capacity(starts);
+    let mut best: Option<(usize, Vec<f32>)> = None;
+    for first in (0..starts).step_by(2) {
+        let mut rngs: Vec<ChaCha8Rng> = (first..(first + 2).min(starts))
+            .map(|start| {
+                let seed = params.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(start as u64);
+                ChaCha8Rng::seed_from_u64(seed)
+            })
+            .collect();
+        for (error, rho) in problem.run(&start_support, params, &mut rngs) {
+            let index = start_errors.len();
+            if best.as_ref().is_none_or(|(b, _)| error.total_cmp(&start_errors[*b]).is_lt()) {
+                best = Some((index, rho));
+            }
+            start_errors.push(error);
+        }
+    }
+    let (best_start, rho) = best.expect("at least one start");
+    let rho = &rho;
     // g = (1/m³) Σ G e^{−2πi k·j/m}; ρ = Δs³ Σ F e^{−…} = (m Δs)³ g.
     let units = (m as f64 * amplitude.spacing).powi(3) as f32;
     let centred = centre_by_mass(&fftshift(rho, m), m);

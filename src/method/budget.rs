@@ -66,7 +66,7 @@ pub fn parse_budget(text: &str) -> Result<Duration> {
     ensure!(seconds.is_finite() && seconds > 0.0, "--budget {text:?} must be a positive time (e.g. 60m)");
     ensure!(
         seconds <= MAX_BUDGET.as_secs_f64(),
-        "--budget {text:?} is longer than the longest accepted budget, 365 days (365d)"
+        "--budget {text:?} is {seconds:.3e} s, more than 365 days; give a shorter budget, e.g. 24h or 7d"
     );
     Ok(Duration::from_secs_f64(seconds))
 }

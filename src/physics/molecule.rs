@@ -2,17 +2,30 @@
 //!
 //! Reading is lenient (real files strip trailing blanks, omit element columns, carry short
 //! DBREF lines) and acceptance is strict (every atom has a known species and finite
-//! coordinates). PDB text is normalised line by line first — only coordinate records are kept,
-//! each checked and padded to 80 columns, a missing element column is inferred from the atom
-//! name as the PDB format defines it — and then handed to pdbtbx for the hierarchy (models,
-//! chains, alternate locations). Errors name the file, the line and what to do.
+//! coordinates). PDB text is read record by record in its fixed columns ([`records`], which
+//! says why not through pdbtbx); each atom keeps its own line, so its element is the one on its
+//! line whatever the serial numbers are (files over 99,999 atoms repeat or restart them, or use
+//! hybrid-36 serials and residue numbers, all read correctly). mmCIF goes through pdbtbx.
+//! Errors name the file, the line and what to do.
 //!
-//! Selection rules: first model only; waters and HETATM records excluded unless asked for;
-//! alternate locations: the first one listed for each residue (blank altloc atoms always kept).
+//! Selection rules, in this order:
+//! - **first model only** (an NMR ensemble or a multi-model file gives its first MODEL);
+//! - chains: those asked for, else all;
+//! - waters (HOH, WAT, DOD, H2O, TIP, TIP3, SOL) excluded unless asked for, and other HETATM
+//!   records (ligands, ions) excluded unless asked for;
+//! - **alternate locations**: in each residue (chain, number, insertion code) atoms with a
+//!   blank altloc are always kept; of the altloc identifiers present, the one with the highest
+//!   mean occupancy over its atoms is kept and the others dropped (ties: the first listed).
+//!
+//! Finding and fetching structure files (bundled copies, `$XRAI_PDB_DIR`, the download cache)
+//! is `crate::data::pdb`'s job; this module only reads text.
+
+mod records;
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+pub use records::{element_from_atom_name, hy36_decode, hy36_encode, parse_charge, AtomRecord, Origin, MAX_COORDINATE};
 
 use super::form_factor::FormFactor;
 
@@ -109,9 +122,24 @@ impl Molecule {
     }
 }
 
+/// Why a selection kept no atoms; typed so that commands can add the flag that helps.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectionError {
+    #[error("{file}: chain selection {asked:?} matches no atoms; chains in the file: {chains}")]
+    NoSuchChain { file: String, asked: Vec<String>, chains: String },
+    #[error(
+        "{file}: no atoms left after the selection rules (chains: {chains}): the records are {waters} water and \
+         {hetero} other HETATM atoms, which are left out unless asked for"
+    )]
+    NothingLeft { file: String, chains: String, waters: usize, hetero: usize },
+}
+
 /// Reads a PDB or mmCIF file and keeps the atoms `selection` asks for.
 pub fn read_structure(path: &Path, selection: &Selection) -> anyhow::Result<Molecule> {
     let display = path.display().to_string();
+    if path.is_dir() {
+        anyhow::bail!("{display} is a directory, not a structure file. Give the .pdb or .cif file inside it");
+    }
     let text = std::fs::read(path).map_err(|e| {
         anyhow::anyhow!("cannot read structure file {display}: {e}. Check the path, or pass a PDB ID (e.g. --pdb 2CEX_A)")
     })?;
@@ -124,146 +152,59 @@ pub fn read_structure(path: &Path, selection: &Selection) -> anyhow::Result<Mole
     }
 }
 
-/// One coordinate record after normalisation.
-struct AtomLine {
-    line_number: usize,
-    element: String,
-}
-
-/// PDB text: normalise, validate each coordinate line, then build the hierarchy with pdbtbx.
-fn read_pdb_text(file: &str, text: &str, selection: &Selection) -> anyhow::Result<Molecule> {
-    let mut normalised = String::with_capacity(text.len());
-    let mut by_serial: HashMap<String, AtomLine> = HashMap::new();
-    let mut n_coord = 0usize;
-    for (i, raw) in text.lines().enumerate() {
-        let line_number = i + 1;
-        let line = raw.trim_end_matches(['\r', '\n']);
-        let record = line.get(..6).unwrap_or(line).trim_end();
-        match record {
-            "ATOM" | "HETATM" => {
-                let parsed = normalise_atom_line(file, line_number, line)?;
-                by_serial.insert(parsed.0[6..11].to_string(), AtomLine { line_number, element: parsed.1 });
-                normalised.push_str(&parsed.0);
-                n_coord += 1;
-            }
-            "MODEL" | "ENDMDL" | "TER" => {
-                let _ = write!(normalised, "{line:<80}");
-            }
-            "END" => break,
-            _ => {}
-        }
-        normalised.push('\n'); // one output line per input line keeps line numbers aligned
-    }
-    if n_coord == 0 {
+/// PDB text (`file` names it in messages) → the selected atoms.
+pub fn read_pdb_text(file: &str, text: &str, selection: &Selection) -> anyhow::Result<Molecule> {
+    let records = records::read_pdb_records(file, text)?;
+    if records.is_empty() {
         anyhow::bail!(
             "{file}: no ATOM or HETATM records — the file is empty, truncated or not a PDB file. \
              Supply a PDB or mmCIF coordinate file"
         );
     }
-    let mut options = pdbtbx::ReadOptions::new();
-    options.set_format(pdbtbx::Format::Pdb).set_level(pdbtbx::StrictnessLevel::Loose).set_only_first_model(true);
-    let reader = std::io::BufReader::new(normalised.as_bytes());
-    let (pdb, _warnings) = options.read_raw(reader).map_err(|errors| pdbtbx_error(file, &errors))?;
-    let lookup = |serial: usize| by_serial.get(&format!("{serial:>5}"));
-    collect_atoms(file, &pdb, selection, |atom| {
-        let serial = atom.serial_number();
-        let (line_number, element) =
-            lookup(serial).map(|a| (Some(a.line_number), a.element.clone())).unwrap_or((None, String::new()));
-        (line_number, element)
-    })
+    select(file, &records, selection)
 }
 
-/// Checks one ATOM/HETATM line and returns it padded to 80 columns with an element column,
-/// plus the element symbol.
-fn normalise_atom_line(file: &str, line_number: usize, line: &str) -> anyhow::Result<(String, String)> {
-    if !line.is_ascii() {
-        anyhow::bail!("{file}, line {line_number}: non-ASCII characters in a coordinate record: {line:?}");
-    }
-    if line.len() < 54 {
-        anyhow::bail!(
-            "{file}, line {line_number}: coordinate record is truncated ({} columns; x, y, z need columns 31–54). \
-             The file is damaged — download it again",
-            line.len()
-        );
-    }
-    for (axis, cols) in [("x", 30..38), ("y", 38..46), ("z", 46..54)] {
-        let field = line[cols.clone()].trim();
-        match field.parse::<f64>() {
-            Ok(v) if v.is_finite() => {}
-            _ => anyhow::bail!(
-                "{file}, line {line_number}: {axis} coordinate in columns {}–{} is {field:?}, not a number",
-                cols.start + 1,
-                cols.end
-            ),
-        }
-    }
-    let mut padded = format!("{line:<80}");
-    padded.truncate(80);
-    let mut element = padded[76..78].trim().to_string();
-    if element.is_empty() || element.chars().any(|c| c.is_ascii_digit()) {
-        element = element_from_atom_name(&padded[12..16]);
-        if element.is_empty() {
-            anyhow::bail!(
-                "{file}, line {line_number}: no element in columns 77–78 and none can be read from the atom name {:?}. \
-                 Add the element symbol in columns 77–78",
-                padded[12..16].trim()
-            );
-        }
-        padded.replace_range(76..78, &format!("{element:>2}"));
-    }
-    // pdbtbx rejects charges it cannot read; a malformed charge field is an error here too.
-    let charge = padded[78..80].trim();
-    if !charge.is_empty() && parse_charge(charge).is_none() {
-        anyhow::bail!("{file}, line {line_number}: charge field (columns 79–80) is {charge:?}; expected e.g. \"2+\" or \"1-\"");
-    }
-    padded.push('\n');
-    padded.pop();
-    Ok((padded, element))
-}
-
-/// The PDB rule: the element is right-justified in columns 13–14 of the atom name, so a name
-/// starting with a letter in column 13 (e.g. "FE  ", "CL  ") is a two-letter element, one
-/// starting with a blank or a digit is one letter (" CA " is carbon alpha, "1HB " hydrogen).
-fn element_from_atom_name(name: &str) -> String {
-    let b = name.as_bytes();
-    if b.len() < 2 {
-        return String::new();
-    }
-    if b[0].is_ascii_alphabetic() && b[1].is_ascii_alphabetic() {
-        // Four-character hydrogen names ("HG12", "HD21") start in column 13 too; read them as H.
-        let hydrogen_name = b[0] == b'H' && name.trim().len() >= 3;
-        let two = name[..2].to_string();
-        if !hydrogen_name && FormFactor::lookup(&two, 0).is_some() {
-            return FormFactor::lookup(&two, 0).map(|f| f.label.to_string()).unwrap_or(two);
-        }
-        return name[..1].to_string();
-    }
-    if b[1].is_ascii_alphabetic() {
-        return name[1..2].to_string();
-    }
-    String::new()
-}
-
-fn parse_charge(field: &str) -> Option<i32> {
-    let f = field.trim();
-    if f.is_empty() {
-        return Some(0);
-    }
-    let (digits, sign) = if f.ends_with(['+', '-']) { (&f[..f.len() - 1], &f[f.len() - 1..]) } else { (&f[1..], &f[..1]) };
-    let magnitude: i32 = if digits.is_empty() { 1 } else { digits.parse().ok()? };
-    match sign {
-        "+" => Some(magnitude),
-        "-" => Some(-magnitude),
-        _ => None,
-    }
-}
-
+/// mmCIF through pdbtbx (first model), flattened into the same records as PDB text. pdbtbx
+/// aborts on some malformed input; that is caught and reported as an error naming the file.
 fn read_mmcif(file: &str, text: &str, selection: &Selection) -> anyhow::Result<Molecule> {
-    let mut options = pdbtbx::ReadOptions::new();
-    options.set_format(pdbtbx::Format::Mmcif).set_level(pdbtbx::StrictnessLevel::Loose).set_only_first_model(true);
-    let (pdb, _warnings) =
-        options.read_raw(std::io::BufReader::new(text.as_bytes())).map_err(|errors| pdbtbx_error(file, &errors))?;
-    collect_atoms(file, &pdb, selection, |atom| (None, atom.element().map(|e| e.symbol().to_string()).unwrap_or_default()))
+    let parsed = std::panic::catch_unwind(|| {
+        let mut options = pdbtbx::ReadOptions::new();
+        options.set_format(pdbtbx::Format::Mmcif).set_level(pdbtbx::StrictnessLevel::Loose).set_only_first_model(true);
+        options.read_raw(std::io::BufReader::new(text.as_bytes()))
+    })
+    .map_err(|_| anyhow::anyhow!("{file}: the mmCIF reader failed on this file; it is damaged or not an mmCIF file"))?;
+    let (pdb, _warnings) = parsed.map_err(|errors| pdbtbx_error(file, &errors))?;
+    let mut records = Vec::new();
+    for model in pdb.models().take(1) {
+        for chain in model.chains() {
+            for residue in chain.residues() {
+                let (number, insertion) = residue.id();
+                for conformer in residue.conformers() {
+                    for atom in conformer.atoms() {
+                        let (x, y, z) = atom.pos();
+                        records.push(AtomRecord {
+                            origin: Origin::Atom(atom.serial_number(), atom.name().to_string()),
+                            hetero: atom.hetero(),
+                            name: atom.name().to_string(),
+                            altloc: conformer.alternative_location().map(str::to_string),
+                            residue: conformer.name().to_string(),
+                            chain: chain.id().to_string(),
+                            residue_number: number as i64,
+                            insertion: insertion.and_then(|s| s.chars().next()),
+                            position: [x, y, z],
+                            occupancy: atom.occupancy(),
+                            element: atom.element().map(|e| e.symbol().to_string()).unwrap_or_default(),
+                            charge: atom.charge() as i32,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if records.is_empty() {
+        anyhow::bail!("{file}: no atoms in the first model — the file is empty or not an mmCIF coordinate file");
+    }
+    select(file, &records, selection)
 }
 
 /// Only the errors that stop parsing, each with pdbtbx's own context (it shows the line).
@@ -281,266 +222,107 @@ fn is_water(residue: &str) -> bool {
     matches!(residue.trim(), "HOH" | "WAT" | "DOD" | "H2O" | "TIP" | "TIP3" | "SOL")
 }
 
-/// Walks pdbtbx's hierarchy applying the selection rules; `origin` gives an atom's line
-/// number (if known) and element symbol for error messages and species lookup.
-fn collect_atoms(
-    file: &str,
-    pdb: &pdbtbx::PDB,
-    selection: &Selection,
-    origin: impl Fn(&pdbtbx::Atom) -> (Option<usize>, String),
-) -> anyhow::Result<Molecule> {
-    let wanted = |chain: &str| selection.chains.is_empty() || selection.chains.iter().any(|c| c == chain);
-    let mut atoms = Vec::new();
-    let mut chains_seen: Vec<String> = Vec::new();
-    for model in pdb.models().take(1) {
-        for chain in model.chains() {
-            if !chains_seen.iter().any(|c| c == chain.id()) {
-                chains_seen.push(chain.id().to_string());
-            }
-            if !wanted(chain.id()) {
-                continue;
-            }
-            for residue in chain.residues() {
-                let mut first_altloc: Option<String> = None;
-                for conformer in residue.conformers() {
-                    if is_water(conformer.name()) && !selection.include_water {
-                        continue;
-                    }
-                    if let Some(alt) = conformer.alternative_location() {
-                        match &first_altloc {
-                            None => first_altloc = Some(alt.to_string()),
-                            Some(first) if first != alt => continue,
-                            _ => {}
-                        }
-                    }
-                    for atom in conformer.atoms() {
-                        if atom.hetero() && !selection.include_hetatm && !is_water(conformer.name()) {
-                            continue;
-                        }
-                        let (line, element) = origin(atom);
-                        let where_ = match line {
-                            Some(l) => format!("{file}, line {l}"),
-                            None => format!("{file}, atom {} ({})", atom.serial_number(), atom.name()),
-                        };
-                        let charge = atom.charge() as i32;
-                        let ff = FormFactor::lookup(&element, charge)
-                            .or_else(|| FormFactor::lookup(&element, 0))
-                            .ok_or_else(|| {
-                                anyhow::anyhow!(
-                                    "{where_}: unknown element {element:?} (atom {} in residue {} of chain {}). \
-                                     The Waasmaier–Kirfel table covers H–Cf and common ions; fix the element \
-                                     column (77–78) or remove the atom",
-                                    atom.name(),
-                                    conformer.name(),
-                                    chain.id()
-                                )
-                            })?;
-                        let (x, y, z) = atom.pos();
-                        if !(x.is_finite() && y.is_finite() && z.is_finite()) {
-                            anyhow::bail!("{where_}: coordinates are not finite");
-                        }
-                        atoms.push(([x, y, z], ff));
-                    }
+fn where_(file: &str, origin: &Origin) -> String {
+    match origin {
+        Origin::Line(l) => format!("{file}, line {l}"),
+        Origin::Atom(serial, name) => format!("{file}, atom {serial} ({name})"),
+    }
+}
+
+/// A residue: chain, number, insertion code.
+type ResidueKey<'a> = (&'a str, i64, Option<char>);
+
+/// The altloc kept in each residue: highest mean occupancy, ties to the first listed.
+fn kept_altlocs<'a>(records: &[&'a AtomRecord]) -> HashMap<ResidueKey<'a>, String> {
+    // residue → [(altloc, occupancy sum, atoms)] in order of first appearance
+    let mut seen: HashMap<ResidueKey<'a>, Vec<(&'a str, f64, usize)>> = HashMap::new();
+    for r in records {
+        if let Some(alt) = &r.altloc {
+            let list = seen.entry((r.chain.as_str(), r.residue_number, r.insertion)).or_default();
+            match list.iter_mut().find(|(a, _, _)| a == alt) {
+                Some(entry) => {
+                    entry.1 += r.occupancy;
+                    entry.2 += 1;
                 }
+                None => list.push((alt.as_str(), r.occupancy, 1)),
             }
         }
     }
-    if atoms.is_empty() {
-        let chains = if chains_seen.is_empty() { "none".to_string() } else { chains_seen.join(", ") };
-        if !selection.chains.is_empty() {
+    seen.into_iter()
+        .map(|(key, list)| {
+            let mut best = list[0];
+            for &candidate in &list[1..] {
+                if candidate.1 / candidate.2 as f64 > best.1 / best.2 as f64 {
+                    best = candidate;
+                }
+            }
+            (key, best.0.to_string())
+        })
+        .collect()
+}
+
+/// Applies the selection rules of the module docs to records of the first model.
+fn select(file: &str, records: &[AtomRecord], selection: &Selection) -> anyhow::Result<Molecule> {
+    let wanted = |chain: &str| selection.chains.is_empty() || selection.chains.iter().any(|c| c == chain);
+    let mut chains_seen: Vec<&str> = Vec::new();
+    for r in records {
+        if !chains_seen.contains(&r.chain.as_str()) {
+            chains_seen.push(&r.chain);
+        }
+    }
+    let chains = chains_seen.iter().map(|c| if c.is_empty() { "(blank)" } else { c }).collect::<Vec<_>>().join(", ");
+    let in_chains: Vec<&AtomRecord> = records.iter().filter(|r| wanted(&r.chain)).collect();
+    if in_chains.is_empty() {
+        return Err(SelectionError::NoSuchChain { file: file.to_string(), asked: selection.chains.clone(), chains }.into());
+    }
+    let (mut waters, mut hetero) = (0, 0);
+    let mut kept: Vec<&AtomRecord> = Vec::with_capacity(in_chains.len());
+    for r in in_chains {
+        if is_water(&r.residue) {
+            if !selection.include_water {
+                waters += 1;
+                continue;
+            }
+        } else if r.hetero && !selection.include_hetatm {
+            hetero += 1;
+            continue;
+        }
+        kept.push(r);
+    }
+    let altlocs = kept_altlocs(&kept);
+    let mut atoms = Vec::with_capacity(kept.len());
+    for r in kept {
+        if let Some(alt) = &r.altloc {
+            if altlocs.get(&(r.chain.as_str(), r.residue_number, r.insertion)) != Some(alt) {
+                continue;
+            }
+        }
+        let ff = FormFactor::lookup(&r.element, r.charge).or_else(|| FormFactor::lookup(&r.element, 0)).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: unknown element {:?} (atom {} in residue {} of chain {}). The Waasmaier–Kirfel table covers \
+                 H–Cf and common ions; fix the element column (77–78) or remove the atom",
+                where_(file, &r.origin),
+                r.element,
+                r.name,
+                r.residue,
+                r.chain
+            )
+        })?;
+        let p = r.position;
+        if !p.iter().all(|c| c.is_finite() && c.abs() < MAX_COORDINATE) {
             anyhow::bail!(
-                "{file}: chain selection {:?} matches no atoms; chains in the file: {chains}. Pick one of those with --chain",
-                selection.chains
+                "{}: coordinates {p:?} are not finite or beyond ±{MAX_COORDINATE:e} Å; the file is damaged",
+                where_(file, &r.origin)
             );
         }
-        anyhow::bail!(
-            "{file}: no atoms left after excluding waters and HETATM records (chains: {chains}). \
-             Use --include-hetatm if the molecule is stored as HETATM records"
-        );
+        atoms.push((p, ff));
+    }
+    if atoms.is_empty() {
+        return Err(SelectionError::NothingLeft { file: file.to_string(), chains, waters, hetero }.into());
     }
     let chain_note = if selection.chains.is_empty() { String::new() } else { format!(" chain {}", selection.chains.join(",")) };
     Ok(Molecule::new(format!("{file}{chain_note}"), atoms))
 }
 
-/// Where `--pdb` found its file, and which chain the ID asked for.
-#[derive(Clone, Debug)]
-pub struct ResolvedStructure {
-    pub path: PathBuf,
-    /// Chain implied by an ID such as `2CEX_A` (None for a plain ID or a path).
-    pub chain: Option<String>,
-    /// The canonical ID (upper case, e.g. `2CEX_A`) or the path as given.
-    pub name: String,
-}
-
-/// The bundled structures: `datasets/pdb/` of this crate, or of the working directory.
-pub fn bundled_dirs() -> Vec<PathBuf> {
-    let mut dirs = vec![PathBuf::from("datasets/pdb")];
-    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/pdb");
-    if !dirs.contains(&crate_dir) {
-        dirs.push(crate_dir);
-    }
-    dirs
-}
-
-/// Default download cache: `$XRAI_CACHE_DIR/pdb`, else `~/.cache/xrai-bench/pdb`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("XRAI_CACHE_DIR") {
-        return PathBuf::from(dir).join("pdb");
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-    home.join(".cache/xrai-bench/pdb")
-}
-
-/// True for strings shaped like a PDB ID with an optional chain: `2cex`, `2CEX_A`, `1O9K`.
-pub fn looks_like_pdb_id(spec: &str) -> bool {
-    let (id, chain) = match spec.split_once('_') {
-        Some((id, chain)) => (id, Some(chain)),
-        None => (spec, None),
-    };
-    id.len() == 4
-        && id.as_bytes()[0].is_ascii_digit()
-        && id.chars().all(|c| c.is_ascii_alphanumeric())
-        && chain.is_none_or(|c| !c.is_empty() && c.len() <= 4 && c.chars().all(|c| c.is_ascii_alphanumeric()))
-}
-
-/// Resolves `--pdb`: an existing path is used as is; an ID is looked up in the bundled
-/// `datasets/pdb/`, then `$XRAI_PDB_DIR`, then downloaded from the RCSB into [`cache_dir`]
-/// (skipped when `XRAI_OFFLINE` is set). The error lists every place tried and how to supply
-/// the file.
-pub fn resolve(spec: &str) -> anyhow::Result<ResolvedStructure> {
-    let as_path = Path::new(spec);
-    if as_path.is_file() {
-        return Ok(ResolvedStructure { path: as_path.to_path_buf(), chain: None, name: spec.to_string() });
-    }
-    if !looks_like_pdb_id(spec) {
-        anyhow::bail!(
-            "--pdb {spec:?}: no such file, and it is not a PDB ID (4 characters starting with a digit, \
-             optionally _CHAIN, e.g. 2CEX_A). Give a path to a .pdb/.cif file or an ID"
-        );
-    }
-    let upper = spec.to_ascii_uppercase();
-    let (id, chain) = match upper.split_once('_') {
-        Some((id, chain)) => (id.to_string(), Some(chain.to_string())),
-        None => (upper.clone(), None),
-    };
-    let mut tried: Vec<String> = Vec::new();
-    // Most specific name first: 2cex_a.pdb holds chain A already; 2cex.pdb plus the chain filter serves too.
-    let mut stems = vec![upper.to_ascii_lowercase()];
-    if chain.is_some() {
-        stems.push(id.to_ascii_lowercase());
-    }
-    let mut dirs: Vec<(String, Option<PathBuf>)> =
-        bundled_dirs().into_iter().map(|d| ("bundled".to_string(), Some(d))).collect();
-    let env_dir = std::env::var_os("XRAI_PDB_DIR").filter(|d| !d.is_empty()).map(PathBuf::from);
-    dirs.push(("$XRAI_PDB_DIR".to_string(), env_dir));
-    dirs.push(("download cache".to_string(), Some(cache_dir())));
-    for (label, dir) in &dirs {
-        let Some(dir) = dir else {
-            tried.push(format!("{label} (not set)"));
-            continue;
-        };
-        for stem in &stems {
-            if let Some(path) = find_case_insensitive(dir, stem) {
-                let file_chain = if *stem == stems[0] && stems.len() > 1 { None } else { chain.clone() };
-                return Ok(ResolvedStructure { path, chain: file_chain, name: upper });
-            }
-            tried.push(format!("{label} {}/{stem}.{{pdb,cif,ent}}", dir.display()));
-        }
-    }
-    match download_from_rcsb(&id, &cache_dir()) {
-        Ok(path) => return Ok(ResolvedStructure { path, chain, name: upper }),
-        Err(why) => tried.push(format!("download https://files.rcsb.org/download/{id}.pdb: {why}")),
-    }
-    let mut msg = format!("--pdb {spec}: no coordinates found for PDB entry {id}. Looked in:\n");
-    for t in &tried {
-        let _ = writeln!(msg, "  - {t}");
-    }
-    let _ = write!(
-        msg,
-        "To supply it: download {id}.pdb (or {id}.cif) from https://www.rcsb.org/structure/{id} on a machine with \
-         network access, then either copy it to datasets/pdb/{lower}.pdb, or put it in a folder and set \
-         XRAI_PDB_DIR=/that/folder, or pass the file itself with --pdb /path/to/{lower}.pdb",
-        lower = id.to_ascii_lowercase()
-    );
-    Err(anyhow::anyhow!(msg))
-}
-
-fn find_case_insensitive(dir: &Path, stem: &str) -> Option<PathBuf> {
-    let entries = std::fs::read_dir(dir).ok()?;
-    let mut found: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
-            ["pdb", "cif", "ent"].iter().any(|ext| name == format!("{stem}.{ext}")) && p.is_file()
-        })
-        .collect();
-    found.sort(); // deterministic: .cif before .ent before .pdb
-    found.pop()
-}
-
-/// Fetches `ID.pdb` with curl into the cache (atomically: temporary name, then rename).
-fn download_from_rcsb(id: &str, cache: &Path) -> Result<PathBuf, String> {
-    if std::env::var_os("XRAI_OFFLINE").is_some_and(|v| !v.is_empty()) {
-        return Err("skipped (XRAI_OFFLINE is set)".to_string());
-    }
-    std::fs::create_dir_all(cache).map_err(|e| format!("cannot create cache {}: {e}", cache.display()))?;
-    let target = cache.join(format!("{}.pdb", id.to_ascii_lowercase()));
-    let partial = cache.join(format!(".{}.pdb.part{}", id.to_ascii_lowercase(), std::process::id()));
-    let url = format!("https://files.rcsb.org/download/{id}.pdb");
-    let output = std::process::Command::new("curl")
-        .args(["-fsSL", "--connect-timeout", "5", "--max-time", "60", "-o"])
-        .arg(&partial)
-        .arg(&url)
-        .output()
-        .map_err(|e| format!("curl could not be started ({e})"))?;
-    if !output.status.success() {
-        let _ = std::fs::remove_file(&partial);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(format!("failed ({})", stderr.trim()));
-    }
-    std::fs::rename(&partial, &target).map_err(|e| format!("cannot move download into {}: {e}", target.display()))?;
-    Ok(target)
-}
-
-/// `--pdb` + `--chain` + flags → a molecule, in one call for every command.
-pub fn load(spec: &str, chain: Option<&str>, include_hetatm: bool, include_water: bool) -> anyhow::Result<Molecule> {
-    let resolved = resolve(spec)?;
-    let chains: Vec<String> = match (chain, &resolved.chain) {
-        (Some(c), _) => c.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
-        (None, Some(c)) => vec![c.clone()],
-        (None, None) => vec![],
-    };
-    read_structure(&resolved.path, &Selection { chains, include_hetatm, include_water })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn element_from_name_follows_the_pdb_rule() {
-        assert_eq!(element_from_atom_name(" CA "), "C");
-        assert_eq!(element_from_atom_name("CA  "), "Ca");
-        assert_eq!(element_from_atom_name("FE  "), "Fe");
-        assert_eq!(element_from_atom_name(" N  "), "N");
-        assert_eq!(element_from_atom_name("1HB "), "H");
-        assert_eq!(element_from_atom_name("HG12"), "H");
-        assert_eq!(element_from_atom_name(" OG1"), "O");
-    }
-
-    #[test]
-    fn charges_parse_both_ways() {
-        assert_eq!(parse_charge("2+"), Some(2));
-        assert_eq!(parse_charge("1-"), Some(-1));
-        assert_eq!(parse_charge("+2"), Some(2));
-        assert_eq!(parse_charge("x"), None);
-    }
-
-    #[test]
-    fn ids_are_recognised() {
-        assert!(looks_like_pdb_id("2CEX_A"));
-        assert!(looks_like_pdb_id("1o9k"));
-        assert!(!looks_like_pdb_id("protein.pdb"));
-        assert!(!looks_like_pdb_id("CEX2"));
-    }
-}
+/// Kept for callers written before structure files were looked up by `crate::data::pdb`.
+pub use crate::data::pdb::load;

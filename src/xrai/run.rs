@@ -272,6 +272,8 @@ impl Stored {
 
 pub fn run(mut args: Options) -> Result<()> {
     crate::xrai::configure_cpu();
+    // checks before any work
+    crate::data::dataset::check_output_dir(&args.out, args.force)?;
     let budget = Budget::parse(args.budget.as_deref())?;
     if args.physics.rescale_total.is_none() {
         args.physics.rescale_total = Some(20_000.0);
