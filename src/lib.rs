@@ -10,7 +10,7 @@
 //! | [`rotation`], [`volume`], [`gemm`], [`mrc`] | quaternions and pose files; centred reciprocal grids; the GEMM wrapper; MRC maps (modes 0/1/2/6, any cubic box) | — (leaves) |
 //! | [`formats`] | the field's other file formats (Dragonfly photon and detector files) | physics, leaves |
 //! | [`physics`] | molecule parsing, form factors, the molecular transform, detector and beam, Ewald slices, photon noise | leaves |
-//! | [`data`] | the seeded image simulator and stream, on-disk datasets, [`data::Source`] (the one frame source, with its detector and binning) | physics, leaves |
+//! | [`data`] | the seeded image simulator and stream, on-disk datasets, [`data::Source`] (the one frame source, with its detector and binning), PDB lookup, the shared data options, staged output directories | physics, leaves |
 //! | [`method`] | the method contract: [`method::Method`], the typed [`method::MethodOutput`], [`method::Budget`], the registry | data, eval (pose-error summary), leaves |
 //! | [`xrai`], [`emc`] | the two methods (models and kernels, training or iterations, each's `run`) | method, data, physics, eval, leaves |
 //! | [`eval`] | pose error, phasing, alignment, FSC | leaves |

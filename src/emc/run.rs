@@ -21,7 +21,7 @@ use nalgebra::UnitQuaternion;
 use serde_json::json;
 
 use super::{Assignment, Emc, EmcParams, IterationStats, LikelihoodPath, MergeRule, OrientationGrid};
-use crate::cli::simulate::{MoleculeArgs, PhysicsArgs};
+use crate::data::options::{MoleculeArgs, PhysicsArgs};
 use crate::data::dataset::write_atomically;
 use crate::data::{Dataset, ImageSimulator, SimulationConfig, Source, Split};
 use crate::eval::pose_error::{pose_error, PoseErrorSummary};

@@ -132,7 +132,7 @@ mod tests {
         assert_eq!(parse_budget("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_budget("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_budget("2d").unwrap(), Duration::from_secs(172_800));
-        for bad in ["0", "-5", "NaN", "inf", "1e30", "999999999999999999999d", "366d", "5x", "5m3"] {
+        for bad in ["0", "0m", "-5", "NaN", "inf", "1e30", "999999999999999999999d", "366d", "5x", "5m3"] {
             let e = parse_budget(bad).unwrap_err().to_string();
             assert!(e.contains("--budget"), "{bad}: {e}");
         }

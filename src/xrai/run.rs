@@ -20,7 +20,7 @@ use super::init::{radial_volume, true_amplitude_volume, InputStats};
 use super::train::{train_loop, LoopOptions};
 use super::trainer::{read_config, CheckpointState, Trainer, VolumeInit};
 use super::{SymmetricBranch, XraiConfig};
-use crate::cli::simulate::{MoleculeArgs, PhysicsArgs};
+use crate::data::options::{MoleculeArgs, PhysicsArgs};
 use crate::data::dataset::write_atomically;
 use crate::data::{Dataset, ImageSimulator, Rescale, Source, Split};
 use crate::method::output::{self, BudgetRecord, MethodOutput, Objective, PoseCounts, PoseErrors, ProgressPoint, Software, Timings, VolumeGrid};

@@ -66,7 +66,15 @@ pub fn train_loop(
     // Seconds per image of reading + binning and of prediction, measured as the loop runs.
     let mut read_s_per_image = 0.0f64;
     let mut predict_s_per_image = 0.0f64;
-    let reserve = |read: f64, predict: f64| 1.3 * opts.closing_images as f64 * (read + predict) + 2.0;
+    let reserve = |read: f64, predict: f64| 1.5 * opts.closing_images as f64 * (read + predict) + 5.0;
+    // The closing work's prediction cost, measured before the first step (the periodic
+    // evaluations refine it; a budget too short for the first one must not go unreserved).
+    if opts.closing_images > 0 && !test.1.is_empty() && budget.limit_s().is_some() {
+        let n = test.1.len().min(256);
+        let t0 = std::time::Instant::now();
+        test_error(t, test.0, test.1, n)?;
+        predict_s_per_image = t0.elapsed().as_secs_f64() / n as f64;
+    }
     let b = t.cfg.batch;
     let p = t.geometry.pixels();
     let bar = if opts.progress {

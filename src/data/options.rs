@@ -1,0 +1,125 @@
+//! The data options every command that simulates shares (the molecule, the beam, the detector
+//! and image formation), as clap arguments that build a [`SimulationConfig`]. They live in
+//! `data` because the methods' subcommands flatten them as well as `simulate`.
+
+use anyhow::Result;
+use clap::ValueEnum;
+
+use crate::data::{Mode, Rescale, SimulationConfig};
+use crate::physics::beam::Beam;
+use crate::physics::detector::Detector;
+use crate::physics::molecule::{self, SelectionError};
+
+/// Where a molecule comes from; shared by every command that simulates.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MoleculeArgs {
+    /// PDB ID (e.g. 2CEX_A = chain A of 2CEX) or path to a .pdb/.cif file. IDs are looked up in
+    /// datasets/pdb/, then $XRAI_PDB_DIR, then downloaded from the RCSB (unless XRAI_OFFLINE).
+    /// Read: the first model only; per residue, atoms without an alternate location plus the
+    /// altloc with the highest occupancy (ties: the first listed); waters and HETATM excluded
+    /// unless asked for. Serial numbers may repeat or be hybrid-36; each line keeps its element.
+    #[arg(long, default_value = "2CEX_A")]
+    pub pdb: String,
+    /// Chains to keep, comma-separated (default: the chain in the ID, else all).
+    #[arg(long)]
+    pub chain: Option<String>,
+    /// Keep HETATM records other than waters (ligands, ions); excluded by default.
+    #[arg(long)]
+    pub include_hetatm: bool,
+    /// Keep waters (HOH, WAT, DOD, …), whether stored as ATOM or HETATM; excluded by default.
+    #[arg(long)]
+    pub include_water: bool,
+}
+
+impl MoleculeArgs {
+    /// Loads the molecule; a selection that keeps nothing names the flag that would help.
+    pub fn load(&self) -> Result<molecule::Molecule> {
+        crate::data::pdb::load(&self.pdb, self.chain.as_deref(), self.include_hetatm, self.include_water).map_err(|e| {
+            let hint = match e.downcast_ref::<SelectionError>() {
+                Some(SelectionError::NoSuchChain { .. }) => "Pick one of those with --chain".to_string(),
+                Some(SelectionError::NothingLeft { waters, hetero, .. }) => {
+                    let mut flags = Vec::new();
+                    if *waters > 0 {
+                        flags.push("--include-water keeps the waters");
+                    }
+                    if *hetero > 0 {
+                        flags.push("--include-hetatm keeps the HETATM records");
+                    }
+                    flags.join("; ")
+                }
+                None => return e,
+            };
+            if hint.is_empty() { e } else { anyhow::anyhow!("{e:#}. {hint}") }
+        })
+    }
+}
+
+/// Beam, detector and image-formation options (defaults: the paper's geometry).
+#[derive(clap::Args, Debug, Clone)]
+pub struct PhysicsArgs {
+    /// Detector pixels per side.
+    #[arg(long, default_value_t = 128)]
+    pub pixels: usize,
+    /// Detector side length, metres.
+    #[arg(long, default_value_t = 0.1)]
+    pub det_size: f64,
+    /// Sample–detector distance, metres.
+    #[arg(long, default_value_t = 0.2)]
+    pub det_dist: f64,
+    /// Photon energy, eV.
+    #[arg(long, default_value_t = 4600.0)]
+    pub energy: f64,
+    /// Photons per pulse.
+    #[arg(long, default_value_t = 1e12)]
+    pub photons: f64,
+    /// Beam focus radius, metres.
+    #[arg(long, default_value_t = 0.5e-6)]
+    pub focus_radius: f64,
+    /// grid: trilinear slices of a precomputed intensity grid; direct: exact sum over atoms.
+    #[arg(long, value_enum, default_value_t = Mode::Grid)]
+    pub mode: Mode,
+    /// Reciprocal grid size M (odd); default from the molecule's size (see --oversampling).
+    #[arg(long)]
+    pub grid: Option<usize>,
+    /// Intensity oversampling k of the default grid: Δs = 1/(4kR), R the molecule's radius.
+    #[arg(long, default_value_t = crate::physics::transform::DEFAULT_OVERSAMPLING)]
+    pub oversampling: f64,
+    /// Rescale images to this total intensity (the paper: ≥ 20,000); see --rescale.
+    #[arg(long)]
+    pub rescale_total: Option<f64>,
+    /// per-image: every image sums to the total; mean: one constant so the mean total over
+    /// random poses is the total (keeps the physical variation with pose).
+    #[arg(long, value_enum, default_value_t = RescaleMode::PerImage)]
+    pub rescale: RescaleMode,
+    /// Poisson photon counts instead of expected photons.
+    #[arg(long)]
+    pub poisson: bool,
+    /// Seed of the pose and noise streams.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RescaleMode {
+    PerImage,
+    Mean,
+}
+
+impl PhysicsArgs {
+    pub fn config(&self) -> SimulationConfig {
+        SimulationConfig {
+            beam: Beam { energy_ev: self.energy, photons_per_pulse: self.photons, focus_radius_m: self.focus_radius },
+            detector: Detector { pixels: self.pixels, side_m: self.det_size, distance_m: self.det_dist },
+            mode: self.mode,
+            oversampling: self.oversampling,
+            grid: self.grid,
+            rescale: match (self.rescale_total, self.rescale) {
+                (None, _) => Rescale::None,
+                (Some(t), RescaleMode::PerImage) => Rescale::PerImage(t),
+                (Some(t), RescaleMode::Mean) => Rescale::MeanTotal(t),
+            },
+            poisson: self.poisson,
+            seed: self.seed,
+        }
+    }
+}
