@@ -14,5 +14,6 @@ pub mod mrc;
 pub mod physics;
 pub mod report;
 pub mod rotation;
+pub mod trilinear;
 pub mod volume;
 pub mod xrai;
