@@ -14,6 +14,7 @@ pub mod mrc;
 pub mod physics;
 pub mod report;
 pub mod rotation;
+pub mod stats;
 pub mod trilinear;
 pub mod volume;
 pub mod xrai;
