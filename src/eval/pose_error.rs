@@ -23,12 +23,13 @@
 //! of squared degrees would be ~2.25 deg² for a 1.5° median. [`PoseErrorSummary::rms_deg`] is the
 //! number to put in that column.
 
-use nalgebra::{Quaternion, UnitQuaternion, Vector3};
+use nalgebra::{UnitQuaternion, Vector3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::EvalError;
+use crate::rotation::rz_pi;
 use crate::stats::{mean, median, rms};
 
 /// Images used to fit the global rotation; the residuals are then computed for every image.
@@ -116,11 +117,6 @@ pub fn pose_error(
         view_direction_deg,
         summary,
     })
-}
-
-/// The in-plane π rotation about the beam axis z, as a quaternion.
-fn rz_pi() -> UnitQuaternion<f64> {
-    UnitQuaternion::new_unchecked(Quaternion::new(0.0, 0.0, 0.0, 1.0))
 }
 
 /// Residual angle (radians) of image (truth q, estimate e) under alignment g, and whether the π
