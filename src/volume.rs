@@ -50,11 +50,6 @@ impl<T> Volume<T> {
         (i as f64 - self.centre() as f64) * self.spacing
     }
 
-    /// Largest coordinate on the grid (s_max for a reciprocal volume).
-    pub fn half_extent(&self) -> f64 {
-        self.centre() as f64 * self.spacing
-    }
-
     pub fn map<U>(&self, f: impl Fn(&T) -> U) -> Volume<U> {
         Volume { m: self.m, spacing: self.spacing, data: self.data.iter().map(f).collect() }
     }

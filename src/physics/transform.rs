@@ -82,11 +82,6 @@ impl GridSpec {
         }
         Ok(GridSpec { m, spacing })
     }
-
-    /// Largest |s| along an axis that has a full trilinear neighbourhood.
-    pub fn covered_s(&self) -> f64 {
-        ((self.m - 1) / 2 - 1) as f64 * self.spacing
-    }
 }
 
 /// Smallest odd n' ≥ n whose prime factors are all 3, 5 or 7.
