@@ -7,8 +7,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rayon::prelude::*;
 use std::time::Duration;
 use xrai_bench::data::{bin_frames, binned_detector, ImageSimulator, ImageStream, Rescale, SimulationConfig, Source, Split};
-use xrai_bench::emc::kernels::sgemm;
 use xrai_bench::emc::{Emc, EmcParams, LikelihoodPath, OrientationGrid};
+use xrai_bench::gemm::gemm;
 use xrai_bench::physics::molecule::{read_structure, Selection};
 
 const FRAMES: usize = 2048;
@@ -91,7 +91,7 @@ fn iteration(c: &mut Criterion) {
             cm.par_chunks_mut(128 * rb)
                 .zip(a.par_chunks(128 * p))
                 .for_each(|(cc, aa)| {
-                    sgemm(aa.len() / p, p, rb, aa, p, &bm, rb, cc, rb);
+                    gemm(aa.len() / p, p, rb, 1.0, aa, (p, 1), &bm, (rb, 1), 0.0, cc, (rb, 1));
                 })
         })
     });

@@ -32,5 +32,7 @@ pub mod physics;
 pub mod pipeline;
 pub mod report;
 pub mod rotation;
+pub mod stats;
+pub mod trilinear;
 pub mod volume;
 pub mod xrai;

@@ -59,6 +59,26 @@ pub fn to_matrix(q: &UnitQuaternion<f64>) -> Rotation3<f64> {
     q.to_rotation_matrix()
 }
 
+/// The in-plane rotation by π: Rz(π) about the beam axis z, (w, x, y, z) = (0, 0, 0, 1).
+///
+/// It maps a detector-frame s = (x, y, z) to (−x, −y, z), the pixel point-reflected through the
+/// beam, so the image at pose R turned by π in its plane ([`rotate_images_pi`]) is the image at
+/// pose R · Rz(π). Images of a nearly centrosymmetric |F|² are alike under that turn, which is
+/// why pose error resolves it per image and X-RAI compares each prediction with both.
+pub fn rz_pi() -> UnitQuaternion<f64> {
+    UnitQuaternion::new_unchecked(Quaternion::new(0.0, 0.0, 0.0, 1.0))
+}
+
+/// Images turned by π in their plane: `images` holds images of `pixels` values each, row-major
+/// on a grid centred on the beam, and reversing each image's pixel order maps (row, column) to
+/// (last row − row, last column − column), the point reflection through the centre. The turned
+/// image at pose R is the image at pose R · [`rz_pi`].
+pub fn rotate_images_pi(images: &[f32], pixels: usize) -> Vec<f32> {
+    let mut out = images.to_vec();
+    out.chunks_exact_mut(pixels).for_each(|c| c.reverse());
+    out
+}
+
 /// Writes poses as CSV with header `w,x,y,z`.
 pub fn write_poses_csv(path: &Path, poses: &[UnitQuaternion<f64>]) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(
@@ -142,6 +162,50 @@ mod tests {
             mean_cos += q.angle().cos() / n as f64;
         }
         assert!((mean_cos + 0.5).abs() < 0.02, "mean cos ω = {mean_cos}");
+    }
+
+    #[test]
+    fn rz_pi_turns_the_detector_plane_by_half_a_turn() {
+        let q = rz_pi();
+        assert!((q.angle() - std::f64::consts::PI).abs() < 1e-15);
+        assert_eq!(q * nalgebra::Vector3::new(1.0, 2.0, 3.0), nalgebra::Vector3::new(-1.0, -2.0, 3.0));
+        assert_eq!(*to_matrix(&q).matrix(), nalgebra::Matrix3::from_diagonal(&nalgebra::Vector3::new(-1.0, -1.0, 1.0)));
+    }
+
+    #[test]
+    fn rotate_images_pi_reflects_each_image_through_its_centre() {
+        // two 2 × 3 images: value = 10 · row + column (+ 100 for the second)
+        let img: Vec<f32> = (0..2).flat_map(|k| (0..6).map(move |i| (100 * k + 10 * (i / 3) + i % 3) as f32)).collect();
+        let turned = rotate_images_pi(&img, 6);
+        assert_eq!(turned[..6], [12.0, 11.0, 10.0, 2.0, 1.0, 0.0]);
+        assert_eq!(turned[6..], [112.0, 111.0, 110.0, 102.0, 101.0, 100.0]);
+        assert_eq!(rotate_images_pi(&turned, 6), img);
+    }
+
+    #[test]
+    fn the_turned_image_is_the_image_at_r_times_rz_pi() {
+        use crate::physics::slice::Slicer;
+        use crate::volume::Volume;
+        // a 6 × 6 detector grid centred on the beam, on a curved (Ewald-like) surface
+        let side = 6;
+        let s: Vec<[f64; 3]> = (0..side * side)
+            .map(|i| {
+                let (x, y) = ((i % side) as f64 - 2.5, (i / side) as f64 - 2.5);
+                [0.01 * x, 0.01 * y, -0.0005 * (x * x + y * y)]
+            })
+            .collect();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let m = 15;
+        let vol = Volume { m, spacing: 0.01, data: (0..m * m * m).map(|_| rng.random::<f32>()).collect() };
+        let slicer = Slicer::with_scale(&vol, &s, vec![1.0; s.len()]).unwrap();
+        for _ in 0..20 {
+            let q = random_rotation(&mut rng);
+            let turned = rotate_images_pi(&slicer.slice(&to_matrix(&q)), s.len());
+            let at_r_pi = slicer.slice(&to_matrix(&(q * rz_pi())));
+            for (a, b) in turned.iter().zip(&at_r_pi) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

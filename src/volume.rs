@@ -13,6 +13,8 @@
 
 use num_complex::Complex64;
 
+use crate::trilinear::Cell;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Volume<T> {
     /// Voxels along each axis (odd for the grids this program makes; maps read from files may be
@@ -51,12 +53,6 @@ impl<T> Volume<T> {
         (i as f64 - self.centre() as f64) * self.spacing
     }
 
-    /// Largest coordinate reached on both sides of the grid (s_max for a reciprocal volume):
-    /// `(m − 1)/2` voxels, rounded down for even `m`.
-    pub fn half_extent(&self) -> f64 {
-        ((self.m - 1) / 2) as f64 * self.spacing
-    }
-
     pub fn map<U>(&self, f: impl Fn(&T) -> U) -> Volume<U> {
         Volume { m: self.m, spacing: self.spacing, data: self.data.iter().map(f).collect() }
     }
@@ -75,33 +71,13 @@ impl ComplexVolume {
 }
 
 impl Volume<f32> {
-    /// Trilinear value at a physical coordinate (Å⁻¹ or Å); `None` outside the grid.
+    /// Trilinear value at a physical coordinate (Å⁻¹ or Å); `None` outside the grid
+    /// ([`Edge::NoneOutside`](crate::trilinear::Edge::NoneOutside): a point on the grid's outer
+    /// planes still has a value). The position is located in f64, the weights are f32.
     pub fn sample(&self, p: [f64; 3]) -> Option<f32> {
         let c = self.centre() as f64;
-        let last = (self.m - 1) as f64;
-        let mut base = [0usize; 3];
-        let mut frac = [0f32; 3];
-        for a in 0..3 {
-            let u = p[a] / self.spacing + c;
-            if !(0.0..=last).contains(&u) {
-                return None;
-            }
-            let f = u.floor().min(last - 1.0).max(0.0);
-            base[a] = f as usize;
-            frac[a] = (u - f) as f32;
-        }
-        let mut acc = 0f32;
-        for corner in 0..8 {
-            let o = [corner & 1, (corner >> 1) & 1, (corner >> 2) & 1];
-            let mut w = 1f32;
-            for a in 0..3 {
-                w *= if o[a] == 1 { frac[a] } else { 1.0 - frac[a] };
-            }
-            if w != 0.0 {
-                acc += w * self.data[self.index(base[0] + o[0], base[1] + o[1], base[2] + o[2])];
-            }
-        }
-        Some(acc)
+        let u = p.map(|x| x / self.spacing + c);
+        Cell::none_outside(self.m, u).map(|cell| cell.map_frac(|f| f as f32).interpolate(&self.data, self.m))
     }
 
     /// This volume trilinearly resampled onto the centred `m`³ grid of spacing `spacing`

@@ -8,7 +8,8 @@ use rayon::prelude::*;
 
 use super::chunk::{Chunk, Frames};
 use super::engine::{Assignment, Emc, MergeRule};
-use super::kernels::{ln_in_place, sgemm, sparse_dot};
+use super::kernels::{ln_in_place, sparse_dot};
+use crate::gemm::gemm;
 use crate::physics::slice::Slicer;
 
 /// A frame's candidates while rotation blocks stream past: (rotation, L_ir).
@@ -111,7 +112,7 @@ impl Emc {
                     c.par_chunks_mut(GEMM_ROWS * rb)
                         .zip(a.par_chunks(GEMM_ROWS * pl))
                         .for_each(|(cc, aa)| {
-                            sgemm(aa.len() / pl, pl, nb, aa, pl, &lt, rb, cc, rb);
+                            gemm(aa.len() / pl, pl, nb, 1.0, aa, (pl, 1), &lt, (rb, 1), 0.0, cc, (rb, 1));
                         });
                 }
                 Frames::Sparse { lik, .. } => {
@@ -280,7 +281,7 @@ impl Emc {
                                     pm[row * n + i as usize] = prob;
                                 }
                             }
-                            sgemm(rows, n, p, &pm, n, full, p, acc, p);
+                            gemm(rows, n, p, 1.0, &pm, (n, 1), full, (p, 1), 0.0, acc, (p, 1));
                         }
                         Frames::Dense { full, .. } => {
                             acc.fill(0.0);

@@ -1,22 +1,5 @@
-//! Numerical kernels of the likelihood step: a row-major f32 GEMM, the sparse-photon
-//! product and a vectorisable natural logarithm.
-
-/// C (m × n, row stride `ldc`) = A (m × k, row-major, row stride `lda`) · B (k × n, row-major,
-/// row stride `ldb`), single-threaded (callers split rows over rayon).
-#[allow(clippy::too_many_arguments)]
-pub fn sgemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    crate::gemm::sgemm(m, k, n, a, (lda, 1), b, (ldb, 1), 0.0, c, (ldc, 1));
-}
+//! Numerical kernels of the likelihood step: the sparse-photon product and a vectorisable
+//! natural logarithm (its dense products go through [`crate::gemm::gemm`]).
 
 /// Rotations handled per pass of the sparse kernel (8 AVX registers of accumulators).
 pub const SPARSE_TILE: usize = 64;

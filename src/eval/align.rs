@@ -19,6 +19,7 @@ use rustfft::FftDirection;
 use super::fft::{fftshift, gaussian_blur, ifftshift, signed_index, Fft3};
 use super::phasing::centre_by_mass;
 use super::{check_same_grid, EvalError};
+use crate::trilinear::Cell;
 use crate::volume::{DensityMap, Volume};
 
 /// What to search over.
@@ -285,19 +286,9 @@ fn normalise(values: &mut [f64]) {
     values.iter_mut().for_each(|v| *v /= norm);
 }
 
+/// Trilinear value, zero outside the box ([`Edge::ZeroOutside`](crate::trilinear::Edge::ZeroOutside)).
 fn trilinear(map: &[f32], m: usize, x: &Vector3<f64>) -> f64 {
-    let f = x.map(|c| c.floor());
-    let (i, j, k) = (f.x as i64, f.y as i64, f.z as i64);
-    let (tx, ty, tz) = (x.x - f.x, x.y - f.y, x.z - f.z);
-    let mut sum = 0.0;
-    for (dz, wz) in [(0, 1.0 - tz), (1, tz)] {
-        for (dy, wy) in [(0, 1.0 - ty), (1, ty)] {
-            for (dx, wx) in [(0, 1.0 - tx), (1, tx)] {
-                sum += wx * wy * wz * voxel(map, m, i + dx, j + dy, k + dz);
-            }
-        }
-    }
-    sum
+    Cell::zero_outside([x.x, x.y, x.z]).interpolate(map, m)
 }
 
 /// Catmull–Rom cubic interpolation (64 taps): sharper than trilinear for the final resampling.

@@ -17,17 +17,20 @@
 //! **Residual.** Per image, θ_i = min over F of angle(R_iᵀ · G · R̂_i · F), in degrees: the paper's
 //! "project the in-plane component to [0, π]", then the angle of the aligning rotation.
 //!
-//! **Summaries.** Median, mean and root-mean-square of θ_i. We read the paper's Table 1 column
-//! "Med/MSE" as median / root-mean-square in degrees: its pairs (1.5/2.2, 53.4/72.6) are in degrees
-//! and RMS ≥ median as for these skewed distributions, whereas a mean of squared degrees would
-//! be ~2.25 deg² for a 1.5° median. [`PoseErrorSummary::rms_deg`] is the number to put in that column.
+//! **Summaries.** Median, mean and root-mean-square of θ_i ([`crate::stats`]). We read the
+//! paper's Table 1 column "Med/MSE" as median / root-mean-square in degrees: its pairs (1.5/2.2,
+//! 53.4/72.6) are in degrees and RMS ≥ median as for these skewed distributions, whereas a mean
+//! of squared degrees would be ~2.25 deg² for a 1.5° median. [`PoseErrorSummary::rms_deg`] is the
+//! number to put in that column.
 
-use nalgebra::{Quaternion, UnitQuaternion, Vector3};
+use nalgebra::{UnitQuaternion, Vector3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::EvalError;
+use crate::rotation::rz_pi;
+use crate::stats::{mean, median, rms};
 
 /// Images used to fit the global rotation; the residuals are then computed for every image.
 const MAX_FIT_IMAGES: usize = 20_000;
@@ -114,11 +117,6 @@ pub fn pose_error(
         view_direction_deg,
         summary,
     })
-}
-
-/// The in-plane π rotation about the beam axis z, as a quaternion.
-fn rz_pi() -> UnitQuaternion<f64> {
-    UnitQuaternion::new_unchecked(Quaternion::new(0.0, 0.0, 0.0, 1.0))
 }
 
 /// Residual angle (radians) of image (truth q, estimate e) under alignment g, and whether the π
@@ -218,24 +216,14 @@ fn log(q: &UnitQuaternion<f64>) -> Vector3<f64> {
     v * (2.0 * s.atan2(w) / s)
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        0.5 * (values[n / 2 - 1] + values[n / 2])
-    }
-}
-
 fn summarise(angles_deg: &[f64], view_deg: &[f64], flipped: &[bool]) -> PoseErrorSummary {
     let n = angles_deg.len() as f64;
     PoseErrorSummary {
         images: angles_deg.len(),
         median_deg: median(&mut angles_deg.to_vec()),
-        mean_deg: angles_deg.iter().sum::<f64>() / n,
-        rms_deg: (angles_deg.iter().map(|a| a * a).sum::<f64>() / n).sqrt(),
-        mean_view_direction_deg: view_deg.iter().sum::<f64>() / n,
+        mean_deg: mean(angles_deg),
+        rms_deg: rms(angles_deg),
+        mean_view_direction_deg: mean(view_deg),
         flipped_fraction: flipped.iter().filter(|&&f| f).count() as f64 / n,
     }
 }

@@ -54,11 +54,6 @@ impl FormFactor {
     }
 }
 
-/// Every species label in the table, for error messages and `--help`.
-pub fn known_species() -> impl Iterator<Item = &'static str> {
-    WK1995.iter().map(|row| row.0)
-}
-
 /// "FE" / "fe" / "Fe" → "Fe"; None for anything that is not one or two letters.
 fn normalise_symbol(element: &str) -> Option<String> {
     let e = element.trim();

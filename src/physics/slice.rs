@@ -1,11 +1,14 @@
 //! Ewald-sphere slices of an intensity volume: I_i(p) = scale_p · |F|²(R_i s_p), with |F|²
 //! read by trilinear interpolation (DESIGN.md: the pose R_i maps detector-frame s into the
-//! molecule frame).
+//! molecule frame). The interpolation is [`crate::trilinear`]'s with the cell clamped to the
+//! grid ([`Edge::ClampCell`](crate::trilinear::Edge::ClampCell)); the grid is checked to cover
+//! the detector when a [`Slicer`] is built, so the clamp only keeps reads in bounds.
 
 use anyhow::ensure;
 use nalgebra::Rotation3;
 
 use super::detector::PixelGeometry;
+use crate::trilinear::{lerp_xyz, Cell};
 use crate::volume::IntensityVolume;
 
 /// A volume and a detector, prepared for fast slicing (f32, pixel s-vectors in voxel units).
@@ -83,8 +86,8 @@ impl Slicer {
     }
 
     /// Eight pixels per step with AVX2: rotation by FMAs, brick addressing in integer lanes,
-    /// the eight trilinear neighbours by gathers. Same arithmetic as the scalar path up to FMA
-    /// rounding; the scalar path finishes the tail.
+    /// the eight trilinear neighbours by gathers: the vector twin of `Bricks::trilinear` (same
+    /// clamped cell, same nested lerps up to FMA rounding); the scalar path finishes the tail.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn slice_avx2(&self, r: &[[f32; 3]; 3], out: &mut [f32]) {
@@ -219,24 +222,11 @@ impl Slicer {
             .sum()
     }
 
-    /// Trilinear value at a point given in voxel units relative to the centre.
+    /// Trilinear value at a point given in voxel units relative to the centre (the cell
+    /// clamped to the grid, [`Edge::ClampCell`](crate::trilinear::Edge::ClampCell)).
     fn sample_voxels(&self, p: [f32; 3]) -> f32 {
-        let m = self.m;
         let g = p.map(|x| x + self.centre);
-        let i0 = g.map(|x| (x as usize).min(m - 2));
-        let t = [g[0] - i0[0] as f32, g[1] - i0[1] as f32, g[2] - i0[2] as f32];
-        let mut v = 0.0;
-        for dz in 0..2 {
-            for dy in 0..2 {
-                for dx in 0..2 {
-                    let w = (if dx == 1 { t[0] } else { 1.0 - t[0] })
-                        * (if dy == 1 { t[1] } else { 1.0 - t[1] })
-                        * (if dz == 1 { t[2] } else { 1.0 - t[2] });
-                    v += w * self.volume[((i0[2] + dz) * m + i0[1] + dy) * m + i0[0] + dx];
-                }
-            }
-        }
-        v
+        Cell::clamped(self.m, g).interpolate(&self.volume, self.m)
     }
 }
 
@@ -256,6 +246,8 @@ fn rotate(r: &[[f32; 3]; 3], p: &[f32; 3], centre: f32) -> [f32; 3] {
 /// lines, which is what bounds slicing speed.
 #[derive(Clone, Debug)]
 struct Bricks {
+    /// Voxels per axis of the volume.
+    m: usize,
     /// Bricks per axis.
     per_axis: usize,
     /// Largest valid voxel index for a trilinear base (m − 2).
@@ -290,30 +282,25 @@ impl Bricks {
                 }
             }
         }
-        Bricks { per_axis, max_base: (m - 2) as i32, data }
+        Bricks { m, per_axis, max_base: (m - 2) as i32, data }
     }
 
-    /// Trilinear value at voxel coordinates `g` (origin at voxel 0). Points are clamped into
-    /// the grid, so every read is in bounds.
+    /// Trilinear value at voxel coordinates `g` (origin at voxel 0), the cell clamped into the
+    /// grid ([`Edge::ClampCell`](crate::trilinear::Edge::ClampCell)), so every read is in
+    /// bounds.
     #[inline(always)]
     fn trilinear(&self, g: [f32; 3]) -> f32 {
-        let i = g.map(|x| (x as i32).clamp(0, self.max_base));
-        let t = [g[0] - i[0] as f32, g[1] - i[1] as f32, g[2] - i[2] as f32];
+        let cell = Cell::clamped(self.m, g);
+        let i = cell.base.map(|x| x as i32);
         let (b, l) = (B as i32, S as i32);
         let per_axis = self.per_axis as i32;
         let brick = ((i[2] / b * per_axis + i[1] / b) * per_axis + i[0] / b) * S3 as i32;
         let local = ((i[2] % b) * l + i[1] % b) * l + i[0] % b;
         let base = (brick + local) as usize;
         debug_assert!(base + S2 + S + 1 < self.data.len());
-        // SAFETY: i is clamped to [0, m − 2] per axis, so the brick exists and the furthest
-        // neighbour, base + S² + S + 1, lies inside the brick's S³ values.
+        // SAFETY: the cell is clamped to [0, m − 2] per axis, so the brick exists and the
+        // furthest neighbour, base + S² + S + 1, lies inside the brick's S³ values.
         let v = |k: usize| unsafe { *self.data.get_unchecked(base + k) };
-        let c00 = v(0) + t[0] * (v(1) - v(0));
-        let c10 = v(S) + t[0] * (v(S + 1) - v(S));
-        let c01 = v(S2) + t[0] * (v(S2 + 1) - v(S2));
-        let c11 = v(S2 + S) + t[0] * (v(S2 + S + 1) - v(S2 + S));
-        let c0 = c00 + t[1] * (c10 - c00);
-        let c1 = c01 + t[1] * (c11 - c01);
-        c0 + t[2] * (c1 - c0)
+        lerp_xyz([v(0), v(1), v(S), v(S + 1), v(S2), v(S2 + 1), v(S2 + S), v(S2 + S + 1)], cell.frac)
     }
 }

@@ -27,6 +27,7 @@ use rayon::prelude::*;
 use std::f64::consts::PI;
 
 use super::molecule::Molecule;
+use crate::gemm::gemm;
 use crate::volume::ComplexVolume;
 
 /// Fewest voxels between the grid's centre and the detector's largest |s|.
@@ -80,11 +81,6 @@ impl GridSpec {
             );
         }
         Ok(GridSpec { m, spacing })
-    }
-
-    /// Largest |s| along an axis that has a full trilinear neighbourhood.
-    pub fn covered_s(&self) -> f64 {
-        ((self.m - 1) / 2 - 1) as f64 * self.spacing
     }
 }
 
@@ -266,8 +262,8 @@ pub fn grid_transform(molecule: &Molecule, spec: &GridSpec) -> ComplexVolume {
             let nrows = are.len() / m;
             let rho_blk = &rho[r0 * n_r..(r0 + nrows) * n_r];
             // (nrows × n_r) · Eᵀ (n_r × m): Eᵀ has row stride 1, column stride n_r.
-            gemm(nrows, n_r, m, 1.0, rho_blk, n_r, 1, &e_re, 1, n_r, 0.0, are, m);
-            gemm(nrows, n_r, m, 1.0, rho_blk, n_r, 1, &e_im, 1, n_r, 0.0, aim, m);
+            gemm(nrows, n_r, m, 1.0, rho_blk, (n_r, 1), &e_re, (1, n_r), 0.0, are, (m, 1));
+            gemm(nrows, n_r, m, 1.0, rho_blk, (n_r, 1), &e_im, (1, n_r), 0.0, aim, (m, 1));
         },
     );
     drop(rho);
@@ -411,51 +407,6 @@ fn spread_density(molecule: &Molecule, n_r: usize, h: f64, sigma_g: f64, reach: 
     total
 }
 
-/// C = α A·B + β C for row-major C with row stride `rsc` (column stride 1); A and B given by
-/// (row stride, column stride).
-#[allow(clippy::too_many_arguments)]
-fn gemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: f64,
-    a: &[f64],
-    rsa: usize,
-    csa: usize,
-    b: &[f64],
-    rsb: usize,
-    csb: usize,
-    beta: f64,
-    c: &mut [f64],
-    rsc: usize,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!((m - 1) * rsa + (k - 1) * csa < a.len(), "gemm: A out of bounds");
-    assert!((k - 1) * rsb + (n - 1) * csb < b.len(), "gemm: B out of bounds");
-    assert!((m - 1) * rsc + n - 1 < c.len(), "gemm: C out of bounds");
-    // SAFETY: the asserts above keep every access of the kernel inside the slices.
-    unsafe {
-        matrixmultiply::dgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            beta,
-            c.as_mut_ptr(),
-            rsc as isize,
-            1,
-        );
-    }
-}
-
 /// Complex (m × k)·(k × n) from split real/imaginary parts; A row-major with row stride `rsa`,
 /// B with (row, column) strides, C row-major with row stride `rsc`.
 #[allow(clippy::too_many_arguments)]
@@ -472,8 +423,8 @@ fn complex_gemm(
     rsc: usize,
 ) {
     let (c_re, c_im) = c;
-    gemm(m, k, n, 1.0, a.0, rsa, 1, b.0, rsb, csb, 0.0, c_re, rsc);
-    gemm(m, k, n, -1.0, a.1, rsa, 1, b.1, rsb, csb, 1.0, c_re, rsc);
-    gemm(m, k, n, 1.0, a.0, rsa, 1, b.1, rsb, csb, 0.0, c_im, rsc);
-    gemm(m, k, n, 1.0, a.1, rsa, 1, b.0, rsb, csb, 1.0, c_im, rsc);
+    gemm(m, k, n, 1.0, a.0, (rsa, 1), b.0, (rsb, csb), 0.0, c_re, (rsc, 1));
+    gemm(m, k, n, -1.0, a.1, (rsa, 1), b.1, (rsb, csb), 1.0, c_re, (rsc, 1));
+    gemm(m, k, n, 1.0, a.0, (rsa, 1), b.1, (rsb, csb), 0.0, c_im, (rsc, 1));
+    gemm(m, k, n, 1.0, a.1, (rsa, 1), b.0, (rsb, csb), 1.0, c_im, (rsc, 1));
 }

@@ -19,7 +19,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::contiguous_f32;
-use crate::gemm::sgemm;
+use crate::gemm::gemm;
 
 /// Target number of GEMM columns (images × H × W) per chunk. Small chunks keep the im2col
 /// matrix in L1/L2: on the encoder's shapes (batch 64) 128–512 columns measured alike and
@@ -181,10 +181,10 @@ pub fn conv3x3_forward(x: &[f32], w: &[f32], b: usize, c: usize, h: usize, wd: u
         }
         // Y[O, n] = W[O, C·9] · cols[C·9, n], straight into the output for one image
         if gi_n == 1 {
-            sgemm(o, c9, n, w, (c9, 1), cols, (n, 1), 0.0, yc, (n, 1));
+            gemm(o, c9, n, 1.0, w, (c9, 1), cols, (n, 1), 0.0, yc, (n, 1));
         } else {
             tmp.resize(o * n, 0.0);
-            sgemm(o, c9, n, w, (c9, 1), cols, (n, 1), 0.0, tmp, (n, 1));
+            gemm(o, c9, n, 1.0, w, (c9, 1), cols, (n, 1), 0.0, tmp, (n, 1));
             for gi in 0..gi_n {
                 for oi in 0..o {
                     yc[(gi * o + oi) * hw..(gi * o + oi + 1) * hw].copy_from_slice(&tmp[oi * n + gi * hw..oi * n + (gi + 1) * hw]);
@@ -211,7 +211,7 @@ fn grad_w_chunk(xc: &[f32], dc: &[f32], c: usize, h: usize, wd: usize, o: usize,
         gather_dy(dc, gi_n, o, hw, dyc);
         dyc
     };
-    sgemm(o, n, c9, d, (n, 1), cols, (1, n), 1.0, gw, (c9, 1));
+    gemm(o, n, c9, 1.0, d, (n, 1), cols, (1, n), 1.0, gw, (c9, 1));
 }
 
 /// Weight gradient on slices: `x [B, C, H, W]`, `dy [B, O, H, W]` → `dW [O, C·9]` (all dims
@@ -267,7 +267,7 @@ pub fn conv3x3_grad_x(w: &[f32], dy: &[f32], b: usize, c: usize, h: usize, wd: u
         };
         // dcols[C·9, n] = Wᵀ[C·9, O] · dY[O, n], then col2im
         dcols.resize(c9 * n, 0.0);
-        sgemm(c9, o, n, w, (1, c9), d, (n, 1), 0.0, dcols, (n, 1));
+        gemm(c9, o, n, 1.0, w, (1, c9), d, (n, 1), 0.0, dcols, (n, 1));
         xc.fill(0.0);
         for gi in 0..gi_n {
             col2im(dcols, n, gi * hw, c, h, wd, &mut xc[gi * c * hw..(gi + 1) * c * hw]);

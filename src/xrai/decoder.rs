@@ -12,104 +12,22 @@ use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, T
 use rayon::prelude::*;
 
 use super::{contiguous_f32, with_f32};
+use crate::trilinear::{corner_offsets, corner_weights, gradient, Cell};
 
 /// Trilinear sampling of a volume `[M, M, M]` (`[z][y][x]`, f32, contiguous) at coordinates
-/// `[.., 3]` = (x, y, z) in voxel units (0 … M−1). Corners outside the grid count as zero.
-/// Output: one value per coordinate triple, shape `coords.dims()[..-1]`.
+/// `[.., 3]` = (x, y, z) in voxel units (0 … M−1). Corners outside the grid count as zero
+/// ([`Edge::ZeroOutside`](crate::trilinear::Edge::ZeroOutside)). Output: one value per coordinate triple, shape `coords.dims()[..-1]`.
 ///
 /// Backward: the volume gets the scatter of interpolation weights × upstream gradient; the
 /// coordinates get the derivative of the trilinear interpolant (what trains the encoder).
 #[derive(Clone, Copy, Debug)]
 pub struct Trilinear;
 
-/// ⌊x⌋ without a libm call (`f32::floor` is not inlined on baseline x86-64, where it cost
-/// more than the interpolation itself).
-#[inline(always)]
-fn floor_i64(x: f32) -> i64 {
-    let t = x as i64;
-    t - ((t as f32) > x) as i64
-}
-
-/// The cell holding p when all 8 of its corners lie inside the grid: the index of its lowest
-/// corner and the fractional offsets along x, y, z. (The common case; the rest go through
-/// [`corners`].)
-#[inline(always)]
-fn interior_cell(m: usize, p: [f32; 3]) -> Option<(usize, [f32; 3])> {
-    let b = [floor_i64(p[0]), floor_i64(p[1]), floor_i64(p[2])];
-    let hi = m as i64 - 2;
-    if b.iter().all(|&v| (0..=hi).contains(&v)) {
-        let idx = ((b[2] as usize * m) + b[1] as usize) * m + b[0] as usize;
-        Some((idx, [p[0] - b[0] as f32, p[1] - b[1] as f32, p[2] - b[2] as f32]))
-    } else {
-        None
-    }
-}
-
-/// The 8 corners of the cell holding (x, y, z): voxel index (None outside), weight and the
-/// weight's derivative along x, y, z. The general (boundary) case.
-#[inline(always)]
-fn corners(m: usize, p: [f32; 3], mut f: impl FnMut(Option<usize>, f32, [f32; 3])) {
-    let base = [floor_i64(p[0]), floor_i64(p[1]), floor_i64(p[2])];
-    let fr = [p[0] - base[0] as f32, p[1] - base[1] as f32, p[2] - base[2] as f32];
-    let mi = m as i64;
-    for c in 0..8 {
-        let o = [(c & 1) as i64, ((c >> 1) & 1) as i64, ((c >> 2) & 1) as i64];
-        let i = [base[0] + o[0], base[1] + o[1], base[2] + o[2]];
-        // weight along each axis and its derivative
-        let mut w = [0f32; 3];
-        let mut dw = [0f32; 3];
-        for a in 0..3 {
-            if o[a] == 1 {
-                w[a] = fr[a];
-                dw[a] = 1.0;
-            } else {
-                w[a] = 1.0 - fr[a];
-                dw[a] = -1.0;
-            }
-        }
-        let inside = i.iter().all(|&v| v >= 0 && v < mi);
-        let idx = inside.then(|| ((i[2] * mi + i[1]) * mi + i[0]) as usize);
-        let weight = w[0] * w[1] * w[2];
-        let d = [dw[0] * w[1] * w[2], w[0] * dw[1] * w[2], w[0] * w[1] * dw[2]];
-        f(idx, weight, d);
-    }
-}
-
-/// The 8 corner offsets of a cell, in the order (x, y, z) = 000, 100, 010, 110, 001, 101, 011, 111.
-#[inline(always)]
-fn cell_offsets(m: usize) -> [usize; 8] {
-    let mm = m * m;
-    [0, 1, m, m + 1, mm, mm + 1, mm + m, mm + m + 1]
-}
-
-/// The trilinear weights of the 8 corners (order of [`cell_offsets`]) for fractions f.
-#[inline(always)]
-fn cell_weights(f: [f32; 3]) -> [f32; 8] {
-    let g = [1.0 - f[0], 1.0 - f[1], 1.0 - f[2]];
-    let (yz00, yz10, yz01, yz11) = (g[1] * g[2], f[1] * g[2], g[1] * f[2], f[1] * f[2]);
-    [g[0] * yz00, f[0] * yz00, g[0] * yz10, f[0] * yz10, g[0] * yz01, f[0] * yz01, g[0] * yz11, f[0] * yz11]
-}
-
-/// One sample: Σ w_c v_c over the cell's corners.
+/// One sample: Σ w_c v_c over the cell's corners, corners outside the grid counting as zero
+/// (factorised weights for a cell fully inside, the common case).
 #[inline(always)]
 fn sample_one(vol: &[f32], m: usize, p: [f32; 3]) -> f32 {
-    if let Some((i0, f)) = interior_cell(m, p) {
-        let off = cell_offsets(m);
-        let w = cell_weights(f);
-        let v = &vol[i0..=i0 + off[7]];
-        let mut acc = 0f32;
-        for c in 0..8 {
-            acc += w[c] * v[off[c]];
-        }
-        return acc;
-    }
-    let mut acc = 0f32;
-    corners(m, p, |idx, w, _| {
-        if let Some(i) = idx {
-            acc += w * vol[i];
-        }
-    });
-    acc
+    Cell::zero_outside(p).interpolate_factorised(vol, m)
 }
 
 /// Forward on plain slices (also used by tests and benches).
@@ -130,16 +48,14 @@ const BACKWARD_CHUNK: usize = 1 << 17;
 /// gradient) and returns (∇V at p × g, the interpolated value).
 #[inline(always)]
 fn sample_backward(vol: &[f32], m: usize, p: [f32; 3], g: f32, part: &mut [f32]) -> ([f32; 3], f32) {
-    if let Some((i0, f)) = interior_cell(m, p) {
-        let off = cell_offsets(m);
+    let cell = Cell::zero_outside(p);
+    if let Some(i0) = cell.interior(m) {
+        let f = cell.frac;
+        let off = corner_offsets(m);
         let v = &vol[i0..=i0 + off[7]];
         let v: [f32; 8] = std::array::from_fn(|k| v[off[k]]);
-        let gf = [1.0 - f[0], 1.0 - f[1], 1.0 - f[2]];
-        // differences along x, y, z, then weighted by the other two axes
-        let dx = gf[2] * (gf[1] * (v[1] - v[0]) + f[1] * (v[3] - v[2])) + f[2] * (gf[1] * (v[5] - v[4]) + f[1] * (v[7] - v[6]));
-        let dy = gf[2] * (gf[0] * (v[2] - v[0]) + f[0] * (v[3] - v[1])) + f[2] * (gf[0] * (v[6] - v[4]) + f[0] * (v[7] - v[5]));
-        let dz = gf[1] * (gf[0] * (v[4] - v[0]) + f[0] * (v[5] - v[1])) + f[1] * (gf[0] * (v[6] - v[2]) + f[0] * (v[7] - v[3]));
-        let w = cell_weights(f);
+        let [dx, dy, dz] = gradient(v, f);
+        let w = corner_weights(f);
         if g != 0.0 {
             let dst = &mut part[i0..=i0 + off[7]];
             for k in 0..8 {
@@ -151,7 +67,7 @@ fn sample_backward(vol: &[f32], m: usize, p: [f32; 3], g: f32, part: &mut [f32])
     }
     let mut dv = [0f32; 3];
     let mut value = 0f32;
-    corners(m, p, |idx, w, dw| {
+    cell.corners(m, |idx, w, dw| {
         if let Some(i) = idx {
             let v = vol[i];
             dv[0] += v * dw[0];

@@ -40,9 +40,7 @@ pub fn rotations_tensor(poses: &[UnitQuaternion<f64>], dev: &Device) -> candle_c
 
 /// Reverses each image's pixel order: the in-plane rotation by π (both axes reversed).
 pub fn rotate_pi(amps: &[f32], pixels: usize) -> Vec<f32> {
-    let mut out = amps.to_vec();
-    out.chunks_exact_mut(pixels).for_each(|c| c.reverse());
-    out
+    crate::rotation::rotate_images_pi(amps, pixels)
 }
 
 /// What one training step measured.
