@@ -129,7 +129,7 @@ fn bad_settings_fail_before_any_file_and_resume_refuses_other_settings() {
     for (args, named) in [
         (vec!["--grid", "4"], "grid"),
         (vec!["--rescale-total", "inf"], "--rescale-total"),
-        (vec!["--rescale-total", "-3"], "--rescale-total"),
+        (vec!["--rescale-total=-3"], "--rescale-total"),
         (vec!["--budget", "1e30"], "--budget"),
         (vec!["--methods", "mtip"], "mtip"),
         (vec!["--args", "nope=--x 1"], "nope"),

@@ -13,7 +13,7 @@ pub use crate::method::budget::parse_budget;
 
 use std::path::Path;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 
 use crate::mrc::{read_mrc, MrcError};
 use crate::volume::Volume;

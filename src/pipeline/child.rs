@@ -15,6 +15,22 @@ pub fn child(argv: &[String], log: &Path) -> Result<(f64, f64)> {
     let t0 = Instant::now();
     let mut cmd = std::process::Command::new(exe);
     cmd.args(argv);
+    // A method process must not outlive the benchmark: killed on its own (SIGKILL cannot be
+    // caught), the benchmark would leave it writing into the run directory while a
+    // `--resume` starts the same method again.
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe and touches only the new process.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     let child = cmd.spawn().context("cannot start a method process")?;
     let pid = child.id() as libc::pid_t;
     let mut status = 0;

@@ -25,14 +25,6 @@ pub fn pose_error_distribution(stem: &Path, series: &[(String, Vec<f64>)]) -> Re
     })
 }
 
-fn median_sorted(v: &[f64]) -> f64 {
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
-    }
-}
-
 fn fmt_deg(d: f64) -> String {
     if d < 1.0 {
         format!("{d:.2}°")
@@ -126,7 +118,7 @@ fn draw_pose_errors<DB: DrawingBackend>(
                 .map(|x| x.clamp(0.0, 180.0))
                 .collect();
             v.sort_by(f64::total_cmp);
-            let med = median_sorted(&v);
+            let med = crate::stats::median_sorted(&v);
             let label = if v.is_empty() {
                 format!("{label} (no data)")
             } else {
@@ -297,7 +289,7 @@ fn draw_cdf<DB: DrawingBackend>(
             .draw_series(LineSeries::new(pts, col.stroke_width(3)))
             .pe()?;
         // median marker: dotted drop line from the 0.5 level
-        let med = median_sorted(v).clamp(x_lo, x_hi);
+        let med = crate::stats::median_sorted(v).clamp(x_lo, x_hi);
         chart
             .draw_series(DashedLineSeries::new(
                 vec![(med, 0.0), (med, 0.5)],
