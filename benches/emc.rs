@@ -6,7 +6,9 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rayon::prelude::*;
 use std::time::Duration;
-use xrai_bench::data::{bin_frames, binned_detector, ImageSimulator, ImageStream, Rescale, SimulationConfig, Source, Split};
+use xrai_bench::data::{
+    bin_frames, binned_detector, ImageSimulator, ImageStream, Rescale, SimulationConfig, Source, Split,
+};
 use xrai_bench::emc::{Emc, EmcParams, LikelihoodPath, OrientationGrid};
 use xrai_bench::gemm::gemm;
 use xrai_bench::physics::molecule::{read_structure, Selection};
@@ -28,12 +30,7 @@ fn simulator(rescale: Rescale, poisson: bool) -> ImageSimulator {
     .unwrap()
 }
 
-fn problem(
-    sim: &ImageSimulator,
-    bin: usize,
-    path: LikelihoodPath,
-    scale: bool,
-) -> (Emc, Source<'static>) {
+fn problem(sim: &ImageSimulator, bin: usize, path: LikelihoodPath, scale: bool) -> (Emc, Source<'static>) {
     let batch = ImageStream::new(sim, Split::Train, FRAMES as u64, FRAMES)
         .next()
         .unwrap();
@@ -73,11 +70,7 @@ fn iteration(c: &mut Criterion) {
     emc.prepare(&frames).unwrap();
     group.throughput(Throughput::Elements((r * FRAMES * p) as u64));
     group.bench_function(format!("iteration_dense_{FRAMES}x{p}px_{r}rot"), |b| {
-        b.iter(|| {
-            emc.iterate(&frames, 1.0, None, &|_| {})
-                .unwrap()
-                .unwrap()
-        })
+        b.iter(|| emc.iterate(&frames, 1.0, None, &|_| {}).unwrap().unwrap())
     });
     // The GEMM alone on the same shapes: (frames × pixels)·(pixels × 256 rotations), rows split
     // over rayon in blocks of 128 as the likelihood step does.
@@ -101,16 +94,9 @@ fn iteration(c: &mut Criterion) {
     let (r, p) = (emc.grid.len(), emc.pixels());
     emc.prepare(&frames).unwrap();
     group.throughput(Throughput::Elements((r * FRAMES * p) as u64));
-    group.bench_function(
-        format!("iteration_sparse_poisson880_{FRAMES}x{p}px_{r}rot"),
-        |b| {
-            b.iter(|| {
-                emc.iterate(&frames, 1.0, None, &|_| {})
-                    .unwrap()
-                    .unwrap()
-            })
-        },
-    );
+    group.bench_function(format!("iteration_sparse_poisson880_{FRAMES}x{p}px_{r}rot"), |b| {
+        b.iter(|| emc.iterate(&frames, 1.0, None, &|_| {}).unwrap().unwrap())
+    });
     group.finish();
 }
 

@@ -3,11 +3,11 @@
 //! × 240 iterations, i.e. 9.6× this), an FSC and the alignment without rotation search.
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use xrai_bench::data::SimulationConfig;
 use xrai_bench::eval::align::{align, AlignParams};
 use xrai_bench::eval::density::density_from_transform;
 use xrai_bench::eval::fsc::fsc;
 use xrai_bench::eval::phasing::{phase, PhasingParams};
-use xrai_bench::data::SimulationConfig;
 use xrai_bench::physics::molecule::{read_structure, Selection};
 use xrai_bench::physics::transform::{grid_transform, GridSpec};
 

@@ -19,7 +19,9 @@ fn transform(c: &mut Criterion) {
     let spec = GridSpec::for_molecule(mol.radius(), g.s_max(), DEFAULT_OVERSAMPLING).unwrap();
     let mut group = c.benchmark_group("transform");
     group.sample_size(10).measurement_time(Duration::from_secs(10));
-    group.bench_function(format!("2cex_a_grid_{}", spec.m), |b| b.iter(|| grid_transform(&mol, &spec)));
+    group.bench_function(format!("2cex_a_grid_{}", spec.m), |b| {
+        b.iter(|| grid_transform(&mol, &spec))
+    });
     group.finish();
 }
 
@@ -29,7 +31,11 @@ fn images(c: &mut Criterion) {
     let mut group = c.benchmark_group("images");
     group.sample_size(10).measurement_time(Duration::from_secs(8));
     for (name, poisson) in [("sliced_scaled", false), ("sliced_poisson", true)] {
-        let config = SimulationConfig { rescale: Rescale::PerImage(20_000.0), poisson, ..Default::default() };
+        let config = SimulationConfig {
+            rescale: Rescale::PerImage(20_000.0),
+            poisson,
+            ..Default::default()
+        };
         let sim = ImageSimulator::new(mol.clone(), config).unwrap();
         group.throughput(Throughput::Elements(batch as u64));
         // Buffers reused across batches, as a training or EMC loop consumes the stream.
@@ -38,10 +44,15 @@ fn images(c: &mut Criterion) {
             b.iter(|| ImageStream::new(&sim, Split::Train, batch as u64, batch).next_into(&mut buffer))
         });
     }
-    let config = SimulationConfig { mode: Mode::Direct, ..Default::default() };
+    let config = SimulationConfig {
+        mode: Mode::Direct,
+        ..Default::default()
+    };
     let sim = ImageSimulator::new(mol, config).unwrap();
     group.throughput(Throughput::Elements(1));
-    group.bench_function("direct", |b| b.iter(|| ImageStream::new(&sim, Split::Train, 1, 1).next().unwrap()));
+    group.bench_function("direct", |b| {
+        b.iter(|| ImageStream::new(&sim, Split::Train, 1, 1).next().unwrap())
+    });
     group.finish();
 }
 

@@ -94,7 +94,9 @@ pub fn gemm<T: Scalar>(
     }
     // Bounds of the strided views, so the unsafe call below stays inside the slices.
     let last = |r: usize, cl: usize, rs: usize, cs: usize| {
-        (r - 1).checked_mul(rs).and_then(|x| (cl - 1).checked_mul(cs).and_then(|y| x.checked_add(y)))
+        (r - 1)
+            .checked_mul(rs)
+            .and_then(|x| (cl - 1).checked_mul(cs).and_then(|y| x.checked_add(y)))
     };
     let fits = |r: usize, cl: usize, rs: usize, cs: usize, len: usize| last(r, cl, rs, cs).is_some_and(|l| l < len);
     if k > 0 {

@@ -21,10 +21,12 @@ struct Cli {
 }
 
 #[derive(clap::Args)]
-#[command(after_help = "Example: the paper's Table 1 row for 2CEX_A at 50,000 training images, 60 minutes per method:\n  \
+#[command(
+    after_help = "Example: the paper's Table 1 row for 2CEX_A at 50,000 training images, 60 minutes per method:\n  \
     xrai-bench run --pdb 2CEX_A --n 50000 --budget 60m --out results/main\n\
     A sweep over training-set sizes (one resumable run per size, then runtime and accuracy against N):\n  \
-    xrai-bench sweep --n 50000,500000,5000000 --xrai-steps 20000 --budget 60m --out results/table1")]
+    xrai-bench sweep --n 50000,500000,5000000 --xrai-steps 20000 --budget 60m --out results/table1"
+)]
 struct RunCommand {
     #[command(flatten)]
     run: cli::run::RunArgs,
@@ -54,7 +56,9 @@ fn main() {
     // The methods' budgets count from here (xrai_bench::method::budget).
     method::budget::mark_process_start();
     // The methods' subcommands come from the registry.
-    let command = method::REGISTRY.iter().fold(Cli::command(), |c, m| c.subcommand(m.command()));
+    let command = method::REGISTRY
+        .iter()
+        .fold(Cli::command(), |c, m| c.subcommand(m.command()));
     let matches = command.get_matches();
     if let Some((name, sub)) = matches.subcommand() {
         if let Some(m) = method::find(name) {

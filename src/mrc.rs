@@ -49,11 +49,7 @@ pub enum MrcError {
     #[error("{}: not an MRC map ({reason})", path.display())]
     NotMrc { path: PathBuf, reason: String },
     #[error("{}: truncated: the header promises {expected} bytes, the file has {found}", path.display())]
-    Truncated {
-        path: PathBuf,
-        expected: u64,
-        found: u64,
-    },
+    Truncated { path: PathBuf, expected: u64, found: u64 },
     #[error(
         "{}: MRC mode {mode} is not supported (modes 0 int8, 1 int16, 2 float32 and 6 uint16 are)",
         path.display()
@@ -88,11 +84,7 @@ impl MrcMap {
 }
 
 /// Writes `map` to `path`; refuses to replace an existing file unless `overwrite`.
-pub fn write_mrc(
-    path: impl AsRef<Path>,
-    map: &DensityMap,
-    overwrite: bool,
-) -> Result<(), MrcError> {
+pub fn write_mrc(path: impl AsRef<Path>, map: &DensityMap, overwrite: bool) -> Result<(), MrcError> {
     let path = path.as_ref();
     let io_err = |error| MrcError::Io {
         path: path.to_path_buf(),
@@ -126,8 +118,7 @@ pub fn write_mrc(
 fn encode(map: &DensityMap) -> Vec<u8> {
     let m = map.m;
     let mut h = [0u8; HEADER_BYTES];
-    let mut put_i32 =
-        |word: usize, v: i32| h[4 * word..4 * word + 4].copy_from_slice(&v.to_le_bytes());
+    let mut put_i32 = |word: usize, v: i32| h[4 * word..4 * word + 4].copy_from_slice(&v.to_le_bytes());
     for w in 0..3 {
         put_i32(w, m as i32); // nx, ny, nz
         put_i32(7 + w, m as i32); // mx, my, mz
@@ -137,24 +128,14 @@ fn encode(map: &DensityMap) -> Vec<u8> {
     put_i32(22, 1); // ispg: a single volume
     put_i32(27, 20140); // nversion
     put_i32(55, 1); // nlabl
-    let (min, max, sum) = map
-        .data
-        .iter()
-        .fold((f32::MAX, f32::MIN, 0.0f64), |(lo, hi, s), &v| {
-            (lo.min(v), hi.max(v), s + v as f64)
-        });
+    let (min, max, sum) = map.data.iter().fold((f32::MAX, f32::MIN, 0.0f64), |(lo, hi, s), &v| {
+        (lo.min(v), hi.max(v), s + v as f64)
+    });
     let n = map.data.len().max(1) as f64;
     let mean = sum / n;
-    let rms = (map
-        .data
-        .iter()
-        .map(|&v| (v as f64 - mean).powi(2))
-        .sum::<f64>()
-        / n)
-        .sqrt();
+    let rms = (map.data.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
     let origin = -((m / 2) as f64) * map.spacing;
-    let mut put_f32 =
-        |word: usize, v: f32| h[4 * word..4 * word + 4].copy_from_slice(&v.to_le_bytes());
+    let mut put_f32 = |word: usize, v: f32| h[4 * word..4 * word + 4].copy_from_slice(&v.to_le_bytes());
     for w in 0..3 {
         put_f32(10 + w, (m as f64 * map.spacing) as f32); // cella
         put_f32(13 + w, 90.0); // cellb
@@ -193,10 +174,7 @@ pub fn read_mrc_map(path: impl AsRef<Path>) -> Result<MrcMap, MrcError> {
     let found = file.metadata().map_err(io_err)?.len();
     let mut header = [0u8; HEADER_BYTES];
     if found < HEADER_BYTES as u64 {
-        return Err(DecodeError::NotMrc(format!(
-            "{found} bytes, shorter than the 1024-byte header"
-        ))
-        .at(path));
+        return Err(DecodeError::NotMrc(format!("{found} bytes, shorter than the 1024-byte header")).at(path));
     }
     file.read_exact(&mut header).map_err(io_err)?;
     let h = Header::parse(&header).map_err(|e| e.at(path))?;
@@ -222,11 +200,7 @@ impl DecodeError {
         let path = path.to_path_buf();
         match self {
             DecodeError::NotMrc(reason) => MrcError::NotMrc { path, reason },
-            DecodeError::Truncated(expected, found) => MrcError::Truncated {
-                path,
-                expected,
-                found,
-            },
+            DecodeError::Truncated(expected, found) => MrcError::Truncated { path, expected, found },
             DecodeError::Mode(mode) => MrcError::Mode { path, mode },
             DecodeError::Unsupported(reason) => MrcError::Unsupported { path, reason },
         }
@@ -328,9 +302,8 @@ impl Header {
         }
         let m = nx as usize;
         let nsymbt = i32_at(23);
-        let nsymbt = u32::try_from(nsymbt).map_err(|_| {
-            DecodeError::NotMrc(format!("negative extended header size {nsymbt}"))
-        })?;
+        let nsymbt = u32::try_from(nsymbt)
+            .map_err(|_| DecodeError::NotMrc(format!("negative extended header size {nsymbt}")))?;
         let too_big = || DecodeError::NotMrc(format!("dimensions {nx}×{ny}×{nz} overflow"));
         let data_len = m
             .checked_mul(m)
@@ -344,11 +317,12 @@ impl Header {
 
         let sampling = [i32_at(7), i32_at(8), i32_at(9)];
         let cell = [f32_at(10), f32_at(11), f32_at(12)];
-        let voxel_from_header =
-            sampling.iter().all(|&s| s > 0) && cell.iter().all(|&c| c.is_finite() && c > 0.0);
+        let voxel_from_header = sampling.iter().all(|&s| s > 0) && cell.iter().all(|&c| c.is_finite() && c > 0.0);
         let spacing = if voxel_from_header {
             let sizes: Vec<f64> = (0..3).map(|a| cell[a] / sampling[a] as f64).collect();
-            let (lo, hi) = sizes.iter().fold((f64::MAX, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let (lo, hi) = sizes
+                .iter()
+                .fold((f64::MAX, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
             if hi - lo > 1e-3 * hi {
                 return Err(DecodeError::Unsupported(format!(
                     "voxel sizes differ between axes ({:.5}, {:.5}, {:.5} Å from cella/mx); \
@@ -395,11 +369,19 @@ impl Header {
                 0 => c[0] as i8 as f32,
                 1 => {
                     let b = [c[0], c[1]];
-                    (if le { i16::from_le_bytes(b) } else { i16::from_be_bytes(b) }) as f32
+                    (if le {
+                        i16::from_le_bytes(b)
+                    } else {
+                        i16::from_be_bytes(b)
+                    }) as f32
                 }
                 6 => {
                     let b = [c[0], c[1]];
-                    (if le { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) }) as f32
+                    (if le {
+                        u16::from_le_bytes(b)
+                    } else {
+                        u16::from_be_bytes(b)
+                    }) as f32
                 }
                 _ => {
                     let b = [c[0], c[1], c[2], c[3]];

@@ -52,7 +52,9 @@ pub fn from_wxyz(v: [f64; 4]) -> anyhow::Result<UnitQuaternion<f64>> {
     if !norm.is_finite() || (norm - 1.0).abs() > 1e-4 {
         bail!("quaternion {v:?} has norm {norm:.6}, not 1 (expected unit quaternions, scalar first: w,x,y,z)");
     }
-    Ok(canonical(UnitQuaternion::from_quaternion(Quaternion::new(v[0], v[1], v[2], v[3]))))
+    Ok(canonical(UnitQuaternion::from_quaternion(Quaternion::new(
+        v[0], v[1], v[2], v[3],
+    ))))
 }
 
 pub fn to_matrix(q: &UnitQuaternion<f64>) -> Rotation3<f64> {
@@ -129,11 +131,16 @@ pub fn read_poses(path: &Path) -> anyhow::Result<Vec<UnitQuaternion<f64>>> {
         .map(|(i, line)| {
             let fields: Vec<&str> = line.split(',').map(str::trim).collect();
             if fields.len() != 4 {
-                bail!("{name}, line {}: expected 4 comma-separated numbers w,x,y,z, found {line:?}", i + 1);
+                bail!(
+                    "{name}, line {}: expected 4 comma-separated numbers w,x,y,z, found {line:?}",
+                    i + 1
+                );
             }
             let mut v = [0.0; 4];
             for (slot, f) in v.iter_mut().zip(&fields) {
-                *slot = f.parse().with_context(|| format!("{name}, line {}: {f:?} is not a number", i + 1))?;
+                *slot = f
+                    .parse()
+                    .with_context(|| format!("{name}, line {}: {f:?} is not a number", i + 1))?;
             }
             from_wxyz(v).with_context(|| format!("{name}, line {}", i + 1))
         })
@@ -168,14 +175,22 @@ mod tests {
     fn rz_pi_turns_the_detector_plane_by_half_a_turn() {
         let q = rz_pi();
         assert!((q.angle() - std::f64::consts::PI).abs() < 1e-15);
-        assert_eq!(q * nalgebra::Vector3::new(1.0, 2.0, 3.0), nalgebra::Vector3::new(-1.0, -2.0, 3.0));
-        assert_eq!(*to_matrix(&q).matrix(), nalgebra::Matrix3::from_diagonal(&nalgebra::Vector3::new(-1.0, -1.0, 1.0)));
+        assert_eq!(
+            q * nalgebra::Vector3::new(1.0, 2.0, 3.0),
+            nalgebra::Vector3::new(-1.0, -2.0, 3.0)
+        );
+        assert_eq!(
+            *to_matrix(&q).matrix(),
+            nalgebra::Matrix3::from_diagonal(&nalgebra::Vector3::new(-1.0, -1.0, 1.0))
+        );
     }
 
     #[test]
     fn rotate_images_pi_reflects_each_image_through_its_centre() {
         // two 2 × 3 images: value = 10 · row + column (+ 100 for the second)
-        let img: Vec<f32> = (0..2).flat_map(|k| (0..6).map(move |i| (100 * k + 10 * (i / 3) + i % 3) as f32)).collect();
+        let img: Vec<f32> = (0..2)
+            .flat_map(|k| (0..6).map(move |i| (100 * k + 10 * (i / 3) + i % 3) as f32))
+            .collect();
         let turned = rotate_images_pi(&img, 6);
         assert_eq!(turned[..6], [12.0, 11.0, 10.0, 2.0, 1.0, 0.0]);
         assert_eq!(turned[6..], [112.0, 111.0, 110.0, 102.0, 101.0, 100.0]);
@@ -196,7 +211,11 @@ mod tests {
             .collect();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
         let m = 15;
-        let vol = Volume { m, spacing: 0.01, data: (0..m * m * m).map(|_| rng.random::<f32>()).collect() };
+        let vol = Volume {
+            m,
+            spacing: 0.01,
+            data: (0..m * m * m).map(|_| rng.random::<f32>()).collect(),
+        };
         let slicer = Slicer::with_scale(&vol, &s, vec![1.0; s.len()]).unwrap();
         for _ in 0..20 {
             let q = random_rotation(&mut rng);

@@ -37,7 +37,9 @@
 use std::ops::{Add, AddAssign, Mul, Sub};
 
 /// The floating-point type of positions, weights and results: f32 or f64.
-pub trait Real: Copy + PartialEq + PartialOrd + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + AddAssign {
+pub trait Real:
+    Copy + PartialEq + PartialOrd + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + AddAssign
+{
     const ZERO: Self;
     const ONE: Self;
     /// ⌊x⌋ as an integer without a libm call (`floor` is not inlined on baseline x86-64, where it
@@ -139,7 +141,14 @@ pub struct Cell<T> {
 impl<T: Real> Cell<T> {
     #[inline(always)]
     fn at(base: [i64; 3], p: [T; 3]) -> Cell<T> {
-        Cell { base, frac: [p[0] - T::from_i64(base[0]), p[1] - T::from_i64(base[1]), p[2] - T::from_i64(base[2])] }
+        Cell {
+            base,
+            frac: [
+                p[0] - T::from_i64(base[0]),
+                p[1] - T::from_i64(base[1]),
+                p[2] - T::from_i64(base[2]),
+            ],
+        }
     }
 
     /// [`Edge::ZeroOutside`]: the cell ⌊p⌋, wherever it is.
@@ -171,7 +180,10 @@ impl<T: Real> Cell<T> {
     /// The same cell with the fractions converted (e.g. an f64 position interpolated in f32).
     #[inline(always)]
     pub fn map_frac<U>(self, f: impl Fn(T) -> U) -> Cell<U> {
-        Cell { base: self.base, frac: self.frac.map(f) }
+        Cell {
+            base: self.base,
+            frac: self.frac.map(f),
+        }
     }
 
     /// Flat index of the lowest corner when all eight corners lie inside the `m`³ grid.
@@ -261,7 +273,16 @@ pub fn corner_offsets(m: usize) -> [usize; 8] {
 pub fn corner_weights<T: Real>(f: [T; 3]) -> [T; 8] {
     let g = [T::ONE - f[0], T::ONE - f[1], T::ONE - f[2]];
     let (yz00, yz10, yz01, yz11) = (g[1] * g[2], f[1] * g[2], g[1] * f[2], f[1] * f[2]);
-    [g[0] * yz00, f[0] * yz00, g[0] * yz10, f[0] * yz10, g[0] * yz01, f[0] * yz01, g[0] * yz11, f[0] * yz11]
+    [
+        g[0] * yz00,
+        f[0] * yz00,
+        g[0] * yz10,
+        f[0] * yz10,
+        g[0] * yz01,
+        f[0] * yz01,
+        g[0] * yz11,
+        f[0] * yz11,
+    ]
 }
 
 /// ∇ of the interpolant with corner values `v` (corner order) at fractions f, per unit of
@@ -269,9 +290,12 @@ pub fn corner_weights<T: Real>(f: [T; 3]) -> [T; 8] {
 #[inline(always)]
 pub fn gradient<T: Real>(v: [T; 8], f: [T; 3]) -> [T; 3] {
     let g = [T::ONE - f[0], T::ONE - f[1], T::ONE - f[2]];
-    let dx = g[2] * (g[1] * (v[1] - v[0]) + f[1] * (v[3] - v[2])) + f[2] * (g[1] * (v[5] - v[4]) + f[1] * (v[7] - v[6]));
-    let dy = g[2] * (g[0] * (v[2] - v[0]) + f[0] * (v[3] - v[1])) + f[2] * (g[0] * (v[6] - v[4]) + f[0] * (v[7] - v[5]));
-    let dz = g[1] * (g[0] * (v[4] - v[0]) + f[0] * (v[5] - v[1])) + f[1] * (g[0] * (v[6] - v[2]) + f[0] * (v[7] - v[3]));
+    let dx =
+        g[2] * (g[1] * (v[1] - v[0]) + f[1] * (v[3] - v[2])) + f[2] * (g[1] * (v[5] - v[4]) + f[1] * (v[7] - v[6]));
+    let dy =
+        g[2] * (g[0] * (v[2] - v[0]) + f[0] * (v[3] - v[1])) + f[2] * (g[0] * (v[6] - v[4]) + f[0] * (v[7] - v[5]));
+    let dz =
+        g[1] * (g[0] * (v[4] - v[0]) + f[0] * (v[5] - v[1])) + f[1] * (g[0] * (v[6] - v[2]) + f[0] * (v[7] - v[3]));
     [dx, dy, dz]
 }
 
@@ -317,15 +341,39 @@ mod tests {
     fn check(p: [f64; 3], zero: f64, none: Option<f64>) {
         let vol = grid();
         let p32 = p.map(|x| x as f32);
-        assert_eq!(sample(&vol, M, p, Edge::ZeroOutside), Some(zero), "ZeroOutside f64 at {p:?}");
-        assert_eq!(sample(&vol, M, p32, Edge::ZeroOutside), Some(zero as f32), "ZeroOutside f32 at {p:?}");
+        assert_eq!(
+            sample(&vol, M, p, Edge::ZeroOutside),
+            Some(zero),
+            "ZeroOutside f64 at {p:?}"
+        );
+        assert_eq!(
+            sample(&vol, M, p32, Edge::ZeroOutside),
+            Some(zero as f32),
+            "ZeroOutside f32 at {p:?}"
+        );
         assert_eq!(sample(&vol, M, p, Edge::NoneOutside), none, "NoneOutside f64 at {p:?}");
-        assert_eq!(sample(&vol, M, p32, Edge::NoneOutside), none.map(|v| v as f32), "NoneOutside f32 at {p:?}");
-        assert_eq!(sample(&vol, M, p, Edge::ClampCell), Some(linear(p)), "ClampCell f64 at {p:?}");
-        assert_eq!(sample(&vol, M, p32, Edge::ClampCell), Some(linear(p) as f32), "ClampCell f32 at {p:?}");
+        assert_eq!(
+            sample(&vol, M, p32, Edge::NoneOutside),
+            none.map(|v| v as f32),
+            "NoneOutside f32 at {p:?}"
+        );
+        assert_eq!(
+            sample(&vol, M, p, Edge::ClampCell),
+            Some(linear(p)),
+            "ClampCell f64 at {p:?}"
+        );
+        assert_eq!(
+            sample(&vol, M, p32, Edge::ClampCell),
+            Some(linear(p) as f32),
+            "ClampCell f32 at {p:?}"
+        );
         // The fast forms agree with the reference under their rules.
         let zero_cell = Cell::zero_outside(p32);
-        assert_eq!(zero_cell.interpolate_factorised(&vol, M), zero as f32, "factorised at {p:?}");
+        assert_eq!(
+            zero_cell.interpolate_factorised(&vol, M),
+            zero as f32,
+            "factorised at {p:?}"
+        );
         let c = Cell::clamped(M, p32);
         let b = c.base.map(|x| x as usize);
         let i0 = (b[2] * M + b[1]) * M + b[0];
@@ -400,16 +448,25 @@ mod tests {
             let cell = Cell::zero_outside(p);
             let reference = cell.interpolate(&vol, m);
             let fast = cell.interpolate_factorised(&vol, m);
-            assert!((reference - fast).abs() <= 1e-5 * reference.abs().max(1.0), "{p:?}: {reference} vs {fast}");
+            assert!(
+                (reference - fast).abs() <= 1e-5 * reference.abs().max(1.0),
+                "{p:?}: {reference} vs {fast}"
+            );
             if let Some(i0) = cell.interior(m) {
                 let v = corner_offsets(m).map(|o| vol[i0 + o]);
                 let lerp = lerp_xyz(v, cell.frac);
-                assert!((reference - lerp).abs() <= 1e-5 * reference.abs().max(1.0), "{p:?}: {reference} vs {lerp}");
+                assert!(
+                    (reference - lerp).abs() <= 1e-5 * reference.abs().max(1.0),
+                    "{p:?}: {reference} vs {lerp}"
+                );
                 let mut d = [0f32; 3];
                 cell.corners(m, |i, _, dw| (0..3).for_each(|a| d[a] += dw[a] * vol[i.unwrap()]));
                 let g = gradient(v, cell.frac);
                 for a in 0..3 {
-                    assert!((d[a] - g[a]).abs() <= 1e-4 * d[a].abs().max(1.0), "{p:?}: {d:?} vs {g:?}");
+                    assert!(
+                        (d[a] - g[a]).abs() <= 1e-4 * d[a].abs().max(1.0),
+                        "{p:?}: {d:?} vs {g:?}"
+                    );
                 }
             }
         }

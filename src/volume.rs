@@ -34,7 +34,11 @@ pub type DensityMap = Volume<f32>;
 
 impl<T: Clone> Volume<T> {
     pub fn filled(m: usize, spacing: f64, value: T) -> Self {
-        Volume { m, spacing, data: vec![value; m * m * m] }
+        Volume {
+            m,
+            spacing,
+            data: vec![value; m * m * m],
+        }
     }
 }
 
@@ -54,7 +58,11 @@ impl<T> Volume<T> {
     }
 
     pub fn map<U>(&self, f: impl Fn(&T) -> U) -> Volume<U> {
-        Volume { m: self.m, spacing: self.spacing, data: self.data.iter().map(f).collect() }
+        Volume {
+            m: self.m,
+            spacing: self.spacing,
+            data: self.data.iter().map(f).collect(),
+        }
     }
 }
 

@@ -75,7 +75,12 @@ const ATOM_N: &str = "ATOM      1  N   ASP A   2      14.312   3.902  -7.338  1.
 fn duplicate_serials_give_the_right_composition() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(repo().join("datasets/pdb/2cex_a.pdb")).unwrap();
-    let small: String = text.lines().filter(|l| l.starts_with("ATOM")).take(40).map(|l| format!("{l}\n")).collect();
+    let small: String = text
+        .lines()
+        .filter(|l| l.starts_with("ATOM"))
+        .take(40)
+        .map(|l| format!("{l}\n"))
+        .collect();
     std::fs::write(dir.path().join("small.pdb"), &small).unwrap();
     // The issue's command, where sed is there; the same edit in Rust otherwise.
     let dup = dir.path().join("dup.pdb");
@@ -85,9 +90,19 @@ fn duplicate_serials_give_the_right_composition() {
         .output();
     match sed {
         Ok(o) if o.status.success() => std::fs::write(&dup, o.stdout).unwrap(),
-        _ => std::fs::write(&dup, small.lines().map(|l| format!("ATOM      1{}\n", &l[11..])).collect::<String>()).unwrap(),
+        _ => std::fs::write(
+            &dup,
+            small
+                .lines()
+                .map(|l| format!("ATOM      1{}\n", &l[11..]))
+                .collect::<String>(),
+        )
+        .unwrap(),
     }
-    assert!(std::fs::read_to_string(&dup).unwrap().lines().all(|l| &l[6..11] == "    1"));
+    assert!(std::fs::read_to_string(&dup)
+        .unwrap()
+        .lines()
+        .all(|l| &l[6..11] == "    1"));
     let out = dir.path().join("d");
     let o = xrai(&["simulate", "--n", "1", "--pdb", s(&dup), "--out", s(&out)]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -97,7 +112,10 @@ fn duplicate_serials_give_the_right_composition() {
         .iter()
         .map(|pair| (pair[0].as_str().unwrap().to_string(), pair[1].as_u64().unwrap()))
         .collect();
-    assert_eq!(composition, BTreeMap::from([("C".into(), 25), ("N".into(), 5), ("O".into(), 10)]));
+    assert_eq!(
+        composition,
+        BTreeMap::from([("C".into(), 25), ("N".into(), 5), ("O".into(), 10)])
+    );
 }
 
 // 2. The output size is computed with checked arithmetic.
@@ -105,8 +123,14 @@ fn duplicate_serials_give_the_right_composition() {
 fn an_output_size_that_overflows_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("big");
-    fails_with(&xrai(&["simulate", "--n", "1125899906842624", "--out", s(&out)]), &["--n 1125899906842624", "16 EiB"]);
-    fails_with(&xrai(&["simulate", "--n", "10000000000000", "--out", s(&out)]), &["PiB", "free", "fewer"]);
+    fails_with(
+        &xrai(&["simulate", "--n", "1125899906842624", "--out", s(&out)]),
+        &["--n 1125899906842624", "16 EiB"],
+    );
+    fails_with(
+        &xrai(&["simulate", "--n", "10000000000000", "--out", s(&out)]),
+        &["PiB", "free", "fewer"],
+    );
     assert!(snapshot(dir.path()).is_empty(), "nothing written");
 }
 
@@ -120,7 +144,15 @@ fn per_image_output_is_checked_before_the_work() {
     std::fs::write(&other, "keep me").unwrap();
     let before = snapshot(dir.path());
     let run = |per_image: &Path, force: bool| {
-        let mut args = vec!["pose-error", "--truth", s(&truth), "--estimate", s(&truth), "--per-image", s(per_image)];
+        let mut args = vec![
+            "pose-error",
+            "--truth",
+            s(&truth),
+            "--estimate",
+            s(&truth),
+            "--per-image",
+            s(per_image),
+        ];
         if force {
             args.push("--force");
         }
@@ -129,7 +161,10 @@ fn per_image_output_is_checked_before_the_work() {
     fails_with(&run(&truth, false), &["--per-image", "--truth input"]);
     fails_with(&run(&truth, true), &["--per-image", "--truth input"]);
     fails_with(&run(&other, false), &["--per-image", "already exists", "--force"]);
-    fails_with(&run(&dir.path().join("nodir/x.csv"), false), &["--per-image", "does not exist"]);
+    fails_with(
+        &run(&dir.path().join("nodir/x.csv"), false),
+        &["--per-image", "does not exist"],
+    );
     assert_eq!(snapshot(dir.path()), before, "nothing written");
     let o = run(&other, true);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -147,17 +182,36 @@ fn force_replaces_only_xrai_bench_outputs() {
     let before = snapshot(dir.path());
     fails_with(
         &xrai(&["simulate", "--n", "1", "--out", s(&thesis), "--force"]),
-        &["--out", "thesis", "written by xrai-bench", "notes.txt", "nothing was deleted"],
+        &[
+            "--out",
+            "thesis",
+            "written by xrai-bench",
+            "notes.txt",
+            "nothing was deleted",
+        ],
     );
     // `.`, `..` and the home directory, with or without --force.
-    for (out, what) in [(".", "the current directory"), ("..", "a directory above the current one")] {
-        fails_with(&xrai_in(Some(&thesis), &["simulate", "--n", "1", "--out", out, "--force"], &[]), &[what, "--out"]);
+    for (out, what) in [
+        (".", "the current directory"),
+        ("..", "a directory above the current one"),
+    ] {
+        fails_with(
+            &xrai_in(Some(&thesis), &["simulate", "--n", "1", "--out", out, "--force"], &[]),
+            &[what, "--out"],
+        );
     }
     fails_with(
-        &xrai_in(Some(dir.path()), &["simulate", "--n", "1", "--out", s(&thesis), "--force"], &[("HOME", s(&thesis))]),
+        &xrai_in(
+            Some(dir.path()),
+            &["simulate", "--n", "1", "--out", s(&thesis), "--force"],
+            &[("HOME", s(&thesis))],
+        ),
         &["your home directory"],
     );
-    fails_with(&xrai(&["simulate", "--n", "1", "--out", "/", "--force"]), &["the root directory"]);
+    fails_with(
+        &xrai(&["simulate", "--n", "1", "--out", "/", "--force"]),
+        &["the root directory"],
+    );
     assert_eq!(snapshot(dir.path()), before, "nothing written or deleted");
     // An output of this program is replaced.
     let run = dir.path().join("run");
@@ -175,10 +229,26 @@ fn a_huge_budget_is_refused_without_a_panic() {
     let out = dir.path().join("r");
     for budget in ["1e30", "999999999999999999999d"] {
         fails_with(
-            &xrai_in(Some(dir.path()), &["--n", "4", "--budget", budget, "--out", s(&out), "--summary-dir", s(dir.path())], &[]),
+            &xrai_in(
+                Some(dir.path()),
+                &[
+                    "--n",
+                    "4",
+                    "--budget",
+                    budget,
+                    "--out",
+                    s(&out),
+                    "--summary-dir",
+                    s(dir.path()),
+                ],
+                &[],
+            ),
             &["--budget", "365 days"],
         );
-        fails_with(&xrai(&["emc", "--n", "4", "--budget", budget, "--out", s(&out)]), &["--budget", "365 days"]);
+        fails_with(
+            &xrai(&["emc", "--n", "4", "--budget", budget, "--out", s(&out)]),
+            &["--budget", "365 days"],
+        );
     }
     assert!(!out.exists());
 }
@@ -189,8 +259,14 @@ fn a_grid_too_big_for_memory_is_refused_before_allocating() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("g");
     let t0 = std::time::Instant::now();
-    fails_with(&xrai(&["simulate", "--n", "1", "--grid", "100001", "--out", s(&out)]), &["100001³", "memory", "--grid"]);
-    fails_with(&xrai(&["simulate", "--n", "1", "--pixels", "1000000", "--out", s(&out)]), &["--pixels"]);
+    fails_with(
+        &xrai(&["simulate", "--n", "1", "--grid", "100001", "--out", s(&out)]),
+        &["100001³", "memory", "--grid"],
+    );
+    fails_with(
+        &xrai(&["simulate", "--n", "1", "--pixels", "1000000", "--out", s(&out)]),
+        &["--pixels"],
+    );
     assert!(t0.elapsed().as_secs() < 30, "refused only after {:?}", t0.elapsed());
     assert!(snapshot(dir.path()).is_empty());
 }
@@ -203,7 +279,19 @@ fn interrupted_simulate_leaves_no_staging_directory() {
     let out = dir.path().join("d");
     for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
         let child = Command::new(env!("CARGO_BIN_EXE_xrai-bench"))
-            .args(["simulate", "--n", "100000", "--pixels", "16", "--mode", "direct", "--batch", "16", "--out", s(&out)])
+            .args([
+                "simulate",
+                "--n",
+                "100000",
+                "--pixels",
+                "16",
+                "--mode",
+                "direct",
+                "--batch",
+                "16",
+                "--out",
+                s(&out),
+            ])
             .env("XRAI_OFFLINE", "1")
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -220,7 +308,11 @@ fn interrupted_simulate_leaves_no_staging_directory() {
         let o = child.wait_with_output().unwrap();
         assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
         assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
-        assert!(snapshot(dir.path()).is_empty(), "left behind: {:?}", snapshot(dir.path()).keys().collect::<Vec<_>>());
+        assert!(
+            snapshot(dir.path()).is_empty(),
+            "left behind: {:?}",
+            snapshot(dir.path()).keys().collect::<Vec<_>>()
+        );
     }
 
     // A staging directory of a process that is gone (killed with SIGKILL).
@@ -233,7 +325,10 @@ fn interrupted_simulate_leaves_no_staging_directory() {
     let o = xrai(&["simulate", "--n", "1", "--out", s(&out)]);
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains(s(&stale)) && err.contains("4.9 KiB") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains(s(&stale)) && err.contains("4.9 KiB") && err.contains("--force"),
+        "{err}"
+    );
     assert!(stale.exists(), "removed without consent");
     let o = xrai(&["simulate", "--n", "1", "--out", s(&out), "--force"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -241,12 +336,20 @@ fn interrupted_simulate_leaves_no_staging_directory() {
 }
 
 fn map(m: usize, f: impl Fn(usize) -> f32) -> Volume<f32> {
-    Volume { m, spacing: 2.0, data: (0..m * m * m).map(f).collect() }
+    Volume {
+        m,
+        spacing: 2.0,
+        data: (0..m * m * m).map(f).collect(),
+    }
 }
 
 fn blob(i: usize) -> f32 {
     let m = 15;
-    let (x, y, z) = ((i % m) as f32 - 6.0, ((i / m) % m) as f32 - 7.0, (i / (m * m)) as f32 - 7.5);
+    let (x, y, z) = (
+        (i % m) as f32 - 6.0,
+        ((i / m) % m) as f32 - 7.0,
+        (i / (m * m)) as f32 - 7.5,
+    );
     (-(x * x + 2.0 * y * y + 3.0 * z * z) / 8.0).exp()
 }
 
@@ -256,21 +359,50 @@ fn nan_or_empty_maps_and_bad_phasing_parameters_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name);
     write_mrc(p("ref.mrc"), &map(15, blob), false).unwrap();
-    write_mrc(p("nan.mrc"), &map(15, |i| if i == 100 { f32::NAN } else { blob(i) }), false).unwrap();
+    write_mrc(
+        p("nan.mrc"),
+        &map(15, |i| if i == 100 { f32::NAN } else { blob(i) }),
+        false,
+    )
+    .unwrap();
     write_mrc(p("zero.mrc"), &map(15, |_| 0.0), false).unwrap();
     write_mrc(p("allnan.mrc"), &map(15, |_| f32::NAN), false).unwrap();
     let before = snapshot(dir.path());
-    fails_with(&xrai(&["fsc", s(&p("ref.mrc")), s(&p("nan.mrc"))]), &["MAP", "nan.mrc", "1 of 3375 voxels", "NaN"]);
-    fails_with(&xrai(&["fsc", s(&p("nan.mrc")), s(&p("ref.mrc")), "--align"]), &["REFERENCE", "nan.mrc", "NaN"]);
-    fails_with(&xrai(&["fsc", s(&p("ref.mrc")), s(&p("zero.mrc"))]), &["zero.mrc", "every voxel is zero"]);
+    fails_with(
+        &xrai(&["fsc", s(&p("ref.mrc")), s(&p("nan.mrc"))]),
+        &["MAP", "nan.mrc", "1 of 3375 voxels", "NaN"],
+    );
+    fails_with(
+        &xrai(&["fsc", s(&p("nan.mrc")), s(&p("ref.mrc")), "--align"]),
+        &["REFERENCE", "nan.mrc", "NaN"],
+    );
+    fails_with(
+        &xrai(&["fsc", s(&p("ref.mrc")), s(&p("zero.mrc"))]),
+        &["zero.mrc", "every voxel is zero"],
+    );
     let out = p("out.mrc");
-    fails_with(&xrai(&["phase", s(&p("allnan.mrc")), "--out", s(&out)]), &["allnan.mrc", "no voxel holds a measured amplitude"]);
-    fails_with(&xrai(&["phase", s(&p("zero.mrc")), "--out", s(&out)]), &["zero.mrc", "every measured amplitude is zero"]);
-    fails_with(&xrai(&["phase", s(&p("ref.mrc")), "--out", s(&out), "--iters", "0"]), &["--iters 0"]);
-    fails_with(&xrai(&["phase", s(&p("ref.mrc")), "--out", s(&out), "--starts", "0"]), &["--starts 0"]);
+    fails_with(
+        &xrai(&["phase", s(&p("allnan.mrc")), "--out", s(&out)]),
+        &["allnan.mrc", "no voxel holds a measured amplitude"],
+    );
+    fails_with(
+        &xrai(&["phase", s(&p("zero.mrc")), "--out", s(&out)]),
+        &["zero.mrc", "every measured amplitude is zero"],
+    );
+    fails_with(
+        &xrai(&["phase", s(&p("ref.mrc")), "--out", s(&out), "--iters", "0"]),
+        &["--iters 0"],
+    );
+    fails_with(
+        &xrai(&["phase", s(&p("ref.mrc")), "--out", s(&out), "--starts", "0"]),
+        &["--starts 0"],
+    );
     for beta in ["NaN", "0", "1.5", "-1", "inf"] {
         let flag = format!("--beta={beta}");
-        fails_with(&xrai(&["phase", s(&p("ref.mrc")), "--out", s(&out), &flag]), &["--beta", "(0, 1]"]);
+        fails_with(
+            &xrai(&["phase", s(&p("ref.mrc")), "--out", s(&out), &flag]),
+            &["--beta", "(0, 1]"],
+        );
     }
     assert_eq!(snapshot(dir.path()), before, "nothing written");
 }
@@ -281,32 +413,69 @@ fn messages_name_the_flag_that_helps() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let water = dir.path().join("water.pdb");
-    std::fs::write(&water, ATOM_N.replace("ATOM  ", "HETATM").replace(" N   ASP", " O   HOH").replace("  N  ", "  O  ") + "\n")
-        .unwrap();
-    let err = fails_with(&xrai(&["simulate", "--pdb", s(&water), "--n", "1", "--out", s(&out)]), &["1 water", "--include-water"]);
+    std::fs::write(
+        &water,
+        ATOM_N
+            .replace("ATOM  ", "HETATM")
+            .replace(" N   ASP", " O   HOH")
+            .replace("  N  ", "  O  ")
+            + "\n",
+    )
+    .unwrap();
+    let err = fails_with(
+        &xrai(&["simulate", "--pdb", s(&water), "--n", "1", "--out", s(&out)]),
+        &["1 water", "--include-water"],
+    );
     assert!(!err.contains("--include-hetatm"), "{err}");
     // `run` has no such flags and suggests none.
     let err = fails_with(
-        &xrai(&["--pdb", s(&water), "--n", "4", "--out", s(&out), "--summary-dir", s(dir.path())]),
+        &xrai(&[
+            "--pdb",
+            s(&water),
+            "--n",
+            "4",
+            "--out",
+            s(&out),
+            "--summary-dir",
+            s(dir.path()),
+        ]),
         &["water.pdb", "1 water", "left out unless asked for"],
     );
     assert!(!err.contains("--include"), "{err}");
     // A chain the bundled file does not hold.
-    fails_with(&xrai(&["simulate", "--pdb", "2CEX_B", "--n", "1", "--out", s(&out)]), &["chain A only", "--pdb /path/to/2cex.pdb"]);
+    fails_with(
+        &xrai(&["simulate", "--pdb", "2CEX_B", "--n", "1", "--out", s(&out)]),
+        &["chain A only", "--pdb /path/to/2cex.pdb"],
+    );
     // A directory is not "no such file".
-    fails_with(&xrai(&["simulate", "--pdb", s(dir.path()), "--n", "1", "--out", s(&out)]), &["is a directory", "water.pdb"]);
+    fails_with(
+        &xrai(&["simulate", "--pdb", s(dir.path()), "--n", "1", "--out", s(&out)]),
+        &["is a directory", "water.pdb"],
+    );
     // A 1e30 coordinate names its line, not a "1³ grid".
     let far = dir.path().join("far.pdb");
     std::fs::write(&far, format!("{ATOM_N}\n{}    1e30{}\n", &ATOM_N[..30], &ATOM_N[38..])).unwrap();
-    let err = fails_with(&xrai(&["simulate", "--pdb", s(&far), "--n", "1", "--out", s(&out)]), &["far.pdb, line 2", "x coordinate"]);
+    let err = fails_with(
+        &xrai(&["simulate", "--pdb", s(&far), "--n", "1", "--out", s(&out)]),
+        &["far.pdb, line 2", "x coordinate"],
+    );
     assert!(!err.contains("grid"), "{err}");
     // /proc holds no storage.
-    fails_with(&xrai(&["simulate", "--n", "1", "--out", "/proc/x/out"]), &["/proc", "virtual filesystem"]);
+    fails_with(
+        &xrai(&["simulate", "--n", "1", "--out", "/proc/x/out"]),
+        &["/proc", "virtual filesystem"],
+    );
     // simulate has no --bin: the disk-space advice does not suggest it.
-    let err = fails_with(&xrai(&["simulate", "--n", "10000000000000", "--out", s(&out)]), &["--pixels"]);
+    let err = fails_with(
+        &xrai(&["simulate", "--n", "10000000000000", "--out", s(&out)]),
+        &["--pixels"],
+    );
     assert!(!err.contains("bin"), "{err}");
     // A missing map: the OS error once, and the argument named.
-    let err = fails_with(&xrai(&["fsc", "/nonexistent/a.mrc", "/nonexistent/b.mrc"]), &["REFERENCE", "a.mrc"]);
+    let err = fails_with(
+        &xrai(&["fsc", "/nonexistent/a.mrc", "/nonexistent/b.mrc"]),
+        &["REFERENCE", "a.mrc"],
+    );
     assert_eq!(err.matches("os error").count(), 1, "{err}");
     assert!(!out.exists());
 }
@@ -320,18 +489,45 @@ fn outputs_are_checked_before_phasing_or_aligning() {
     write_mrc(p("existing.mrc"), &map(15, |_| 1.0), false).unwrap();
     let before = snapshot(dir.path());
     let t0 = std::time::Instant::now();
-    fails_with(&xrai(&["phase", s(&p("ref.mrc")), "--out", s(&p("nodir/x.mrc"))]), &["--out", "nodir", "does not exist"]);
-    fails_with(&xrai(&["phase", s(&p("ref.mrc")), "--out", s(&p("ref.mrc")), "--force"]), &["--out", "AMPLITUDE input"]);
-    fails_with(&xrai(&["phase", s(&p("ref.mrc")), "--out", s(&p("existing.mrc"))]), &["already exists", "--force"]);
+    fails_with(
+        &xrai(&["phase", s(&p("ref.mrc")), "--out", s(&p("nodir/x.mrc"))]),
+        &["--out", "nodir", "does not exist"],
+    );
+    fails_with(
+        &xrai(&["phase", s(&p("ref.mrc")), "--out", s(&p("ref.mrc")), "--force"]),
+        &["--out", "AMPLITUDE input"],
+    );
+    fails_with(
+        &xrai(&["phase", s(&p("ref.mrc")), "--out", s(&p("existing.mrc"))]),
+        &["already exists", "--force"],
+    );
     let err = fails_with(
-        &xrai(&["fsc", s(&p("ref.mrc")), s(&p("ref.mrc")), "--align", "--aligned-out", s(&p("existing.mrc"))]),
+        &xrai(&[
+            "fsc",
+            s(&p("ref.mrc")),
+            s(&p("ref.mrc")),
+            "--align",
+            "--aligned-out",
+            s(&p("existing.mrc")),
+        ]),
         &["--aligned-out", "already exists", "--force"],
     );
-    assert!(!err.contains("pass overwrite") && !err.contains("aligned:"), "checked after aligning: {err}");
+    assert!(
+        !err.contains("pass overwrite") && !err.contains("aligned:"),
+        "checked after aligning: {err}"
+    );
     assert!(t0.elapsed().as_secs() < 10, "took {:?}", t0.elapsed());
     assert_eq!(snapshot(dir.path()), before);
     // With --force the aligned map is written.
-    let o = xrai(&["fsc", s(&p("ref.mrc")), s(&p("ref.mrc")), "--align", "--aligned-out", s(&p("existing.mrc")), "--force"]);
+    let o = xrai(&[
+        "fsc",
+        s(&p("ref.mrc")),
+        s(&p("ref.mrc")),
+        "--align",
+        "--aligned-out",
+        s(&p("existing.mrc")),
+        "--force",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_ne!(snapshot(dir.path()), before);
 }

@@ -43,7 +43,19 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 fn simulate_writes_a_numpy_dataset() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let o = xrai(&["simulate", "--n", "5", "--rescale-total", "20000", "--out", out.to_str().unwrap(), "--save-volume"], &[]);
+    let o = xrai(
+        &[
+            "simulate",
+            "--n",
+            "5",
+            "--rescale-total",
+            "20000",
+            "--out",
+            out.to_str().unwrap(),
+            "--save-volume",
+        ],
+        &[],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let (shape, images) = npy_f64(&out.join("images.npy"));
     assert_eq!(shape, vec![5, 128, 128]);
@@ -53,7 +65,8 @@ fn simulate_writes_a_numpy_dataset() {
     let poses = std::fs::read_to_string(out.join("poses.csv")).unwrap();
     assert_eq!(poses.lines().next(), Some("w,x,y,z"));
     assert_eq!(poses.lines().count(), 6);
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta["config"]["seed"], 0);
     assert_eq!(meta["molecule"]["atoms"], 2362);
     for map in ["intensity.mrc", "amplitude.mrc", "density.mrc"] {
@@ -61,7 +74,10 @@ fn simulate_writes_a_numpy_dataset() {
     }
     let density = xrai_bench::mrc::read_mrc(out.join("density.mrc")).unwrap();
     let electrons: f64 = density.data.iter().map(|&v| v as f64).sum::<f64>() * density.spacing.powi(3);
-    assert!((electrons / cex_a().forward_scattering() - 1.0).abs() < 1e-3, "{electrons} electrons");
+    assert!(
+        (electrons / cex_a().forward_scattering() - 1.0).abs() < 1e-3,
+        "{electrons} electrons"
+    );
     // No staging directories left behind.
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
@@ -70,7 +86,15 @@ fn simulate_writes_a_numpy_dataset() {
     let again = dir.path().join("again");
     let poses_path = out.join("poses.csv");
     let o = xrai(
-        &["simulate", "--poses", poses_path.to_str().unwrap(), "--rescale-total", "20000", "--out", again.to_str().unwrap()],
+        &[
+            "simulate",
+            "--poses",
+            poses_path.to_str().unwrap(),
+            "--rescale-total",
+            "20000",
+            "--out",
+            again.to_str().unwrap(),
+        ],
         &[],
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -96,7 +120,15 @@ fn simulate_writes_a_numpy_dataset() {
         .unwrap();
     let from_npy = dir.path().join("from_npy");
     let o = xrai(
-        &["simulate", "--poses", npy.to_str().unwrap(), "--rescale-total", "20000", "--out", from_npy.to_str().unwrap()],
+        &[
+            "simulate",
+            "--poses",
+            npy.to_str().unwrap(),
+            "--rescale-total",
+            "20000",
+            "--out",
+            from_npy.to_str().unwrap(),
+        ],
         &[],
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -118,11 +150,22 @@ fn missing_pdb_id_offline_says_where_it_looked_and_how_to_supply_it() {
     let cache = tempfile::tempdir().unwrap();
     let t0 = std::time::Instant::now();
     let o = xrai(
-        &["simulate", "--pdb", "1O9K", "--n", "10", "--out", "/nonexistent/never-created"],
+        &[
+            "simulate",
+            "--pdb",
+            "1O9K",
+            "--n",
+            "10",
+            "--out",
+            "/nonexistent/never-created",
+        ],
         &[("XRAI_CACHE_DIR", cache.path().to_str().unwrap())],
     );
     assert!(t0.elapsed().as_secs_f64() < 1.0, "took {:?}", t0.elapsed());
-    fails_with(&o, &["1O9K", "datasets/pdb/1o9k", "XRAI_PDB_DIR", "download", "rcsb.org"]);
+    fails_with(
+        &o,
+        &["1O9K", "datasets/pdb/1o9k", "XRAI_PDB_DIR", "download", "rcsb.org"],
+    );
     assert!(!Path::new("/nonexistent/never-created").exists());
 }
 
@@ -132,11 +175,20 @@ fn ids_resolve_through_xrai_pdb_dir_with_a_chain_filter() {
     std::fs::copy(repo().join("datasets/pdb/2cex.pdb"), dir.path().join("9XYZ.pdb")).unwrap();
     let out = dir.path().join("out");
     let o = xrai(
-        &["simulate", "--pdb", "9xyz_a", "--n", "1", "--out", out.to_str().unwrap()],
+        &[
+            "simulate",
+            "--pdb",
+            "9xyz_a",
+            "--n",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
         &[("XRAI_PDB_DIR", dir.path().to_str().unwrap())],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).unwrap()).unwrap();
     // 2cex.pdb chain A without waters or HETATM = the 2362 atoms of 2cex_a.pdb.
     assert_eq!(meta["molecule"]["atoms"], 2362);
 }
@@ -157,13 +209,28 @@ fn bad_structure_files_name_the_file_and_line() {
     fails_with(&run(&empty, &[]), &["empty.pdb", "no ATOM or HETATM"]);
     let truncated = write(dir.path(), "trunc.pdb", &format!("{ATOM}\n{}\n", &ATOM2[..40]));
     fails_with(&run(&truncated, &[]), &["trunc.pdb", "line 2", "truncated"]);
-    let garbled = write(dir.path(), "garbled.pdb", &format!("{ATOM}\n{}\n", ATOM2.replace("4.751", "4.7x1")));
+    let garbled = write(
+        dir.path(),
+        "garbled.pdb",
+        &format!("{ATOM}\n{}\n", ATOM2.replace("4.751", "4.7x1")),
+    );
     fails_with(&run(&garbled, &[]), &["garbled.pdb", "line 2", "not a number"]);
-    let unknown = write(dir.path(), "unknown.pdb", &format!("{ATOM}\n{}\n", ATOM2.replace("           C  ", "          QZ  ")));
+    let unknown = write(
+        dir.path(),
+        "unknown.pdb",
+        &format!("{ATOM}\n{}\n", ATOM2.replace("           C  ", "          QZ  ")),
+    );
     fails_with(&run(&unknown, &[]), &["unknown.pdb", "line 2", "QZ"]);
     let ok = write(dir.path(), "ok.pdb", &format!("{ATOM}\n{ATOM2}\n"));
-    fails_with(&run(&ok, &["--chain", "Z"]), &["ok.pdb", "\"Z\"", "chains in the file: A"]);
-    let het = write(dir.path(), "het.pdb", &format!("{}\n", ATOM.replace("ATOM  ", "HETATM")));
+    fails_with(
+        &run(&ok, &["--chain", "Z"]),
+        &["ok.pdb", "\"Z\"", "chains in the file: A"],
+    );
+    let het = write(
+        dir.path(),
+        "het.pdb",
+        &format!("{}\n", ATOM.replace("ATOM  ", "HETATM")),
+    );
     fails_with(&run(&het, &[]), &["het.pdb", "--include-hetatm"]);
     assert!(!Path::new(out).exists(), "nothing is written on bad input");
 }
@@ -184,7 +251,10 @@ fn impossible_parameters_are_refused_before_any_work() {
     fails_with(&run(&["--n", "2", "--energy=-5"]), &["--energy"]);
     fails_with(&run(&["--n", "2", "--det-dist", "0"]), &["--det-dist"]);
     fails_with(&run(&["--n", "2", "--pixels", "0"]), &["--pixels"]);
-    fails_with(&run(&["--n", "2", "--grid", "21"]), &["--grid 21", "too small to cover the detector"]);
+    fails_with(
+        &run(&["--n", "2", "--grid", "21"]),
+        &["--grid 21", "too small to cover the detector"],
+    );
     fails_with(&run(&["--n", "2", "--grid", "100"]), &["odd"]);
     let poses = write(dir.path(), "poses.csv", "w,x,y,z\n1,0,0,0\n0.5,0.5,0.5\n");
     fails_with(&run(&["--poses", &poses]), &["poses.csv", "line 3"]);

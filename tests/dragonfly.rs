@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use xrai_bench::formats::dragonfly::detector::{
-    ConversionError, MASK_GOOD, MASK_IGNORED, MASK_MERGE_ONLY,
-};
+use xrai_bench::formats::dragonfly::detector::{ConversionError, MASK_GOOD, MASK_IGNORED, MASK_MERGE_ONLY};
 use xrai_bench::formats::dragonfly::{
     read_detector, write_detector, DragonflyDetector, EmcKind, EmcReader, EmcWriter, SparseFrame,
 };
@@ -105,9 +103,7 @@ fn hand_built_dense_int_file_reads_to_the_expected_photons() {
     let dir = tempfile::tempdir().unwrap();
     let (_, dense) = hand_built_emc();
     let mut bytes = header(3, 6, 1);
-    bytes.extend(words(
-        &dense.concat().iter().map(|&v| v as i32).collect::<Vec<_>>(),
-    ));
+    bytes.extend(words(&dense.concat().iter().map(|&v| v as i32).collect::<Vec<_>>()));
     let path = write_file(dir.path(), "dense.emc", &bytes);
     let mut reader = EmcReader::open(&path).unwrap();
     assert_eq!(reader.kind(), EmcKind::DenseInt);
@@ -153,14 +149,7 @@ fn frames_round_trip_exactly_and_read_by_any_range() {
     assert_eq!((reader.num_frames(), reader.num_pixels()), (n, num_pix));
     assert_eq!(reader.read_dense(0..n).unwrap(), frames.concat());
     // Ranges that start and end around the reader's 1024-frame running totals.
-    for range in [
-        0..1,
-        1023..1025,
-        1024..1024,
-        2047..2600,
-        5..2599,
-        2599..2600,
-    ] {
+    for range in [0..1, 1023..1025, 1024..1024, 2047..2600, 5..2599, 2599..2600] {
         let got = reader.read_sparse(range.clone()).unwrap();
         let want: Vec<SparseFrame> = frames[range.clone()]
             .iter()
@@ -175,27 +164,16 @@ fn frames_round_trip_exactly_and_read_by_any_range() {
         writer.write_sparse(&frame).unwrap();
     }
     writer.finish().unwrap();
-    assert_eq!(
-        std::fs::read(&again).unwrap(),
-        std::fs::read(&path).unwrap()
-    );
+    assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&path).unwrap());
     let err = reader.read_sparse(2590..2601).unwrap_err().to_string();
-    assert!(
-        err.contains("photons.emc") && err.contains("frames"),
-        "{err}"
-    );
+    assert!(err.contains("photons.emc") && err.contains("frames"), "{err}");
 }
 
 #[test]
 fn writer_refuses_counts_that_are_not_photons_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.emc");
-    for (value, pixel) in [
-        (1.5f32, 2usize),
-        (-1.0, 0),
-        (f32::NAN, 3),
-        (f32::INFINITY, 1),
-    ] {
+    for (value, pixel) in [(1.5f32, 2usize), (-1.0, 0), (f32::NAN, 3), (f32::INFINITY, 1)] {
         let mut writer = EmcWriter::create(&path, 4, false).unwrap();
         writer.write_dense(&[0.0, 1.0, 2.0, 0.0]).unwrap();
         let mut frame = vec![0.0f32; 4];
@@ -208,10 +186,7 @@ fn writer_refuses_counts_that_are_not_photons_and_leaves_nothing() {
             "{err}"
         );
         let err = writer.write_dense(&[0.0; 5]).unwrap_err().to_string();
-        assert!(
-            err.contains("5 values") && err.contains("num_pix is 4"),
-            "{err}"
-        );
+        assert!(err.contains("5 values") && err.contains("num_pix is 4"), "{err}");
         drop(writer);
     }
     let sparse = SparseFrame {
@@ -253,11 +228,7 @@ fn truncated_or_inconsistent_emc_files_are_refused_by_file_and_field() {
     // Byte offsets: ones at 1024, multi at 1036, place_ones at 1048, place_multi at 1060,
     // count_multi at 1072; the file ends at 1084.
     let open_cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
-        (
-            "short.emc",
-            good[..1000].to_vec(),
-            &["header", "1000 bytes"],
-        ),
+        ("short.emc", good[..1000].to_vec(), &["header", "1000 bytes"]),
         (
             "hdf5.emc",
             [137, b'H', b'D', b'F', b'\r', b'\n', 26, b'\n']
@@ -275,11 +246,7 @@ fn truncated_or_inconsistent_emc_files_are_refused_by_file_and_field() {
             good[..good.len() - 4].to_vec(),
             &["count_multi", "truncated", "1084", "1080"],
         ),
-        (
-            "counts_cut.emc",
-            good[..1030].to_vec(),
-            &["ones/multi", "truncated"],
-        ),
+        ("counts_cut.emc", good[..1030].to_vec(), &["ones/multi", "truncated"]),
         (
             "trailing.emc",
             [good.clone(), vec![0; 8]].concat(),
@@ -344,20 +311,13 @@ fn truncated_or_inconsistent_emc_files_are_refused_by_file_and_field() {
 
 /// A detector file as Dragonfly's `detector.py` writes it (`%d %.6f %.6f` header, `%21.15e`
 /// columns), for pixels given as (qx, qy, qz, corr, mask).
-fn dragonfly_detector_text(
-    detd: f64,
-    ewald_rad: f64,
-    pixels: &[(f64, f64, f64, f64, u8)],
-) -> String {
+fn dragonfly_detector_text(detd: f64, ewald_rad: f64, pixels: &[(f64, f64, f64, f64, u8)]) -> String {
     let e = |v: f64| {
         // C's %21.15e.
         let s = format!("{v:.15e}");
         let (m, x) = s.split_once('e').unwrap();
         let x: i32 = x.parse().unwrap();
-        format!(
-            "{:>21}",
-            format!("{m}e{}{:02}", if x < 0 { '-' } else { '+' }, x.abs())
-        )
+        format!("{:>21}", format!("{m}e{}{:02}", if x < 0 { '-' } else { '+' }, x.abs()))
     };
     let mut text = format!("{} {detd:.6} {ewald_rad:.6}\n", pixels.len());
     for &(qx, qy, qz, corr, mask) in pixels {
@@ -393,10 +353,7 @@ fn hand_built_detector_file_reads_to_the_expected_pixels() {
     let old = text.replacen("3 1000.000000 1000.000000", "3", 1);
     let det = read_detector(write_file(dir.path(), "old.dat", old.as_bytes())).unwrap();
     assert_eq!((det.detd, det.ewald_rad), (None, None));
-    assert!(matches!(
-        det.to_pixels(1.0),
-        Err(ConversionError::NoEwaldRadius)
-    ));
+    assert!(matches!(det.to_pixels(1.0), Err(ConversionError::NoEwaldRadius)));
 }
 
 #[test]
@@ -460,10 +417,7 @@ fn detector_round_trips_exactly_and_back_to_our_geometry() {
     for t in 0..geometry.len() {
         for k in 0..3 {
             let (a, b) = (pixels.s[t][k], geometry.s[t][k]);
-            assert!(
-                (a - b).abs() <= 1e-14 * geometry.s_max(),
-                "pixel {t}: s {a} vs {b}"
-            );
+            assert!((a - b).abs() <= 1e-14 * geometry.s_max(), "pixel {t}: s {a} vs {b}");
         }
         assert_eq!(
             pixels.polarization_solid_angle[t],
@@ -481,10 +435,7 @@ fn detector_round_trips_exactly_and_back_to_our_geometry() {
         write_detector(&path, &det, false),
         Err(FormatError::Exists { .. })
     ));
-    assert!(matches!(
-        back.to_pixels(-1.0),
-        Err(ConversionError::Wavelength(_))
-    ));
+    assert!(matches!(back.to_pixels(-1.0), Err(ConversionError::Wavelength(_))));
 }
 
 #[test]
@@ -511,10 +462,7 @@ fn detector_with_positive_qz_or_off_the_sphere() {
         ..det
     };
     let err = wrong.to_pixels(lambda).unwrap_err().to_string();
-    assert!(
-        err.contains("pixel 0") && err.contains("ewald_rad"),
-        "{err}"
-    );
+    assert!(err.contains("pixel 0") && err.contains("ewald_rad"), "{err}");
 }
 
 #[test]
@@ -533,16 +481,8 @@ fn bad_detector_files_are_refused_by_file_and_line() {
             good.replacen("2 200.000000 200.000000", "2 200.0", 1),
             &["line 1", "2 fields"],
         ),
-        (
-            "zero.dat",
-            good.replacen("2 200", "0 200", 1),
-            &["num_pix", "'0'"],
-        ),
-        (
-            "detd.dat",
-            good.replacen("2 200.000000", "2 -5", 1),
-            &["detd", "'-5'"],
-        ),
+        ("zero.dat", good.replacen("2 200", "0 200", 1), &["num_pix", "'0'"]),
+        ("detd.dat", good.replacen("2 200.000000", "2 -5", 1), &["detd", "'-5'"]),
         (
             "few.dat",
             format!("{}\n{}\n", lines[0], lines[1]),
@@ -553,19 +493,10 @@ fn bad_detector_files_are_refused_by_file_and_line() {
             format!("{good}{}\n", lines[2]),
             &["line 4", "more pixel lines"],
         ),
-        (
-            "fields.dat",
-            good.replacen(" 0\n", "\n", 1),
-            &["line 2", "found 4"],
-        ),
+        ("fields.dat", good.replacen(" 0\n", "\n", 1), &["line 2", "found 4"]),
         (
             "mask.dat",
-            format!(
-                "{}\n{}\n{} 3\n",
-                lines[0],
-                lines[1],
-                &lines[2][..lines[2].len() - 2]
-            ),
+            format!("{}\n{}\n{} 3\n", lines[0], lines[1], &lines[2][..lines[2].len() - 2]),
             &["line 3, mask", "'3'"],
         ),
         (
@@ -630,8 +561,7 @@ fn photons_and_detector_go_together() {
     };
     let det = DragonflyDetector::from_detector(&detector, &Beam::default());
     write_detector(dir.path().join("detector.dat"), &det, false).unwrap();
-    let mut writer =
-        EmcWriter::create(dir.path().join("photons.emc"), det.num_pix(), false).unwrap();
+    let mut writer = EmcWriter::create(dir.path().join("photons.emc"), det.num_pix(), false).unwrap();
     let mut frame = vec![0.0f32; det.num_pix()];
     frame[6 * 12 + 6] = 5.0; // near the centre
     writer.write_dense(&frame).unwrap();

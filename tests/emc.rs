@@ -74,11 +74,7 @@ fn posterior_peaks_at_the_true_rotation() {
             "frame at rotation {r} assigned to {}",
             a.rotation
         );
-        assert!(
-            a.probability > 0.99,
-            "posterior at the truth only {}",
-            a.probability
-        );
+        assert!(a.probability > 0.99, "posterior at the truth only {}", a.probability);
     }
 }
 
@@ -99,26 +95,13 @@ fn compress_is_the_adjoint_of_expand() {
         .collect();
     let y: Vec<f32> = (0..200).map(|_| rng.random::<f32>()).collect();
     let rot: Rotation3<f64> = random_rotation(&mut rng).to_rotation_matrix();
-    let slice = Slicer::with_scale(&volume, &s, vec![1.0; 200])
-        .unwrap()
-        .slice(&rot);
-    let lhs: f64 = slice
-        .iter()
-        .zip(&y)
-        .map(|(&a, &b)| a as f64 * b as f64)
-        .sum();
+    let slice = Slicer::with_scale(&volume, &s, vec![1.0; 200]).unwrap().slice(&rot);
+    let lhs: f64 = slice.iter().zip(&y).map(|(&a, &b)| a as f64 * b as f64).sum();
     let mut num = vec![0.0f32; m * m * m];
     let mut den = vec![0.0f32; m * m * m];
     Merger::new(m, spacing, &s, vec![1.0; 200]).merge(&rot, &y, 1.0, &mut num, &mut den);
-    let rhs: f64 = num
-        .iter()
-        .zip(&volume.data)
-        .map(|(&a, &b)| a as f64 * b as f64)
-        .sum();
-    assert!(
-        (lhs - rhs).abs() < 1e-4 * lhs.abs(),
-        "⟨Sv, y⟩ = {lhs}, ⟨v, Cy⟩ = {rhs}"
-    );
+    let rhs: f64 = num.iter().zip(&volume.data).map(|(&a, &b)| a as f64 * b as f64).sum();
+    assert!((lhs - rhs).abs() < 1e-4 * lhs.abs(), "⟨Sv, y⟩ = {lhs}, ⟨v, Cy⟩ = {rhs}");
     // The weights of each pixel sum to one.
     let total: f64 = den.iter().map(|&d| d as f64).sum();
     assert!((total - 200.0).abs() < 1e-3, "weights sum to {total}");
@@ -159,15 +142,9 @@ fn log_likelihood_does_not_decrease_at_beta_one() {
     let ll: Vec<f64> = stats.iter().map(|s| s.log_likelihood).collect();
     // From the second iteration on (the first one's likelihood is that of the random start).
     for w in ll[1..].windows(2) {
-        assert!(
-            w[1] >= w[0] - 1e-6 * w[0].abs(),
-            "log-likelihood fell: {ll:?}"
-        );
+        assert!(w[1] >= w[0] - 1e-6 * w[0].abs(), "log-likelihood fell: {ll:?}");
     }
-    assert!(
-        ll.last().unwrap() > &ll[1],
-        "log-likelihood did not rise: {ll:?}"
-    );
+    assert!(ll.last().unwrap() > &ll[1], "log-likelihood did not rise: {ll:?}");
 }
 
 #[test]
@@ -181,25 +158,17 @@ fn same_seed_same_result() {
         assert_eq!(x.rms_change, y.rms_change);
     }
     let (_, ec, _) = small_run(10, 2, &[0.01], 300, MergeRule::Average);
-    assert_ne!(
-        ea.model.data, ec.model.data,
-        "a different seed gave the same model"
-    );
+    assert_ne!(ea.model.data, ec.model.data, "a different seed gave the same model");
 }
 
 #[test]
 fn small_reconstruction_recovers_poses() {
     // β anneals 0.001 → 1 by doubling; test frames are assigned by one final E-step.
-    let betas: Vec<f64> = (0..14)
-        .map(|k| (0.001f64 * 2f64.powi(k)).min(1.0))
-        .collect();
+    let betas: Vec<f64> = (0..14).map(|k| (0.001f64 * 2f64.powi(k)).min(1.0)).collect();
     let (stats, emc, sim) = small_run(1, 14, &betas, 1500, MergeRule::Average);
     let test = Source::stream(&sim, Split::Test, Some(200)).binned(4).unwrap();
     let assigned = emc.assign(&test, 1.0).unwrap();
-    let poses: Vec<_> = assigned
-        .iter()
-        .map(|a| emc.quaternion(a.rotation))
-        .collect();
+    let poses: Vec<_> = assigned.iter().map(|a| emc.quaternion(a.rotation)).collect();
     let truth = test.poses(0, 200).unwrap().unwrap();
     let err = pose_error(&truth, &poses).unwrap().summary;
     let spacing = emc.grid.mean_spacing_deg();

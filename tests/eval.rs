@@ -12,15 +12,15 @@ use nalgebra::{Quaternion, UnitQuaternion, Vector3};
 use num_complex::Complex64;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use xrai_bench::physics::form_factor::FormFactor;
-use xrai_bench::physics::molecule::Molecule;
-use xrai_bench::physics::transform::{grid_transform, GridSpec};
 use xrai_bench::eval::align::{align, align_translation, AlignParams};
 use xrai_bench::eval::density::{density_from_transform, transform_from_density};
 use xrai_bench::eval::fsc::{fsc, THRESHOLD_HALF};
 use xrai_bench::eval::phasing::{phase, PhasingParams};
 use xrai_bench::eval::pose_error::pose_error;
 use xrai_bench::mrc::{read_mrc, write_mrc, MrcError};
+use xrai_bench::physics::form_factor::FormFactor;
+use xrai_bench::physics::molecule::Molecule;
+use xrai_bench::physics::transform::{grid_transform, GridSpec};
 use xrai_bench::rotation::{random_rotation, write_poses_csv};
 use xrai_bench::volume::{ComplexVolume, DensityMap, Volume};
 
@@ -43,15 +43,27 @@ fn truth() -> &'static Truth {
         let ds = 1.0 / (6.0 * molecule.radius());
         let transform = grid_transform(&molecule, &GridSpec { m: M, spacing: ds });
         let density = density_from_transform(&transform);
-        Truth { molecule, ds, transform, density }
+        Truth {
+            molecule,
+            ds,
+            transform,
+            density,
+        }
     })
 }
 
 /// The molecule's atoms moved by `r` (any orthogonal matrix, so inversions too) then `shift`,
 /// kept in the same frame (no re-centring) so the expected map motion is exactly (r, shift).
 fn moved(molecule: &Molecule, r: &nalgebra::Matrix3<f64>, shift: &Vector3<f64>) -> Molecule {
-    let positions = molecule.positions.iter().map(|p| (r * Vector3::from(*p) + shift).into()).collect();
-    Molecule { positions, ..molecule.clone() }
+    let positions = molecule
+        .positions
+        .iter()
+        .map(|p| (r * Vector3::from(*p) + shift).into())
+        .collect();
+    Molecule {
+        positions,
+        ..molecule.clone()
+    }
 }
 
 fn rng(seed: u64) -> ChaCha8Rng {
@@ -125,16 +137,8 @@ fn pose_error_is_zero_for_a_globally_rotated_copy() {
         &vec![false; 2000],
     );
     let result = pose_error(&truth, &est).unwrap();
-    assert!(
-        result.summary.median_deg < 1e-6,
-        "median {}",
-        result.summary.median_deg
-    );
-    assert!(
-        result.summary.rms_deg < 1e-6,
-        "rms {}",
-        result.summary.rms_deg
-    );
+    assert!(result.summary.median_deg < 1e-6, "median {}", result.summary.median_deg);
+    assert!(result.summary.rms_deg < 1e-6, "rms {}", result.summary.rms_deg);
     assert!(result.alignment.angle_to(&global) < 1e-8, "G not recovered");
 }
 
@@ -145,21 +149,11 @@ fn pose_error_is_zero_with_random_in_plane_pi_flips() {
     let truth: Vec<_> = (0..n).map(|_| random_rotation(&mut rng)).collect();
     let flips: Vec<bool> = (0..n).map(|_| rng.random::<bool>()).collect();
     let global = random_rotation(&mut rng);
-    let est = estimates(
-        &truth,
-        &global,
-        &vec![UnitQuaternion::identity(); n],
-        &flips,
-    );
+    let est = estimates(&truth, &global, &vec![UnitQuaternion::identity(); n], &flips);
     let result = pose_error(&truth, &est).unwrap();
     let worst = result.angles_deg.iter().copied().fold(0.0, f64::max);
     assert!(worst < 1e-6, "worst {worst}°");
-    let agree = result
-        .flipped
-        .iter()
-        .zip(&flips)
-        .filter(|(a, b)| a == b)
-        .count();
+    let agree = result.flipped.iter().zip(&flips).filter(|(a, b)| a == b).count();
     assert_eq!(agree, n, "flips not identified");
     // Without the flip handling half of these would be 180° off.
     assert!((result.summary.flipped_fraction - 0.5).abs() < 0.05);
@@ -172,10 +166,7 @@ fn pose_error_recovers_injected_noise() {
     let truth: Vec<_> = (0..n).map(|_| random_rotation(&mut rng)).collect();
     // Angles uniform in [0°, 8°] (median 4°), random axes, random flips, random global rotation.
     let injected: Vec<f64> = (0..n).map(|_| rng.random::<f64>() * 8.0).collect();
-    let noise: Vec<_> = injected
-        .iter()
-        .map(|a| rotation_by(a.to_radians(), &mut rng))
-        .collect();
+    let noise: Vec<_> = injected.iter().map(|a| rotation_by(a.to_radians(), &mut rng)).collect();
     let flips: Vec<bool> = (0..n).map(|_| rng.random::<bool>()).collect();
     let global = random_rotation(&mut rng);
     let est = estimates(&truth, &global, &noise, &flips);
@@ -250,12 +241,7 @@ fn density_of_a_single_atom_sits_at_its_position() {
     assert!((rho.spacing - voxel).abs() < 1e-12);
     let c = (m - 1) / 2;
     // Peak at x = c+2, y = c−3 and straddling z = c+1, c+2.
-    let (imax, _) = rho
-        .data
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .unwrap();
+    let (imax, _) = rho.data.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap();
     let (ix, iy, iz) = (imax % m, (imax / m) % m, imax / (m * m));
     assert_eq!((ix, iy), (c + 2, c - 3));
     assert!(iz == c + 1 || iz == c + 2, "z index {iz}");
@@ -277,12 +263,8 @@ fn density_of_a_single_atom_sits_at_its_position() {
 fn density_of_the_molecule_holds_its_electrons() {
     let t = truth();
     let electrons = t.molecule.forward_scattering();
-    let total: f64 =
-        t.density.data.iter().map(|&v| v as f64).sum::<f64>() * t.density.spacing.powi(3);
-    assert!(
-        (total - electrons).abs() < 1e-3 * electrons,
-        "{total} vs {electrons}"
-    );
+    let total: f64 = t.density.data.iter().map(|&v| v as f64).sum::<f64>() * t.density.spacing.powi(3);
+    assert!((total - electrons).abs() < 1e-3 * electrons, "{total} vs {electrons}");
     assert!((t.density.spacing - 6.0 * t.molecule.radius() / M as f64).abs() < 1e-9);
 }
 
@@ -315,11 +297,7 @@ fn scrambled_beyond(map: &DensityMap, k_cut: f64, seed: u64) -> DensityMap {
     for iz in 0..m {
         for iy in 0..m {
             for ix in 0..m {
-                let k = [
-                    ix as f64 - c as f64,
-                    iy as f64 - c as f64,
-                    iz as f64 - c as f64,
-                ];
+                let k = [ix as f64 - c as f64, iy as f64 - c as f64, iz as f64 - c as f64];
                 if (k[0] * k[0] + k[1] * k[1] + k[2] * k[2]).sqrt() > k_cut {
                     let i = f.index(ix, iy, iz);
                     // Friedel mate keeps the map real: use the phase of the lower index, negated.
@@ -379,10 +357,7 @@ fn alignment_undoes_a_shift_and_an_inversion() {
         let sign = if inverted { -1.0 } else { 1.0 };
         let moved = moved(&t.molecule, &(nalgebra::Matrix3::identity() * sign), &shift);
         let map = density_from_transform(&grid_transform(&moved, &GridSpec { m: M, spacing: t.ds }));
-        assert!(
-            fsc_vs_truth(&map)[3] < 0.9,
-            "test map is not actually moved"
-        );
+        assert!(fsc_vs_truth(&map)[3] < 0.9, "test map is not actually moved");
         let (aligned, how) = align_translation(&t.density, &map, true);
         assert_eq!(how.inverted, inverted);
         let curve = fsc_vs_truth(&aligned);
@@ -406,25 +381,16 @@ fn alignment_undoes_a_rotation_with_inversion_and_shift() {
         let map = density_from_transform(&grid_transform(&moved, &GridSpec { m: M, spacing: t.ds }));
         let started = Instant::now();
         let (aligned, how) = align(&t.density, &map, &AlignParams::default()).unwrap();
-        eprintln!(
-            "rotation alignment: {:.2} s",
-            started.elapsed().as_secs_f64()
-        );
+        eprintln!("rotation alignment: {:.2} s", started.elapsed().as_secs_f64());
         assert_eq!(how.inverted, inverted);
         let curve = fsc_vs_truth(&aligned);
         eprintln!(
             "rotated (inverted {inverted}): FSC {:?}",
-            curve
-                .iter()
-                .map(|f| (f * 1000.0).round() / 1000.0)
-                .collect::<Vec<_>>()
+            curve.iter().map(|f| (f * 1000.0).round() / 1000.0).collect::<Vec<_>>()
         );
         // Cubic resampling softens the last shells; up to period 3 px (shell M/3) it is exact.
         let shell = M / 3;
-        assert!(
-            first_below(&curve, 0.95) > shell,
-            "inverted {inverted}: {curve:?}"
-        );
+        assert!(first_below(&curve, 0.95) > shell, "inverted {inverted}: {curve:?}");
     }
 }
 
@@ -447,18 +413,12 @@ fn true_amplitudes_phase_to_three_pixel_resolution() {
         },
     )
     .unwrap();
-    let r = fsc(&t.density, &aligned)
-        .unwrap()
-        .resolution(THRESHOLD_HALF);
+    let r = fsc(&t.density, &aligned).unwrap().resolution(THRESHOLD_HALF);
     eprintln!(
         "phasing {M}³: {seconds:.1} s, Fourier errors {:?}, resolution {:.2} px ({:.2} Å)",
         phased.start_errors, r.resolution_px, r.resolution_angstrom
     );
-    assert!(
-        r.resolution_px <= 3.0,
-        "resolution {:.2} px",
-        r.resolution_px
-    );
+    assert!(r.resolution_px <= 3.0, "resolution {:.2} px", r.resolution_px);
     assert!(phased.fourier_error() < 0.2);
 }
 
@@ -551,9 +511,7 @@ fn mrc_bad_files_give_errors_naming_the_file() {
         let err = read_mrc(&path).unwrap_err().to_string();
         assert!(err.contains(name) && err.contains(what), "{name}: {err}");
     }
-    let missing = read_mrc(dir.path().join("missing.mrc"))
-        .unwrap_err()
-        .to_string();
+    let missing = read_mrc(dir.path().join("missing.mrc")).unwrap_err().to_string();
     assert!(missing.contains("missing.mrc"), "{missing}");
 }
 
@@ -591,14 +549,7 @@ fn cli_pose_error_reports_json_and_rejects_bad_files() {
     let (a, b) = (dir.path().join("truth.csv"), dir.path().join("est.csv"));
     write_poses_csv(&a, &truth).unwrap();
     write_poses_csv(&b, &est).unwrap();
-    let (ok, out, err) = xrai_bench(&[
-        "pose-error",
-        "--truth",
-        p(&a),
-        "--estimate",
-        p(&b),
-        "--json",
-    ]);
+    let (ok, out, err) = xrai_bench(&["pose-error", "--truth", p(&a), "--estimate", p(&b), "--json"]);
     assert!(ok, "{err}");
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(
@@ -609,26 +560,17 @@ fn cli_pose_error_reports_json_and_rejects_bad_files() {
     let short = dir.path().join("short.csv");
     write_poses_csv(&short, &est[..499]).unwrap();
     let (ok, _, err) = xrai_bench(&["pose-error", "--truth", p(&a), "--estimate", p(&short)]);
-    assert!(
-        !ok && err.contains("short.csv") && err.contains("499"),
-        "{err}"
-    );
+    assert!(!ok && err.contains("short.csv") && err.contains("499"), "{err}");
 
     let non_unit = dir.path().join("nonunit.csv");
     std::fs::write(&non_unit, "w,x,y,z\n1,0,0,0\n0.9,0.1,0,0\n").unwrap();
     let (ok, _, err) = xrai_bench(&["pose-error", "--truth", p(&non_unit), "--estimate", p(&b)]);
-    assert!(
-        !ok && err.contains("nonunit.csv") && err.contains("line 3"),
-        "{err}"
-    );
+    assert!(!ok && err.contains("nonunit.csv") && err.contains("line 3"), "{err}");
 
     let malformed = dir.path().join("malformed.csv");
     std::fs::write(&malformed, "w,x,y,z\n1,0,0,0\n1,0,zero,0\n").unwrap();
     let (ok, _, err) = xrai_bench(&["pose-error", "--truth", p(&a), "--estimate", p(&malformed)]);
-    assert!(
-        !ok && err.contains("malformed.csv") && err.contains("line 3"),
-        "{err}"
-    );
+    assert!(!ok && err.contains("malformed.csv") && err.contains("line 3"), "{err}");
 }
 
 #[test]
@@ -679,10 +621,7 @@ fn cli_fsc_and_phase_work_on_mrc_files_and_name_bad_ones() {
     let phased = read_mrc(&out_path).unwrap();
     assert!((phased.spacing - t.density.spacing).abs() < 1e-4 * t.density.spacing);
     let (ok, _, err) = xrai_bench(&["phase", p(&amp_path), "--out", p(&out_path)]);
-    assert!(
-        !ok && err.contains("phased.mrc") && err.contains("exists"),
-        "{err}"
-    );
+    assert!(!ok && err.contains("phased.mrc") && err.contains("exists"), "{err}");
     let (ok, out, err) = xrai_bench(&[
         "fsc",
         p(&truth_path),
@@ -730,9 +669,5 @@ fn true_amplitudes_phase_on_the_default_grid() {
         r.resolution_px,
         r.resolution_angstrom
     );
-    assert!(
-        r.resolution_px <= 3.0,
-        "resolution {:.2} px",
-        r.resolution_px
-    );
+    assert!(r.resolution_px <= 3.0, "resolution {:.2} px", r.resolution_px);
 }

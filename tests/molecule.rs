@@ -6,19 +6,46 @@ use common::repo;
 use xrai_bench::physics::molecule::{read_structure, Selection};
 
 fn count(name: &str, selection: Selection) -> usize {
-    read_structure(&repo().join("datasets/pdb").join(name), &selection).unwrap().len()
+    read_structure(&repo().join("datasets/pdb").join(name), &selection)
+        .unwrap()
+        .len()
 }
 
 #[test]
 fn waters_and_hetatm_are_excluded_unless_asked_for() {
     // 2cex.pdb = chain A's 2362 ATOM records + one Zn²⁺ ion + 89 waters.
     assert_eq!(count("2cex.pdb", Selection::default()), 2362);
-    assert_eq!(count("2cex.pdb", Selection { include_hetatm: true, ..Default::default() }), 2363);
-    let all = Selection { include_hetatm: true, include_water: true, ..Default::default() };
+    assert_eq!(
+        count(
+            "2cex.pdb",
+            Selection {
+                include_hetatm: true,
+                ..Default::default()
+            }
+        ),
+        2363
+    );
+    let all = Selection {
+        include_hetatm: true,
+        include_water: true,
+        ..Default::default()
+    };
     assert_eq!(count("2cex.pdb", all), 2452);
-    let zn = read_structure(&repo().join("datasets/pdb/2cex.pdb"), &Selection { include_hetatm: true, ..Default::default() })
-        .unwrap();
-    assert!(zn.composition().iter().any(|(label, n)| label.starts_with("Zn") && *n == 1), "{:?}", zn.composition());
+    let zn = read_structure(
+        &repo().join("datasets/pdb/2cex.pdb"),
+        &Selection {
+            include_hetatm: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        zn.composition()
+            .iter()
+            .any(|(label, n)| label.starts_with("Zn") && *n == 1),
+        "{:?}",
+        zn.composition()
+    );
 }
 
 #[test]

@@ -18,9 +18,7 @@ use xrai_bench::mrc::{read_mrc, read_mrc_map, write_mrc};
 use xrai_bench::volume::{DensityMap, Volume};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/mrc")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mrc").join(name)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -31,13 +29,9 @@ fn maps_written_by_mrcfile_read_to_the_same_values_and_voxel_size() {
     // tools/make_mrc_fixtures.py: voxel (x, y, z) holds v = x + 10 y + 100 z in the mode's range.
     type Value = fn(f64) -> f64;
     let cases: [(&str, i32, usize, f64, [f64; 3], Value); 4] = [
-        ("mode0_int8.mrc", 0, 10, 1.5, [5.0; 3], |v| {
-            v % 256.0 - 128.0
-        }),
+        ("mode0_int8.mrc", 0, 10, 1.5, [5.0; 3], |v| v % 256.0 - 128.0),
         ("mode1_int16.mrc", 1, 10, 2.25, [5.0; 3], |v| v - 300.0),
-        ("mode2_float32.mrc", 2, 10, 0.8, [0.0; 3], |v| {
-            v * 0.25 - 1.5
-        }),
+        ("mode2_float32.mrc", 2, 10, 0.8, [0.0; 3], |v| v * 0.25 - 1.5),
         ("mode6_uint16.mrc", 6, 8, 3.0, [0.0; 3], |v| v + 60000.0),
     ];
     for (name, mode, m, voxel, origin_index, value) in cases {
@@ -65,9 +59,7 @@ fn maps_written_by_mrcfile_read_to_the_same_values_and_voxel_size() {
     }
     // The int8 map's origin (−7.5 Å, voxel 1.5 Å) puts 0 Å at voxel 5 = m/2: no offset.
     assert_eq!(
-        read_mrc_map(fixture("mode0_int8.mrc"))
-            .unwrap()
-            .origin_offset(),
+        read_mrc_map(fixture("mode0_int8.mrc")).unwrap().origin_offset(),
         [0.0; 3]
     );
 }
@@ -90,13 +82,7 @@ fn even_maps_round_trip_with_the_centre_at_m_over_2() {
 
 /// An MRC header by hand: shape (columns, rows, sections), mode, cell lengths, axis order and
 /// byte order.
-fn mrc_header(
-    shape: [i32; 3],
-    mode: i32,
-    cell: [f32; 3],
-    axes: [i32; 3],
-    big_endian: bool,
-) -> Vec<u8> {
+fn mrc_header(shape: [i32; 3], mode: i32, cell: [f32; 3], axes: [i32; 3], big_endian: bool) -> Vec<u8> {
     let mut h = vec![0u8; 1024];
     let mut put = |word: usize, bytes: [u8; 4]| h[4 * word..4 * word + 4].copy_from_slice(&bytes);
     let int = |v: i32| {
@@ -172,11 +158,7 @@ fn maps_that_cannot_be_read_are_refused_by_name() {
         ),
         (
             "short.mrc",
-            [
-                mrc_header([8, 8, 8], 2, [8.0; 3], [1, 2, 3], false),
-                float_data(511),
-            ]
-            .concat(),
+            [mrc_header([8, 8, 8], 2, [8.0; 3], [1, 2, 3], false), float_data(511)].concat(),
             &["truncated", "3072", "3068"],
         ),
         (
@@ -190,20 +172,12 @@ fn maps_that_cannot_be_read_are_refused_by_name() {
         ),
         (
             "mode12.mrc",
-            [
-                mrc_header([5, 5, 5], 12, [5.0; 3], [1, 2, 3], false),
-                float_data(125),
-            ]
-            .concat(),
+            [mrc_header([5, 5, 5], 12, [5.0; 3], [1, 2, 3], false), float_data(125)].concat(),
             &["mode 12", "not supported"],
         ),
         (
             "axes.mrc",
-            [
-                mrc_header([5, 5, 5], 2, [5.0; 3], [1, 1, 3], false),
-                float_data(125),
-            ]
-            .concat(),
+            [mrc_header([5, 5, 5], 2, [5.0; 3], [1, 1, 3], false), float_data(125)].concat(),
             &["mapc/mapr/maps = 1/1/3"],
         ),
     ];
@@ -253,11 +227,7 @@ fn blob_map(m: usize, seed: u64) -> DensityMap {
             .map(|b| (-(0..3).map(|k| (p[k] - b[k]).powi(2)).sum::<f64>() / 2.0).exp())
             .sum::<f64>() as f32;
     }
-    Volume {
-        m,
-        spacing: 1.7,
-        data,
-    }
+    Volume { m, spacing: 1.7, data }
 }
 
 /// `map` with the Fourier coefficients beyond index radius `k_cut` given random phases (Friedel
@@ -287,14 +257,7 @@ fn phases_randomised_beyond(map: &DensityMap, k_cut: f64, seed: u64) -> DensityM
         }
         let modulus = f[i].norm().max(1e-6);
         if i == j {
-            f[i] = Complex64::new(
-                if rng.random::<bool>() {
-                    modulus
-                } else {
-                    -modulus
-                },
-                0.0,
-            );
+            f[i] = Complex64::new(if rng.random::<bool>() { modulus } else { -modulus }, 0.0);
         } else {
             f[i] = Complex64::from_polar(modulus, rng.random::<f64>() * std::f64::consts::TAU);
             f[j] = f[i].conj();
@@ -304,10 +267,7 @@ fn phases_randomised_beyond(map: &DensityMap, k_cut: f64, seed: u64) -> DensityM
     let f = fftshift(&f, m);
     let max = f.iter().map(|v| v.re.abs()).fold(0.0, f64::max);
     let worst_imaginary = f.iter().map(|v| v.im.abs()).fold(0.0, f64::max);
-    assert!(
-        worst_imaginary < 1e-9 * max,
-        "the scrambled map is not real"
-    );
+    assert!(worst_imaginary < 1e-9 * max, "the scrambled map is not real");
     Volume {
         m,
         spacing: map.spacing,
@@ -358,8 +318,7 @@ fn inverted_and_rolled(map: &DensityMap, shift: [usize; 3]) -> DensityMap {
             for x in 0..m {
                 // r → −r about voxel c = m/2 is index i → 2c − i = m − i (mod m) on an even grid.
                 let src = map.index((m - x) % m, (m - y) % m, (m - z) % m);
-                data[map.index((x + shift[0]) % m, (y + shift[1]) % m, (z + shift[2]) % m)] =
-                    map.data[src];
+                data[map.index((x + shift[0]) % m, (y + shift[1]) % m, (z + shift[2]) % m)] = map.data[src];
             }
         }
     }
@@ -418,11 +377,7 @@ fn amplitudes_on_an_even_box_phase_back_to_the_map() {
     // frequency at index m/2, centred by hand here rather than by the library's shift.
     let map = blob_map(32, 5);
     let m = map.m;
-    let mut f: Vec<Complex64> = map
-        .data
-        .iter()
-        .map(|&v| Complex64::new(v as f64, 0.0))
-        .collect();
+    let mut f: Vec<Complex64> = map.data.iter().map(|&v| Complex64::new(v as f64, 0.0)).collect();
     Fft3::new(m, FftDirection::Forward).process(&mut f, &mut Vec::new());
     let mut data = vec![0f32; m * m * m];
     for (i, v) in f.iter().enumerate() {
@@ -467,11 +422,7 @@ fn cli_fsc_takes_even_maps_and_refuses_non_cubic_ones_by_name() {
             .unwrap()
     };
     let out = run(&[&a, &a]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["m"], 64);
     assert_eq!(json["curve"].as_array().unwrap().len(), 32);

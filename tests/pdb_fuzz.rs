@@ -14,8 +14,18 @@ use rand_chacha::ChaCha8Rng;
 use xrai_bench::physics::molecule::{hy36_encode, read_structure, Molecule, Selection};
 
 /// Fixed-column fields of a coordinate record (0-based, end exclusive).
-const FIELDS: [(usize, usize); 10] =
-    [(6, 11), (12, 16), (17, 20), (22, 26), (30, 38), (38, 46), (46, 54), (54, 60), (60, 66), (76, 78)];
+const FIELDS: [(usize, usize); 10] = [
+    (6, 11),
+    (12, 16),
+    (17, 20),
+    (22, 26),
+    (30, 38),
+    (38, 46),
+    (46, 54),
+    (54, 60),
+    (60, 66),
+    (76, 78),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
@@ -167,7 +177,11 @@ fn mutated_structures_parse_or_name_the_line_and_never_panic() {
     for file in ["2cex_a.pdb", "2cex.pdb"] {
         let original_text = std::fs::read(repo().join("datasets/pdb").join(file)).unwrap();
         let lines: Vec<Vec<u8>> = original_text.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
-        let lines = if lines.last().is_some_and(|l| l.is_empty()) { lines[..lines.len() - 1].to_vec() } else { lines };
+        let lines = if lines.last().is_some_and(|l| l.is_empty()) {
+            lines[..lines.len() - 1].to_vec()
+        } else {
+            lines
+        };
         let original = read_structure(&repo().join("datasets/pdb").join(file), &Selection::default()).unwrap();
         for case in 0..200 {
             let kind = KINDS[case % KINDS.len()];
@@ -182,20 +196,34 @@ fn mutated_structures_parse_or_name_the_line_and_never_panic() {
             };
             match (&result, named) {
                 (Ok(m), None) if matches!(kind, Kind::DuplicateSerials | Kind::Hybrid36Serials) => {
-                    assert_eq!(m.positions, original.positions, "{what}: serial numbers changed the atoms");
+                    assert_eq!(
+                        m.positions, original.positions,
+                        "{what}: serial numbers changed the atoms"
+                    );
                     assert_eq!(m.composition(), original.composition(), "{what}");
                 }
                 (Ok(m), _) => {
                     let diff = m.len() as i64 - original.len() as i64;
-                    assert!(diff.abs() <= 1, "{what}: {} atoms instead of {}", m.len(), original.len());
+                    assert!(
+                        diff.abs() <= 1,
+                        "{what}: {} atoms instead of {}",
+                        m.len(),
+                        original.len()
+                    );
                     assert!(m.positions.iter().flatten().all(|c| c.is_finite()), "{what}");
                     // Every untouched record reads as before: at most the mutated atom differs.
                     let missing = missing_atoms(&original, m);
-                    assert!(missing <= 1, "{what}: {missing} of the original atoms are gone or moved");
+                    assert!(
+                        missing <= 1,
+                        "{what}: {missing} of the original atoms are gone or moved"
+                    );
                 }
                 (Err(e), Some(line)) => {
                     let msg = format!("{e:#}");
-                    assert!(msg.contains(&format!("line {line}:")), "{what}: the error does not name the line: {msg}");
+                    assert!(
+                        msg.contains(&format!("line {line}:")),
+                        "{what}: the error does not name the line: {msg}"
+                    );
                 }
                 (Err(e), None) => panic!("{what}: a mutation that keeps every record valid was refused: {e:#}"),
             }

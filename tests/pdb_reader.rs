@@ -12,9 +12,22 @@ use xrai_bench::physics::molecule::{hy36_encode, read_pdb_text, read_structure, 
 
 /// A coordinate record with the given fields, in the format's columns.
 #[allow(clippy::too_many_arguments)]
-fn atom(serial: &str, name: &str, altloc: char, residue: &str, number: &str, xyz: [f64; 3], occupancy: f64, element: &str) -> String {
+fn atom(
+    serial: &str,
+    name: &str,
+    altloc: char,
+    residue: &str,
+    number: &str,
+    xyz: [f64; 3],
+    occupancy: f64,
+    element: &str,
+) -> String {
     // Names of one-letter elements start in column 14 (" CA " is carbon alpha).
-    let name = if name.len() < 4 { format!(" {name:<3}") } else { name.to_string() };
+    let name = if name.len() < 4 {
+        format!(" {name:<3}")
+    } else {
+        name.to_string()
+    };
     format!(
         "ATOM  {serial:>5} {name:<4}{altloc}{residue:>3} A{number:>4}    {:8.3}{:8.3}{:8.3}{occupancy:6.2} 20.00          {element:>2}  ",
         xyz[0], xyz[1], xyz[2]
@@ -30,7 +43,11 @@ fn element_column_counts(text: &str) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for line in text.lines().filter(|l| l.starts_with("ATOM  ")) {
         let e = line[76..78].trim();
-        let e = if e.len() == 2 { format!("{}{}", &e[..1], e[1..].to_ascii_lowercase()) } else { e.to_string() };
+        let e = if e.len() == 2 {
+            format!("{}{}", &e[..1], e[1..].to_ascii_lowercase())
+        } else {
+            e.to_string()
+        };
         *counts.entry(e).or_insert(0) += 1;
     }
     counts
@@ -66,9 +83,17 @@ fn same_atoms(a: &Molecule, b: &Molecule) {
 fn duplicate_serials_keep_each_lines_element() {
     // The case: `sed 's/^\(ATOM  \).\{5\}/\1    1/'` on the first 40 atoms of 2CEX A.
     let text = bundled("2cex_a.pdb");
-    let small: String = text.lines().filter(|l| l.starts_with("ATOM")).take(40).map(|l| format!("{l}\n")).collect();
+    let small: String = text
+        .lines()
+        .filter(|l| l.starts_with("ATOM"))
+        .take(40)
+        .map(|l| format!("{l}\n"))
+        .collect();
     let expected = element_column_counts(&small);
-    assert_eq!(expected, BTreeMap::from([("C".into(), 25), ("N".into(), 5), ("O".into(), 10)]));
+    assert_eq!(
+        expected,
+        BTreeMap::from([("C".into(), 25), ("N".into(), 5), ("O".into(), 10)])
+    );
     let dup = with_serials(&small, |_| "1".to_string());
     assert!(dup.lines().all(|l| &l[6..11] == "    1"));
     let m = read_pdb_text("dup.pdb", &dup, &Selection::default()).unwrap();
@@ -80,7 +105,11 @@ fn duplicate_serials_keep_each_lines_element() {
 fn restarting_and_hybrid_36_serials_read_like_the_original() {
     for file in ["2cex_a.pdb", "2cex.pdb"] {
         let text = bundled(file);
-        let all = Selection { include_hetatm: true, include_water: true, ..Default::default() };
+        let all = Selection {
+            include_hetatm: true,
+            include_water: true,
+            ..Default::default()
+        };
         let original = read_pdb_text(file, &text, &all).unwrap();
         // Serials restarting every 1000 atoms (files split and concatenated).
         let restarting = with_serials(&text, |k| (k % 1000).to_string());
@@ -110,7 +139,11 @@ fn hybrid_36_residue_numbers_group_alternate_locations() {
     let xs: Vec<f64> = m.positions.iter().map(|p| p[0] + m.centre[0]).collect();
     let mut xs_sorted = xs.clone();
     xs_sorted.sort_by(f64::total_cmp);
-    assert_eq!(xs_sorted, vec![0.0, 3.0, 4.0], "9999: altloc A (0.70); 10000: altloc B (0.70) and N");
+    assert_eq!(
+        xs_sorted,
+        vec![0.0, 3.0, 4.0],
+        "9999: altloc A (0.70); 10000: altloc B (0.70) and N"
+    );
 }
 
 #[test]
@@ -120,7 +153,16 @@ fn alternate_locations_keep_the_highest_occupancy_ties_the_first() {
         for (k, &(alt, occ)) in alt_occ.iter().enumerate() {
             for (j, name) in ["CB", "OG"].iter().enumerate() {
                 let x = 10.0 * k as f64 + j as f64;
-                lines.push(atom(&(2 * k + j + 1).to_string(), name, alt, "SER", "5", [x, 0.0, 0.0], occ, &name[..1]));
+                lines.push(atom(
+                    &(2 * k + j + 1).to_string(),
+                    name,
+                    alt,
+                    "SER",
+                    "5",
+                    [x, 0.0, 0.0],
+                    occ,
+                    &name[..1],
+                ));
             }
         }
         lines.push(atom("99", "N", ' ', "SER", "5", [-5.0, 0.0, 0.0], 1.0, "N"));
@@ -129,9 +171,17 @@ fn alternate_locations_keep_the_highest_occupancy_ties_the_first() {
         xs.sort_by(f64::total_cmp);
         xs
     };
-    assert_eq!(res(&[('A', 0.4), ('B', 0.6)]), vec![-5.0, 10.0, 11.0], "B has the higher occupancy");
+    assert_eq!(
+        res(&[('A', 0.4), ('B', 0.6)]),
+        vec![-5.0, 10.0, 11.0],
+        "B has the higher occupancy"
+    );
     assert_eq!(res(&[('A', 0.6), ('B', 0.4)]), vec![-5.0, 0.0, 1.0]);
-    assert_eq!(res(&[('A', 0.5), ('B', 0.5)]), vec![-5.0, 0.0, 1.0], "tie: the first listed");
+    assert_eq!(
+        res(&[('A', 0.5), ('B', 0.5)]),
+        vec![-5.0, 0.0, 1.0],
+        "tie: the first listed"
+    );
     assert_eq!(res(&[('B', 0.3), ('A', 0.3), ('C', 0.4)]), vec![-5.0, 20.0, 21.0]);
 }
 
@@ -150,12 +200,18 @@ fn only_the_first_model_is_read() {
     assert_eq!(composition(&m), BTreeMap::from([("C".into(), 1), ("N".into(), 1)]));
     // Later models are not even read: damage there does not matter.
     let damaged = text.replace(&model(6.0, "S"), "ATOM      1  CA  GLY A   1       garbage");
-    assert_eq!(read_pdb_text("nmr.pdb", &damaged, &Selection::default()).unwrap().len(), 2);
+    assert_eq!(
+        read_pdb_text("nmr.pdb", &damaged, &Selection::default()).unwrap().len(),
+        2
+    );
 }
 
 #[test]
 fn bundled_and_shared_structures_match_their_element_columns() {
-    let mut files: Vec<PathBuf> = vec![repo().join("datasets/pdb/2cex_a.pdb"), repo().join("datasets/pdb/2cex.pdb")];
+    let mut files: Vec<PathBuf> = vec![
+        repo().join("datasets/pdb/2cex_a.pdb"),
+        repo().join("datasets/pdb/2cex.pdb"),
+    ];
     let shared = repo().join("../shared/pdb");
     for name in ["1ei7.pdb", "2cex.pdb", "2cex_a.pdb", "2dhb.pdb"] {
         if shared.join(name).is_file() {
@@ -177,9 +233,19 @@ fn bundled_and_shared_structures_match_their_element_columns() {
 fn a_coordinate_no_pdb_record_can_hold_is_refused_with_its_line() {
     let text = [
         atom("1", "CA", ' ', "GLY", "1", [0.0, 0.0, 0.0], 1.0, "C"),
-        format!("{}{:>8}{}", &atom("2", "N", ' ', "GLY", "1", [0.0; 3], 1.0, "N")[..30], "1e30", &atom("2", "N", ' ', "GLY", "1", [0.0; 3], 1.0, "N")[38..]),
+        format!(
+            "{}{:>8}{}",
+            &atom("2", "N", ' ', "GLY", "1", [0.0; 3], 1.0, "N")[..30],
+            "1e30",
+            &atom("2", "N", ' ', "GLY", "1", [0.0; 3], 1.0, "N")[38..]
+        ),
     ]
     .join("\n");
-    let e = read_pdb_text("far.pdb", &text, &Selection::default()).unwrap_err().to_string();
-    assert!(e.contains("far.pdb, line 2") && e.contains("x coordinate") && e.contains("1e30"), "{e}");
+    let e = read_pdb_text("far.pdb", &text, &Selection::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("far.pdb, line 2") && e.contains("x coordinate") && e.contains("1e30"),
+        "{e}"
+    );
 }

@@ -34,15 +34,27 @@ fn one_atom_gives_scale_times_form_factor_squared() {
     let f = direct_transform(&mol, &g.s);
     for (p, (f, s)) in f.iter().zip(&g.s).enumerate() {
         let expected = carbon().at_s(norm(s)).powi(2);
-        assert!((f.norm_sqr() / expected - 1.0).abs() < 1e-9, "pixel {p}: {} vs {expected}", f.norm_sqr());
+        assert!(
+            (f.norm_sqr() / expected - 1.0).abs() < 1e-9,
+            "pixel {p}: {} vs {expected}",
+            f.norm_sqr()
+        );
     }
     // Through the grid and the slicer, with the detector corrections.
     let spec = GridSpec::for_molecule(mol.radius(), g.s_max(), DEFAULT_OVERSAMPLING).unwrap();
     let slicer = Slicer::new(&grid_transform(&mol, &spec).intensity(), &g).unwrap();
     let image = slicer.slice(&Rotation3::identity());
-    let expected: Vec<f64> = g.s.iter().zip(&g.scale).map(|(s, w)| w * carbon().at_s(norm(s)).powi(2)).collect();
+    let expected: Vec<f64> =
+        g.s.iter()
+            .zip(&g.scale)
+            .map(|(s, w)| w * carbon().at_s(norm(s)).powi(2))
+            .collect();
     let got: Vec<f64> = image.iter().map(|&x| x as f64).collect();
-    assert!(rel_rms(&got, &expected) < 1e-3, "grid one-atom image off by {}", rel_rms(&got, &expected));
+    assert!(
+        rel_rms(&got, &expected) < 1e-3,
+        "grid one-atom image off by {}",
+        rel_rms(&got, &expected)
+    );
 }
 
 #[test]
@@ -50,21 +62,31 @@ fn two_atoms_give_cos_squared_fringes_at_the_right_spacing() {
     // Atoms at ±d/2 along x: |F|² = 4 f² cos²(π s_x d); minima every 1/d in s_x.
     let d = 24.0;
     let g = paper_geometry();
-    let mol = Molecule::new("pair", vec![([-d / 2.0, 0.0, 0.0], carbon()), ([d / 2.0, 0.0, 0.0], carbon())]);
-    let analytic: Vec<f64> = g
-        .s
-        .iter()
-        .map(|s| 4.0 * carbon().at_s(norm(s)).powi(2) * (std::f64::consts::PI * s[0] * d).cos().powi(2))
-        .collect();
+    let mol = Molecule::new(
+        "pair",
+        vec![([-d / 2.0, 0.0, 0.0], carbon()), ([d / 2.0, 0.0, 0.0], carbon())],
+    );
+    let analytic: Vec<f64> =
+        g.s.iter()
+            .map(|s| 4.0 * carbon().at_s(norm(s)).powi(2) * (std::f64::consts::PI * s[0] * d).cos().powi(2))
+            .collect();
     let direct: Vec<f64> = direct_transform(&mol, &g.s).iter().map(|f| f.norm_sqr()).collect();
-    assert!(rel_rms(&direct, &analytic) < 1e-7, "direct fringes off by {}", rel_rms(&direct, &analytic));
+    assert!(
+        rel_rms(&direct, &analytic) < 1e-7,
+        "direct fringes off by {}",
+        rel_rms(&direct, &analytic)
+    );
     // d = 2R puts all the intensity at the finest fringe period: the worst case for trilinear
     // interpolation (~5 % at the default k = 3), so sample finer here.
     let spec = GridSpec::for_molecule(mol.radius(), g.s_max(), 8.0).unwrap();
     let unit_scale = vec![1.0f32; g.len()];
     let slicer = Slicer::with_scale(&grid_transform(&mol, &spec).intensity(), &g.s, unit_scale).unwrap();
     let grid: Vec<f64> = slicer.slice(&Rotation3::identity()).iter().map(|&x| x as f64).collect();
-    assert!(rel_rms(&grid, &analytic) < 0.01, "grid fringes off by {}", rel_rms(&grid, &analytic));
+    assert!(
+        rel_rms(&grid, &analytic) < 0.01,
+        "grid fringes off by {}",
+        rel_rms(&grid, &analytic)
+    );
     // The pixel nearest the first minimum (s_x = 1/(2d), s_y ≈ 0) is dark, the centre bright.
     let dark = g.s.iter().enumerate().min_by(|a, b| {
         let da = (a.1[0] - 0.5 / d).abs() + a.1[1].abs();
@@ -72,7 +94,11 @@ fn two_atoms_give_cos_squared_fringes_at_the_right_spacing() {
         da.partial_cmp(&db).unwrap()
     });
     let (p, _) = dark.unwrap();
-    assert!(direct[p] < 0.05 * 4.0 * 36.0, "first fringe minimum not dark: {}", direct[p]);
+    assert!(
+        direct[p] < 0.05 * 4.0 * 36.0,
+        "first fringe minimum not dark: {}",
+        direct[p]
+    );
 }
 
 #[test]
@@ -83,7 +109,9 @@ fn grid_transform_matches_direct_summation() {
     let volume = grid_transform(&mol, &spec);
     // Random voxels across the whole cube, both halves in z (one is filled by Friedel's law).
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-    let idx: Vec<[usize; 3]> = (0..3000).map(|_| [0; 3].map(|_| rand::Rng::random_range(&mut rng, 0..spec.m))).collect();
+    let idx: Vec<[usize; 3]> = (0..3000)
+        .map(|_| [0; 3].map(|_| rand::Rng::random_range(&mut rng, 0..spec.m)))
+        .collect();
     let s: Vec<[f64; 3]> = idx.iter().map(|i| i.map(|k| volume.coordinate(k))).collect();
     let exact = direct_transform(&mol, &s);
     let rms = (exact.iter().map(|f| f.norm_sqr()).sum::<f64>() / exact.len() as f64).sqrt();
@@ -106,7 +134,10 @@ fn grid_is_friedel_symmetric() {
     for (iz, iy, ix) in [(0, 0, 0), (3, 50, 77), (m / 2, m / 2 + 1, 9), (m - 1, 4, m / 3)] {
         let a = v.data[v.index(ix, iy, iz)];
         let b = v.data[v.index(m - 1 - ix, m - 1 - iy, m - 1 - iz)];
-        assert!((a - b.conj()).norm() <= 1e-9 * a.norm().max(1.0), "F(−s) ≠ F(s)* at {ix},{iy},{iz}");
+        assert!(
+            (a - b.conj()).norm() <= 1e-9 * a.norm().max(1.0),
+            "F(−s) ≠ F(s)* at {ix},{iy},{iz}"
+        );
     }
     // And the exact transform agrees, so the symmetry is physics, not construction.
     let s = [[0.031, -0.052, 0.011], [-0.031, 0.052, -0.011]];
@@ -132,7 +163,10 @@ fn rotating_the_molecule_equals_rotating_the_slice() {
     let pixels: Vec<[f64; 3]> = g.s.iter().step_by(97).copied().collect();
     let posed: Vec<[f64; 3]> = pixels.iter().map(|s| (r * Vector3::from(*s)).into()).collect();
     let a: Vec<f64> = direct_transform(&mol, &posed).iter().map(|f| f.norm_sqr()).collect();
-    let b: Vec<f64> = direct_transform(&turned, &pixels).iter().map(|f| f.norm_sqr()).collect();
+    let b: Vec<f64> = direct_transform(&turned, &pixels)
+        .iter()
+        .map(|f| f.norm_sqr())
+        .collect();
     // The sum's sin/cos polynomials are accurate to ~6e-8.
     assert!(rel_rms(&a, &b) < 1e-7, "direct: {}", rel_rms(&a, &b));
     // Same through the grid and slicer (two different grids: agreement to the interpolation error).
@@ -165,7 +199,10 @@ fn poisson_counts_have_the_mean_and_variance_of_their_expectation() {
 #[test]
 fn rescaling_per_image_and_by_a_global_constant() {
     let mol = cex_a();
-    let per_image = SimulationConfig { rescale: Rescale::PerImage(20_000.0), ..Default::default() };
+    let per_image = SimulationConfig {
+        rescale: Rescale::PerImage(20_000.0),
+        ..Default::default()
+    };
     let sim = ImageSimulator::new(mol.clone(), per_image).unwrap();
     let mut img = vec![0.0; sim.pixels()];
     for i in 0..20 {
@@ -173,7 +210,10 @@ fn rescaling_per_image_and_by_a_global_constant() {
         let total: f64 = img.iter().map(|&x| x as f64).sum();
         assert!((total / 20_000.0 - 1.0).abs() < 1e-4, "image {i}: total {total}");
     }
-    let mean = SimulationConfig { rescale: Rescale::MeanTotal(20_000.0), ..Default::default() };
+    let mean = SimulationConfig {
+        rescale: Rescale::MeanTotal(20_000.0),
+        ..Default::default()
+    };
     let sim = ImageSimulator::new(mol, mean).unwrap();
     let n = 4000;
     let totals: Vec<f64> = (0..n)
@@ -185,8 +225,14 @@ fn rescaling_per_image_and_by_a_global_constant() {
     let avg = totals.iter().sum::<f64>() / n as f64;
     let cv = (totals.iter().map(|t| (t - avg).powi(2)).sum::<f64>() / n as f64).sqrt() / avg;
     eprintln!("mean-total rescaling: mean {avg:.1}, coefficient of variation {cv:.3}");
-    assert!((avg / 20_000.0 - 1.0).abs() < 4.0 * cv / (n as f64).sqrt(), "mean total {avg}");
-    assert!(cv > 0.08 && cv < 0.30, "the physical variation of the total with pose is kept: cv {cv}");
+    assert!(
+        (avg / 20_000.0 - 1.0).abs() < 4.0 * cv / (n as f64).sqrt(),
+        "mean total {avg}"
+    );
+    assert!(
+        cv > 0.08 && cv < 0.30,
+        "the physical variation of the total with pose is kept: cv {cv}"
+    );
 }
 
 #[test]
@@ -201,7 +247,10 @@ fn form_factors_match_published_values() {
         for (x, v) in stol.iter().zip(values.as_array().unwrap()) {
             let v = v.as_f64().unwrap();
             let got = ff.at_s(2.0 * x);
-            assert!((got - v).abs() <= 1e-3 * v.abs().max(1e-3), "{label} at sinθ/λ = {x}: {got} vs {v}");
+            assert!(
+                (got - v).abs() <= 1e-3 * v.abs().max(1e-3),
+                "{label} at sinθ/λ = {x}: {got} vs {v}"
+            );
         }
     }
     // skopi's own tabulation for C, N, O, S (rows of ff_table at q_sample_stol_per_A).
@@ -211,7 +260,11 @@ fn form_factors_match_published_values() {
         let ff = FormFactor::lookup(sym, 0).unwrap();
         for (j, x) in stol.iter().enumerate() {
             let v = table[row * stol.len() + j];
-            assert!((ff.at_stol(*x) - v).abs() <= 1e-3 * v.abs(), "{sym} at {x}: {} vs {v}", ff.at_stol(*x));
+            assert!(
+                (ff.at_stol(*x) - v).abs() <= 1e-3 * v.abs(),
+                "{sym} at {x}: {} vs {v}",
+                ff.at_stol(*x)
+            );
         }
     }
 }

@@ -13,7 +13,9 @@ use xrai_bench::report::table::read_table;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_xrai-bench"));
-    c.env("XRAI_OFFLINE", "1").env("CANDLE_NUM_THREADS", "1").current_dir(env!("CARGO_MANIFEST_DIR"));
+    c.env("XRAI_OFFLINE", "1")
+        .env("CANDLE_NUM_THREADS", "1")
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
     c
 }
 
@@ -21,15 +23,35 @@ fn sample_output() -> MethodOutput {
     MethodOutput {
         method: "xrai".into(),
         software: Software::this(),
-        amplitude: VolumeGrid { m: 41, spacing_per_angstrom: 0.01 },
+        amplitude: VolumeGrid {
+            m: 41,
+            spacing_per_angstrom: 0.01,
+        },
         poses: PoseCounts { train: 10, test: 5 },
-        pose_error: PoseErrors { train: None, test: None },
-        timings: Timings { wall_s: 10.0, preparation_s: 1.0, reconstruction_s: 8.0, test_s: 0.5 },
-        budget: BudgetRecord { budget_s: Some(60.0), out_of_budget: false },
+        pose_error: PoseErrors {
+            train: None,
+            test: None,
+        },
+        timings: Timings {
+            wall_s: 10.0,
+            preparation_s: 1.0,
+            reconstruction_s: 8.0,
+            test_s: 0.5,
+        },
+        budget: BudgetRecord {
+            budget_s: Some(60.0),
+            out_of_budget: false,
+        },
         peak_memory_mib: 300.0,
         images_per_s: 1000.0,
         objective: Objective::Loss,
-        progress: vec![ProgressPoint { step: 1, elapsed_s: 2.0, objective: 0.5, test_median_deg: Some(40.0), beta: None }],
+        progress: vec![ProgressPoint {
+            step: 1,
+            elapsed_s: 2.0,
+            objective: 0.5,
+            test_median_deg: Some(40.0),
+            beta: None,
+        }],
         params: serde_json::json!({"steps": 1}),
     }
 }
@@ -81,11 +103,23 @@ fn the_benchmark_refuses_a_method_output_with_a_missing_field() {
     )
     .unwrap();
     write_without(&staging.join("xrai"), &sample_output(), "peak_memory_mib");
-    let o = bin().args(["run", "--no-plots", "--resume"]).arg(&out).arg("--summary-dir").arg(dir.path()).output().unwrap();
+    let o = bin()
+        .args(["run", "--no-plots", "--resume"])
+        .arg(&out)
+        .arg("--summary-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
-    assert!(err.contains("peak_memory_mib") && err.contains("xrai/output.json"), "{err}");
-    assert!(!out.exists() && !dir.path().join("summary.parquet").exists(), "a table was written");
+    assert!(
+        err.contains("peak_memory_mib") && err.contains("xrai/output.json"),
+        "{err}"
+    );
+    assert!(
+        !out.exists() && !dir.path().join("summary.parquet").exists(),
+        "a table was written"
+    );
 }
 
 /// Every method, budget-bound (more steps and iterations than fit), stops within 10 s of its
@@ -97,9 +131,28 @@ fn a_budget_means_the_same_for_every_method() {
     let out = dir.path().join("run");
     let o = bin()
         .args([
-            "run", "--n", "20000", "--n-test", "2000", "--grid", "41", "--budget", "2m", "--xrai-steps", "1000000",
-            "--emc-level", "4", "--emc-bin", "4", "--emc-iters", "1000", "--phasing-starts", "1", "--no-plots",
-            "--xrai-args", "--eval-every 500 --eval-images 200",
+            "run",
+            "--n",
+            "20000",
+            "--n-test",
+            "2000",
+            "--grid",
+            "41",
+            "--budget",
+            "2m",
+            "--xrai-steps",
+            "1000000",
+            "--emc-level",
+            "4",
+            "--emc-bin",
+            "4",
+            "--emc-iters",
+            "1000",
+            "--phasing-starts",
+            "1",
+            "--no-plots",
+            "--xrai-args",
+            "--eval-every 500 --eval-images 200",
         ])
         .arg("--out")
         .arg(&out)
@@ -112,11 +165,26 @@ fn a_budget_means_the_same_for_every_method() {
     assert_eq!(rows.len(), 2);
     for r in &rows {
         let own = MethodOutput::read(&out.join(&r.method)).unwrap();
-        assert!((r.wall_time_s - 120.0).abs() <= 10.0, "{}: {:.1} s for a 2-minute budget", r.method, r.wall_time_s);
-        assert!((r.wall_time_s - own.timings.wall_s).abs() <= 1.0, "{}: table {:.2} s, process clock {:.2} s", r.method, r.wall_time_s, own.timings.wall_s);
+        assert!(
+            (r.wall_time_s - 120.0).abs() <= 10.0,
+            "{}: {:.1} s for a 2-minute budget",
+            r.method,
+            r.wall_time_s
+        );
+        assert!(
+            (r.wall_time_s - own.timings.wall_s).abs() <= 1.0,
+            "{}: table {:.2} s, process clock {:.2} s",
+            r.method,
+            r.wall_time_s,
+            own.timings.wall_s
+        );
         assert_eq!(r.status, "> budget", "{}: a budget-bound run must say so", r.method);
         assert!(own.budget.out_of_budget);
-        assert!(r.test_median_deg.is_finite() && r.train_median_deg.is_finite(), "{}: no pose errors", r.method);
+        assert!(
+            r.test_median_deg.is_finite() && r.train_median_deg.is_finite(),
+            "{}: no pose errors",
+            r.method
+        );
     }
 }
 
@@ -134,19 +202,42 @@ fn bad_settings_fail_before_any_file_and_resume_refuses_other_settings() {
         (vec!["--methods", "mtip"], "mtip"),
         (vec!["--args", "nope=--x 1"], "nope"),
     ] {
-        let o = bin().args(["run", "--n", "16", "--summary-dir"]).arg(dir.path()).args(&args).arg("--out").arg(&out).output().unwrap();
+        let o = bin()
+            .args(["run", "--n", "16", "--summary-dir"])
+            .arg(dir.path())
+            .args(&args)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{args:?} was accepted");
         assert!(err.contains(named), "{args:?}: {err}");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{args:?} wrote something");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "{args:?} wrote something"
+        );
     }
     // an interrupted run of grid 41 continues only with grid 41
     let staging = dir.path().join(".r.partial");
     std::fs::create_dir_all(&staging).unwrap();
     std::fs::write(staging.join("run.toml"), "pdb = \"2CEX_A\"\nn = [256]\ngrid = 41\n").unwrap();
-    let o = bin().args(["run", "--resume"]).arg(&out).args(["--grid", "31", "--seed", "4"]).output().unwrap();
+    let o = bin()
+        .args(["run", "--resume"])
+        .arg(&out)
+        .args(["--grid", "31", "--seed", "4"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
-    assert!(err.contains("--grid 31") && err.contains("grid = 41") && err.contains("--seed 4"), "{err}");
-    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 1, "the staging directory was changed");
+    assert!(
+        err.contains("--grid 31") && err.contains("grid = 41") && err.contains("--seed 4"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&staging).unwrap().count(),
+        1,
+        "the staging directory was changed"
+    );
 }

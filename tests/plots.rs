@@ -6,8 +6,8 @@ use std::f64::consts::PI;
 use std::path::{Path, PathBuf};
 
 use xrai_bench::report::plots::{
-    emc_log_likelihood, fsc_curves, image_gallery, pose_error_distribution, scaling,
-    training_curves, volume_slices, EmcIteration, TrainingPoint,
+    emc_log_likelihood, fsc_curves, image_gallery, pose_error_distribution, scaling, training_curves, volume_slices,
+    EmcIteration, TrainingPoint,
 };
 
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
@@ -42,11 +42,7 @@ fn check(paths: &[PathBuf], stem: &Path, title: &str) {
     assert_eq!(svg.with_extension(""), stem);
 
     let bytes = std::fs::read(png).unwrap();
-    assert!(
-        bytes.starts_with(PNG_SIGNATURE),
-        "{} is not a PNG",
-        png.display()
-    );
+    assert!(bytes.starts_with(PNG_SIGNATURE), "{} is not a PNG", png.display());
     assert!(
         bytes.len() > 8 * 1024,
         "{} is suspiciously small ({} bytes)",
@@ -56,11 +52,7 @@ fn check(paths: &[PathBuf], stem: &Path, title: &str) {
 
     let text = std::fs::read_to_string(svg).unwrap();
     assert!(text.contains("<svg"), "{} is not an SVG", svg.display());
-    assert!(
-        text.contains(title),
-        "{} lacks the title {title:?}",
-        svg.display()
-    );
+    assert!(text.contains(title), "{} lacks the title {title:?}", svg.display());
 
     preview(paths);
 }
@@ -70,10 +62,7 @@ fn preview(paths: &[PathBuf]) {
     if let Some(dir) = std::env::var_os("XRAI_PLOTS_PREVIEW") {
         let dir = PathBuf::from(dir);
         std::fs::create_dir_all(&dir).unwrap();
-        for png in paths
-            .iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "png"))
-        {
+        for png in paths.iter().filter(|p| p.extension().is_some_and(|e| e == "png")) {
             std::fs::copy(png, dir.join(png.file_name().unwrap())).unwrap();
         }
     }
@@ -113,9 +102,7 @@ fn pose_error_plot() {
     let dir = tempfile::tempdir().unwrap();
     let stem = dir.path().join("pose_errors");
     let mut rng = Rng(11);
-    let xrai: Vec<f64> = (0..2000)
-        .map(|_| (0.7 + 0.6 * rng.normal()).exp())
-        .collect();
+    let xrai: Vec<f64> = (0..2000).map(|_| (0.7 + 0.6 * rng.normal()).exp()).collect();
     let mut emc: Vec<f64> = (0..1500)
         .map(|_| {
             if rng.uniform() < 0.04 {
@@ -234,10 +221,7 @@ fn gallery_plot() {
 fn volume_slice_plot() {
     let dir = tempfile::tempdir().unwrap();
     let stem = dir.path().join("slices");
-    let columns: Vec<String> = ["truth", "X-RAI", "EMC"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let columns: Vec<String> = ["truth", "X-RAI", "EMC"].iter().map(|s| s.to_string()).collect();
     let side = 48;
     let c = side as f64 / 2.0;
     let amplitude = |blur: f64| -> Vec<f32> {
@@ -248,10 +232,7 @@ fn volume_slice_plot() {
                 if r > c - 1.0 {
                     -1.0 // not measured
                 } else {
-                    (300.0
-                        * (-r / (5.0 + blur)).exp()
-                        * (1.0 + 0.8 * (0.6 * x).cos() * (0.5 * y).sin()).abs())
-                        as f32
+                    (300.0 * (-r / (5.0 + blur)).exp() * (1.0 + 0.8 * (0.6 * x).cos() * (0.5 * y).sin()).abs()) as f32
                 }
             })
             .collect()
@@ -260,12 +241,9 @@ fn volume_slice_plot() {
         (0..side * side)
             .map(|k| {
                 let (y, x) = ((k / side) as f64 - c, (k % side) as f64 - c);
-                let blob = |cx: f64, cy: f64, s: f64| {
-                    (-((x - cx).powi(2) + (y - cy).powi(2)) / (2.0 * s * s)).exp()
-                };
+                let blob = |cx: f64, cy: f64, s: f64| (-((x - cx).powi(2) + (y - cy).powi(2)) / (2.0 * s * s)).exp();
                 let s = 2.5 + blur;
-                (blob(-6.0, -4.0, s) + 0.8 * blob(5.0, 3.0, s) + 0.6 * blob(0.0, 8.0, s)
-                    - 0.05 * blur) as f32
+                (blob(-6.0, -4.0, s) + 0.8 * blob(5.0, 3.0, s) + 0.6 * blob(0.0, 8.0, s) - 0.05 * blur) as f32
             })
             .collect()
     };
@@ -313,9 +291,7 @@ fn scaling_plot() {
 fn empty_inputs_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let stem = dir.path().join("empty");
-    let msg = |r: anyhow::Result<Vec<PathBuf>>| {
-        format!("{:#}", r.expect_err("empty input must be an error"))
-    };
+    let msg = |r: anyhow::Result<Vec<PathBuf>>| format!("{:#}", r.expect_err("empty input must be an error"));
     assert!(msg(fsc_curves(&stem, &[])).contains("FSC"));
     assert!(msg(pose_error_distribution(&stem, &[])).contains("pose"));
     assert!(msg(training_curves(&stem, &[])).contains("training"));
@@ -332,10 +308,7 @@ fn degenerate_inputs_still_render() {
     let d = dir.path();
     // all-NaN and single-point series
     let fsc = vec![
-        (
-            "all NaN".to_string(),
-            vec![(0.1, f64::NAN), (f64::NAN, 0.5)],
-        ),
+        ("all NaN".to_string(), vec![(0.1, f64::NAN), (f64::NAN, 0.5)]),
         ("single".to_string(), vec![(0.05, 0.9)]),
     ];
     preview(&fsc_curves(&d.join("fsc_degenerate"), &fsc).unwrap());

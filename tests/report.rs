@@ -2,12 +2,13 @@
 //! summary, and the `run` command's atomic directories, refusal to overwrite, resume, and the
 //! fast 1O9K error.
 
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use xrai_bench::report::table::{append_summary, hours_minutes, markdown, read_table, to_dataframe, write_table, ResultRow};
+use xrai_bench::report::table::{
+    append_summary, hours_minutes, markdown, read_table, to_dataframe, write_table, ResultRow,
+};
 
 fn row(pdb: &str, n: u64, method: &str, res: f64, med: f64, status: &str) -> ResultRow {
     ResultRow {
@@ -38,17 +39,44 @@ fn row(pdb: &str, n: u64, method: &str, res: f64, med: f64, status: &str) -> Res
 }
 
 const COLUMNS: [&str; 23] = [
-    "pdb_id", "chain", "n_train", "n_test", "method", "status", "wall_time_s", "wall_time_hm", "resolution_px",
-    "resolution_angstrom", "train_median_deg", "train_rms_deg", "test_median_deg", "test_rms_deg", "images_per_s",
-    "peak_memory_mib", "seed", "noise", "crate_version", "git_commit", "params", "run_dir", "timestamp",
+    "pdb_id",
+    "chain",
+    "n_train",
+    "n_test",
+    "method",
+    "status",
+    "wall_time_s",
+    "wall_time_hm",
+    "resolution_px",
+    "resolution_angstrom",
+    "train_median_deg",
+    "train_rms_deg",
+    "test_median_deg",
+    "test_rms_deg",
+    "images_per_s",
+    "peak_memory_mib",
+    "seed",
+    "noise",
+    "crate_version",
+    "git_commit",
+    "params",
+    "run_dir",
+    "timestamp",
 ];
 
 #[test]
 fn table_schema_round_trips_through_csv_and_parquet() {
-    let rows = vec![row("2CEX_A", 50_000, "xrai", 4.8, 2.1, "ok"), row("2CEX_A", 50_000, "emc", f64::NAN, f64::NAN, "> budget")];
+    let rows = vec![
+        row("2CEX_A", 50_000, "xrai", 4.8, 2.1, "ok"),
+        row("2CEX_A", 50_000, "emc", f64::NAN, f64::NAN, "> budget"),
+    ];
     let df = to_dataframe(&rows).unwrap();
     let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
-    assert_eq!(names, COLUMNS.to_vec(), "column names and order are the published schema");
+    assert_eq!(
+        names,
+        COLUMNS.to_vec(),
+        "column names and order are the published schema"
+    );
     let dir = tempfile::tempdir().unwrap();
     let (csv, parquet) = write_table(dir.path(), &rows).unwrap();
     for path in [&parquet, &csv] {
@@ -58,7 +86,12 @@ fn table_schema_round_trips_through_csv_and_parquet() {
         assert_eq!(back[1].status, "> budget");
         assert!(back[1].resolution_px.is_nan());
     }
-    let header = std::fs::read_to_string(&csv).unwrap().lines().next().unwrap().to_string();
+    let header = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
     assert_eq!(header, COLUMNS.join(","));
 }
 
@@ -66,7 +99,14 @@ fn table_schema_round_trips_through_csv_and_parquet() {
 fn summary_appends_without_losing_rows() {
     let dir = tempfile::tempdir().unwrap();
     append_summary(dir.path(), &[row("2CEX_A", 5000, "xrai", 5.0, 2.0, "ok")]).unwrap();
-    append_summary(dir.path(), &[row("2CEX_A", 50_000, "xrai", 4.0, 1.5, "ok"), row("2CEX_A", 50_000, "emc", 7.0, 9.0, "ok")]).unwrap();
+    append_summary(
+        dir.path(),
+        &[
+            row("2CEX_A", 50_000, "xrai", 4.0, 1.5, "ok"),
+            row("2CEX_A", 50_000, "emc", 7.0, 9.0, "ok"),
+        ],
+    )
+    .unwrap();
     let all = read_table(&dir.path().join("summary.parquet")).unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!(all[0].n_train, 5000);
@@ -83,14 +123,25 @@ fn markdown_has_the_paper_layout() {
     ];
     let md = markdown(&rows);
     let lines: Vec<&str> = md.lines().collect();
-    assert_eq!(lines[0], "| Dataset | Method | Time | Resolution (px) ↓ | Train error (med / RMS, °) ↓ | Test error (med / RMS, °) ↓ |");
+    assert_eq!(
+        lines[0],
+        "| Dataset | Method | Time | Resolution (px) ↓ | Train error (med / RMS, °) ↓ | Test error (med / RMS, °) ↓ |"
+    );
     assert_eq!(lines.len(), 6, "{md}");
     // grouped by dataset size, X-RAI first, the label only on a group's first row
-    assert!(lines[2].starts_with("| 2CEX_A (Train: 50K) | X-RAI | 1:00h | 5.15 |"), "{}", lines[2]);
+    assert!(
+        lines[2].starts_with("| 2CEX_A (Train: 50K) | X-RAI | 1:00h | 5.15 |"),
+        "{}",
+        lines[2]
+    );
     assert!(lines[3].starts_with("|  | EMC |"), "{}", lines[3]);
     assert!(lines[4].starts_with("| 2CEX_A (Train: 5M) | X-RAI |"), "{}", lines[4]);
     // the best resolution and pose errors of the protein in bold, the rest plain
-    assert!(lines[4].contains("**4.87**") && lines[4].contains("**1.4 / 2.1**"), "{}", lines[4]);
+    assert!(
+        lines[4].contains("**4.87**") && lines[4].contains("**1.4 / 2.1**"),
+        "{}",
+        lines[4]
+    );
     assert!(!lines[2].contains("**5.15**") && lines[3].contains("| 11.52 |"), "{md}");
     // out of budget: the paper's "> 24h" form
     assert_eq!(lines[5], "|  | EMC | > budget | | | |");
@@ -98,20 +149,46 @@ fn markdown_has_the_paper_layout() {
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_xrai-bench"));
-    c.env("XRAI_OFFLINE", "1").env("CANDLE_NUM_THREADS", "1").current_dir(env!("CARGO_MANIFEST_DIR"));
+    c.env("XRAI_OFFLINE", "1")
+        .env("CANDLE_NUM_THREADS", "1")
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
     c
 }
 
 /// Settings of a run small enough for a test: 41³ grid, a few hundred images, short budgets.
 fn tiny(out: &Path, summary: &Path) -> Vec<String> {
     [
-        "run", "--n", "256", "--n-test", "64", "--grid", "41", "--xrai-steps", "30", "--budget", "5m", "--emc-level", "1",
-        "--emc-bin", "4", "--emc-iters", "2", "--phasing-starts", "1", "--xrai-args", "--eval-every 0 --checkpoint-every 10",
+        "run",
+        "--n",
+        "256",
+        "--n-test",
+        "64",
+        "--grid",
+        "41",
+        "--xrai-steps",
+        "30",
+        "--budget",
+        "5m",
+        "--emc-level",
+        "1",
+        "--emc-bin",
+        "4",
+        "--emc-iters",
+        "2",
+        "--phasing-starts",
+        "1",
+        "--xrai-args",
+        "--eval-every 0 --checkpoint-every 10",
         "--no-plots",
     ]
     .iter()
     .map(|s| s.to_string())
-    .chain(["--out".into(), out.display().to_string(), "--summary-dir".into(), summary.display().to_string()])
+    .chain([
+        "--out".into(),
+        out.display().to_string(),
+        "--summary-dir".into(),
+        summary.display().to_string(),
+    ])
     .collect()
 }
 
@@ -120,13 +197,21 @@ fn missing_pdb_fails_fast_before_any_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let t = Instant::now();
-    let o = bin().args(["--pdb", "1O9K", "--n", "1000", "--out"]).arg(&out).output().unwrap();
+    let o = bin()
+        .args(["--pdb", "1O9K", "--n", "1000", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
     let secs = t.elapsed().as_secs_f64();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("1O9K") && err.contains("XRAI_PDB_DIR"), "{err}");
     assert!(secs < 1.0, "took {secs:.2} s");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "something was written");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "something was written"
+    );
 }
 
 #[test]
@@ -136,7 +221,12 @@ fn run_is_atomic_refuses_to_overwrite_and_resumes() {
     let summary = dir.path().join("summary");
     let staging = dir.path().join(".run.partial");
     // start, and kill the run once X-RAI has finished but before the run completes
-    let mut child = bin().args(tiny(&out, &summary)).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = bin()
+        .args(tiny(&out, &summary))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let t = Instant::now();
     while !staging.join("xrai/summary.json").exists() {
         assert!(t.elapsed() < Duration::from_secs(300), "X-RAI stage never finished");
@@ -147,22 +237,53 @@ fn run_is_atomic_refuses_to_overwrite_and_resumes() {
     child.wait().unwrap();
     assert!(!out.exists(), "a killed run must not appear under its final name");
     assert!(staging.join("run.toml").exists());
-    let xrai_written = std::fs::metadata(staging.join("xrai/summary.json")).unwrap().modified().unwrap();
+    let xrai_written = std::fs::metadata(staging.join("xrai/summary.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
     // a new run with the same --out refuses while the interrupted one is there
     let o = bin().args(tiny(&out, &summary)).output().unwrap();
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--resume"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--resume"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // resume: the finished X-RAI stage is kept, EMC and the evaluation run, the directory appears
-    let o = bin().args(["run", "--resume"]).arg(&out).args(["--summary-dir"]).arg(&summary).output().unwrap();
+    let o = bin()
+        .args(["run", "--resume"])
+        .arg(&out)
+        .args(["--summary-dir"])
+        .arg(&summary)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!staging.exists());
-    assert_eq!(std::fs::metadata(out.join("xrai/summary.json")).unwrap().modified().unwrap(), xrai_written, "X-RAI was rerun");
-    for f in ["run.json", "run.toml", "table.csv", "table.parquet", "table.md", "emc/meta.json", "eval/xrai/fsc.csv", "eval/emc/density.mrc"] {
+    assert_eq!(
+        std::fs::metadata(out.join("xrai/summary.json"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        xrai_written,
+        "X-RAI was rerun"
+    );
+    for f in [
+        "run.json",
+        "run.toml",
+        "table.csv",
+        "table.parquet",
+        "table.md",
+        "emc/meta.json",
+        "eval/xrai/fsc.csv",
+        "eval/emc/density.mrc",
+    ] {
         assert!(out.join(f).exists(), "missing {f}");
     }
     let rows = read_table(&out.join("table.parquet")).unwrap();
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|r| r.n_train == 256 && r.resolution_px.is_finite() && r.test_median_deg.is_finite()));
+    assert!(rows
+        .iter()
+        .all(|r| r.n_train == 256 && r.resolution_px.is_finite() && r.test_median_deg.is_finite()));
     assert_eq!(read_table(&summary.join("summary.parquet")).unwrap().len(), 2);
     // and a finished run is never overwritten
     let before = std::fs::read(out.join("table.csv")).unwrap();
@@ -172,7 +293,10 @@ fn run_is_atomic_refuses_to_overwrite_and_resumes() {
     assert_eq!(std::fs::read(out.join("table.csv")).unwrap(), before);
     // the saved settings reproduce the run: --config run.toml parses back to the same settings
     let toml_text = std::fs::read_to_string(out.join("run.toml")).unwrap();
-    assert!(toml_text.contains("grid = 41") && toml_text.contains("n = [256]"), "{toml_text}");
+    assert!(
+        toml_text.contains("grid = 41") && toml_text.contains("n = [256]"),
+        "{toml_text}"
+    );
 }
 
 /// `--config run.toml` reproduces a run's settings; options given on the command line as well
@@ -187,7 +311,13 @@ fn config_file_sets_and_command_line_overrides() {
         run: RunArgs,
     }
     let dir = tempfile::tempdir().unwrap();
-    let saved = RunArgs { n: vec![5000], seed: 7, budget: "10m".into(), repeats: 3, ..RunArgs::default() };
+    let saved = RunArgs {
+        n: vec![5000],
+        seed: 7,
+        budget: "10m".into(),
+        repeats: 3,
+        ..RunArgs::default()
+    };
     let path = dir.path().join("run.toml");
     std::fs::write(&path, toml::to_string_pretty(&saved).unwrap()).unwrap();
     let parse = |argv: &[&str]| {
@@ -196,9 +326,15 @@ fn config_file_sets_and_command_line_overrides() {
         merge_config(args, Some(&m), Some(&path)).unwrap()
     };
     let same = parse(&["x"]);
-    assert_eq!((same.n.clone(), same.seed, same.budget.clone(), same.repeats), (vec![5000], 7, "10m".to_string(), 3));
+    assert_eq!(
+        (same.n.clone(), same.seed, same.budget.clone(), same.repeats),
+        (vec![5000], 7, "10m".to_string(), 3)
+    );
     let over = parse(&["x", "--seed", "9", "--n", "100,200"]);
-    assert_eq!((over.n.clone(), over.seed, over.budget.clone(), over.repeats), (vec![100, 200], 9, "10m".to_string(), 3));
+    assert_eq!(
+        (over.n.clone(), over.seed, over.budget.clone(), over.repeats),
+        (vec![100, 200], 9, "10m".to_string(), 3)
+    );
     std::fs::write(&path, "n = [5000]\nbudgte = \"10m\"\n").unwrap();
     let m = W::command().get_matches_from(["x"]);
     let err = merge_config(W::from_arg_matches(&m).unwrap().run, Some(&m), Some(&path)).unwrap_err();

@@ -7,7 +7,12 @@ use common::cex_a;
 use xrai_bench::data::{ImageSimulator, ImageStream, Rescale, SimulationConfig, Split};
 
 fn simulator(poisson: bool, seed: u64) -> ImageSimulator {
-    let config = SimulationConfig { rescale: Rescale::MeanTotal(1000.0), poisson, seed, ..Default::default() };
+    let config = SimulationConfig {
+        rescale: Rescale::MeanTotal(1000.0),
+        poisson,
+        seed,
+        ..Default::default()
+    };
     ImageSimulator::new(cex_a(), config).unwrap()
 }
 
@@ -33,6 +38,9 @@ fn a_five_million_image_stream_runs_in_constant_memory() {
     assert_eq!(batch.start, 4_990_000 + 30 * 256);
     if let (Some(a), Some(b)) = (before, rss_bytes()) {
         // 31 batches = 130 MB of images went through; memory holds one batch (17 MB).
-        assert!(b < a + 20_000_000, "memory grew from {a} to {b} bytes over {seen} images");
+        assert!(
+            b < a + 20_000_000,
+            "memory grew from {a} to {b} bytes over {seen} images"
+        );
     }
 }

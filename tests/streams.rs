@@ -6,7 +6,12 @@ use common::*;
 use xrai_bench::data::{Dataset, DatasetWriter, ImageSimulator, ImageStream, Rescale, SimulationConfig, Split};
 
 fn simulator(poisson: bool, seed: u64) -> ImageSimulator {
-    let config = SimulationConfig { rescale: Rescale::MeanTotal(1000.0), poisson, seed, ..Default::default() };
+    let config = SimulationConfig {
+        rescale: Rescale::MeanTotal(1000.0),
+        poisson,
+        seed,
+        ..Default::default()
+    };
     ImageSimulator::new(cex_a(), config).unwrap()
 }
 
@@ -30,10 +35,16 @@ fn same_seed_same_images_whatever_the_batch_size_or_thread_count() {
         let reference = collect(&sim, Split::Train, 37, 64, 1);
         for (batch, threads) in [(1, 2), (7, 2), (5, 1), (37, 2)] {
             let other = collect(&sim, Split::Train, 37, batch, threads);
-            assert!(reference == other, "poisson={poisson}: batch {batch}, {threads} threads differ");
+            assert!(
+                reference == other,
+                "poisson={poisson}: batch {batch}, {threads} threads differ"
+            );
         }
         // A window of the stream equals the same images of the full stream.
-        let window: Vec<f32> = ImageStream::new(&sim, Split::Train, 37, 8).starting_at(30).flat_map(|b| b.images).collect();
+        let window: Vec<f32> = ImageStream::new(&sim, Split::Train, 37, 8)
+            .starting_at(30)
+            .flat_map(|b| b.images)
+            .collect();
         assert_eq!(&window[..], &reference.0[30 * sim.pixels()..]);
     }
 }
@@ -55,11 +66,16 @@ fn seeds_and_splits_give_different_images() {
 fn poisson_images_hold_the_requested_photons() {
     let sim = simulator(true, 5);
     let (images, _) = collect(&sim, Split::Train, 200, 64, 2);
-    let totals: Vec<f64> =
-        images.chunks(sim.pixels()).map(|im| im.iter().map(|&x| x as f64).sum()).collect();
+    let totals: Vec<f64> = images
+        .chunks(sim.pixels())
+        .map(|im| im.iter().map(|&x| x as f64).sum())
+        .collect();
     let mean = totals.iter().sum::<f64>() / totals.len() as f64;
     assert!((mean / 1000.0 - 1.0).abs() < 0.05, "mean photons {mean}");
-    assert!(images.iter().all(|&x| x >= 0.0 && x.fract() == 0.0), "counts are non-negative integers");
+    assert!(
+        images.iter().all(|&x| x >= 0.0 && x.fract() == 0.0),
+        "counts are non-negative integers"
+    );
 }
 
 #[test]
@@ -87,7 +103,9 @@ fn datasets_round_trip_in_chunks() {
     let len = std::fs::metadata(&path).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     f.set_len(len - 1000).unwrap();
-    let err = Dataset::open(dir.path()).err().expect("truncated dataset must fail").to_string();
+    let err = Dataset::open(dir.path())
+        .err()
+        .expect("truncated dataset must fail")
+        .to_string();
     assert!(err.contains("truncated"), "{err}");
 }
-

@@ -8,14 +8,14 @@ use xrai_bench::data::{ImageSimulator, Rescale, SimulationConfig, Split};
 use xrai_bench::eval::pose_error::pose_error;
 use xrai_bench::physics::form_factor::FormFactor;
 use xrai_bench::physics::molecule::{self, Molecule};
-use xrai_bench::xrai::decoder::{trilinear, trilinear_generic};
 use xrai_bench::xrai::config::{DataLoss, DecoderKind};
-use xrai_bench::xrai::loss::{branch_errors, poisson_deviance, symmetric_multihead, winners};
+use xrai_bench::xrai::decoder::{trilinear, trilinear_generic};
 use xrai_bench::xrai::geometry::load_amplitudes;
 use xrai_bench::xrai::init::{radial_volume, true_amplitude_volume, InputStats};
+use xrai_bench::xrai::loss::{branch_errors, poisson_deviance, symmetric_multihead, winners};
 use xrai_bench::xrai::trainer::VolumeInit;
-use xrai_bench::xrai::{Trainer, WorkingGeometry};
 use xrai_bench::xrai::{sixd_to_rotation, XraiConfig};
+use xrai_bench::xrai::{Trainer, WorkingGeometry};
 
 fn det3(r: &[f32]) -> f32 {
     r[0] * (r[4] * r[8] - r[5] * r[7]) - r[1] * (r[3] * r[8] - r[5] * r[6]) + r[2] * (r[3] * r[7] - r[4] * r[6])
@@ -54,7 +54,12 @@ fn op_grads(vol: &[f32], m: usize, coords: &[f32], w: &[f32], generic: bool) -> 
     let v = Var::from_vec(vol.to_vec(), (m, m, m), &dev).unwrap();
     let c = Var::from_vec(coords.to_vec(), (coords.len() / 3, 3), &dev).unwrap();
     let wt = Tensor::from_vec(w.to_vec(), w.len(), &dev).unwrap();
-    let out = if generic { trilinear_generic(v.as_tensor(), c.as_tensor()) } else { trilinear(v.as_tensor(), c.as_tensor()) }.unwrap();
+    let out = if generic {
+        trilinear_generic(v.as_tensor(), c.as_tensor())
+    } else {
+        trilinear(v.as_tensor(), c.as_tensor())
+    }
+    .unwrap();
     let loss = (out * wt).unwrap().sum_all().unwrap();
     let g = loss.backward().unwrap();
     (
@@ -93,14 +98,21 @@ fn trilinear_gradients_match_finite_differences() {
     }
     let scale = gc.iter().map(|g| g.abs() as f64).fold(0.0, f64::max);
     assert!(scale > 0.1, "coordinate gradients are all ~0");
-    assert!(max_err < 2e-3 * scale.max(1.0), "coordinate gradient error {max_err} (scale {scale})");
+    assert!(
+        max_err < 2e-3 * scale.max(1.0),
+        "coordinate gradient error {max_err} (scale {scale})"
+    );
     // volume: the output is linear in it, so a unit step is exact up to rounding
     let mut checked = 0;
     for i in (0..vol.len()).step_by(3) {
         let mut vp = vol.clone();
         vp[i] += 1.0;
         let fd = f(&vp, &coords) - f0 as f64;
-        assert!((fd - gv[i] as f64).abs() < 1e-4 + 1e-4 * fd.abs(), "volume gradient at {i}: op {} vs fd {fd}", gv[i]);
+        assert!(
+            (fd - gv[i] as f64).abs() < 1e-4 + 1e-4 * fd.abs(),
+            "volume gradient at {i}: op {} vs fd {fd}",
+            gv[i]
+        );
         checked += (gv[i] != 0.0) as usize;
     }
     assert!(checked > 10, "too few voxels touched ({checked})");
@@ -122,7 +134,9 @@ fn trilinear_backward_is_thread_count_independent() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let vol: Vec<f32> = (0..m * m * m).map(|_| rng.random::<f32>()).collect();
     let n = 300_000; // more than two backward work units
-    let coords: Vec<f32> = (0..n * 3).map(|_| rng.random::<f32>() * (m as f32 + 1.0) - 1.0).collect();
+    let coords: Vec<f32> = (0..n * 3)
+        .map(|_| rng.random::<f32>() * (m as f32 + 1.0) - 1.0)
+        .collect();
     let grad: Vec<f32> = (0..n).map(|_| rng.random::<f32>() - 0.5).collect();
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
@@ -130,13 +144,22 @@ fn trilinear_backward_is_thread_count_independent() {
     };
     let (gv1, gc1) = run(1);
     let (gv3, gc3) = run(3);
-    assert!(gv1.iter().zip(&gv3).all(|(a, b)| a.to_bits() == b.to_bits()), "volume gradient depends on the thread count");
-    assert!(gc1.iter().zip(&gc3).all(|(a, b)| a.to_bits() == b.to_bits()), "coordinate gradient depends on the thread count");
+    assert!(
+        gv1.iter().zip(&gv3).all(|(a, b)| a.to_bits() == b.to_bits()),
+        "volume gradient depends on the thread count"
+    );
+    assert!(
+        gc1.iter().zip(&gc3).all(|(a, b)| a.to_bits() == b.to_bits()),
+        "coordinate gradient depends on the thread count"
+    );
     let mut out = vec![0f32; n];
     trilinear_forward(&vol, m, &coords, &mut out);
     let lhs: f64 = gv1.iter().zip(&vol).map(|(g, v)| *g as f64 * *v as f64).sum();
     let rhs: f64 = grad.iter().zip(&out).map(|(g, f)| *g as f64 * *f as f64).sum();
-    assert!((lhs - rhs).abs() < 1e-3 * rhs.abs().max(1.0), "<gv, v> {lhs} vs <g, f> {rhs}");
+    assert!(
+        (lhs - rhs).abs() < 1e-3 * rhs.abs().max(1.0),
+        "<gv, v> {lhs} vs <g, f> {rhs}"
+    );
 }
 
 /// The fused slice op (rotation, trilinear sampling and pixel weights in one pass) gives the
@@ -150,7 +173,9 @@ fn fused_slice_matches_the_explicit_path() {
     let spacing = 0.01;
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     // |s| up to 5 voxels: some samples reach past the 9³ grid's half width of 4
-    let s: Vec<[f64; 3]> = (0..p).map(|_| std::array::from_fn(|_| (rng.random::<f64>() - 0.5) * 10.0 * spacing)).collect();
+    let s: Vec<[f64; 3]> = (0..p)
+        .map(|_| std::array::from_fn(|_| (rng.random::<f64>() - 0.5) * 10.0 * spacing))
+        .collect();
     let weight: Vec<f32> = (0..p).map(|_| 0.5 + rng.random::<f32>()).collect();
     let vol0: Vec<f32> = (0..m * m * m).map(|_| rng.random::<f32>()).collect();
     let sixd0: Vec<f32> = (0..n * 6).map(|_| rng.random::<f32>() - 0.5).collect();
@@ -160,11 +185,19 @@ fn fused_slice_matches_the_explicit_path() {
         let sixd = Var::from_vec(sixd0.clone(), (n, 6), &dev).unwrap();
         let dec = Decoder::voxel(vol.as_tensor().clone(), spacing, &s, &weight, None).unwrap();
         let rots = sixd_to_rotation(sixd.as_tensor()).unwrap();
-        let a = if fused { dec.forward(&rots).unwrap() } else { dec.forward_unfused(&dec.amplitudes, &rots).unwrap() };
+        let a = if fused {
+            dec.forward(&rots).unwrap()
+        } else {
+            dec.forward_unfused(&dec.amplitudes, &rots).unwrap()
+        };
         let wt = Tensor::from_vec(w.clone(), (n, p), &dev).unwrap();
         let g = (&a * wt).unwrap().sum_all().unwrap().backward().unwrap();
         let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        (flat(&a), flat(g.get(vol.as_tensor()).unwrap()), flat(g.get(sixd.as_tensor()).unwrap()))
+        (
+            flat(&a),
+            flat(g.get(vol.as_tensor()).unwrap()),
+            flat(g.get(sixd.as_tensor()).unwrap()),
+        )
     };
     let (a1, gv1, gs1) = run(true);
     let (a0, gv0, gs0) = run(false);
@@ -198,7 +231,10 @@ fn fused_branch_errors_match_tensor_ops() {
         let other = if fused { x.clone() } else { (x * 1.0).unwrap() };
         let e = branch_errors(x, &other, &t, &tp, 0.7, DataLoss::Mse).unwrap();
         let g = (&e * &wt).unwrap().sum_all().unwrap().backward().unwrap();
-        (e.flatten_all().unwrap().to_vec1::<f32>().unwrap(), g.get(x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        (
+            e.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            g.get(x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        )
     };
     let (e1, g1) = run(true);
     let (e0, g0) = run(false);
@@ -217,7 +253,10 @@ fn symmetric_loss_picks_the_smaller_branch() {
     // two heads; image 0: head 1 matches the π-rotated target exactly; image 1: head 0 is
     // off by 1 everywhere from the direct target, head 1 far from both
     let pred = Tensor::new(
-        &[[[0f32, 0., 0., 0.], [4., 3., 2., 1.]], [[2., 2., 6., 6.], [9., 9., 9., 9.]]],
+        &[
+            [[0f32, 0., 0., 0.], [4., 3., 2., 1.]],
+            [[2., 2., 6., 6.], [9., 9., 9., 9.]],
+        ],
         &dev,
     )
     .unwrap();
@@ -230,9 +269,16 @@ fn symmetric_loss_picks_the_smaller_branch() {
     assert!((loss - 0.5).abs() < 1e-6, "loss {loss}");
     // single head, flipped-only match: the min still takes the π branch (equation 4)
     let one = pred.narrow(1, 1, 1).unwrap();
-    let e1 = branch_errors(&one, &one, &target, &target_pi, 1.0, DataLoss::Mse).unwrap().to_vec3::<f32>().unwrap();
+    let e1 = branch_errors(&one, &one, &target, &target_pi, 1.0, DataLoss::Mse)
+        .unwrap()
+        .to_vec3::<f32>()
+        .unwrap();
     assert!(e1[0][0][1] < e1[0][0][0]);
-    let l1 = symmetric_multihead(&branch_errors(&one, &one, &target, &target_pi, 1.0, DataLoss::Mse).unwrap(), 0.0).unwrap();
+    let l1 = symmetric_multihead(
+        &branch_errors(&one, &one, &target, &target_pi, 1.0, DataLoss::Mse).unwrap(),
+        0.0,
+    )
+    .unwrap();
     let direct_only = e1[0][0][0] + e1[1][0][0];
     assert!(l1.to_scalar::<f32>().unwrap() < direct_only / 2.0);
     let _ = p;
@@ -247,28 +293,64 @@ fn symmetric_loss_picks_the_smaller_branch() {
 #[test]
 fn encoder_learns_poses_with_the_true_volume_frozen() {
     xrai_bench::xrai::configure_cpu();
-    let steps: usize = std::env::var("XRAI_TEST_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    let steps: usize = std::env::var("XRAI_TEST_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
     let mol = molecule::load("2CEX_A", None, false, false).unwrap();
-    let sim = ImageSimulator::new(mol, SimulationConfig { rescale: Rescale::MeanTotal(20000.0), ..Default::default() }).unwrap();
-    let cfg = XraiConfig { uniformity_weight: 0.0, ..XraiConfig::default() };
+    let sim = ImageSimulator::new(
+        mol,
+        SimulationConfig {
+            rescale: Rescale::MeanTotal(20000.0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let cfg = XraiConfig {
+        uniformity_weight: 0.0,
+        ..XraiConfig::default()
+    };
     let geo = WorkingGeometry::new(&sim, cfg.working_size).unwrap();
     let (stat_amps, stat_poses) = load_amplitudes(&sim, &geo, Split::Train, 0, 1024);
     let stats = InputStats::from_amplitudes(&stat_amps, geo.pixels());
     let m = cfg.volume_size;
     let truth = true_amplitude_volume(&sim, m, geo.volume_spacing(m));
-    let t = Trainer::new(cfg.clone(), geo.clone(), Some(&stats), VolumeInit::Frozen(truth.clone()), None, Device::Cpu).unwrap();
-    let scale = t.fit_volume_scale(&stat_amps[..256 * geo.pixels()], &stat_poses[..256]).unwrap();
+    let t = Trainer::new(
+        cfg.clone(),
+        geo.clone(),
+        Some(&stats),
+        VolumeInit::Frozen(truth.clone()),
+        None,
+        Device::Cpu,
+    )
+    .unwrap();
+    let scale = t
+        .fit_volume_scale(&stat_amps[..256 * geo.pixels()], &stat_poses[..256])
+        .unwrap();
     let truth: Vec<f32> = truth.iter().map(|v| v * scale as f32).collect();
-    let mut t = Trainer::new(cfg.clone(), geo.clone(), Some(&stats), VolumeInit::Frozen(truth), None, Device::Cpu).unwrap();
+    let mut t = Trainer::new(
+        cfg.clone(),
+        geo.clone(),
+        Some(&stats),
+        VolumeInit::Frozen(truth),
+        None,
+        Device::Cpu,
+    )
+    .unwrap();
     let (test_amps, test_poses) = load_amplitudes(&sim, &geo, Split::Test, 0, 500);
     let start = std::time::Instant::now();
-    let before = pose_error(&test_poses, &t.predict(&test_amps).unwrap()).unwrap().summary.median_deg;
+    let before = pose_error(&test_poses, &t.predict(&test_amps).unwrap())
+        .unwrap()
+        .summary
+        .median_deg;
     let mut last = f64::NAN;
     for step in 0..steps {
         let (amps, _) = load_amplitudes(&sim, &geo, Split::Train, (step * cfg.batch) as u64, cfg.batch);
         let s = t.train_step(&amps).unwrap();
         if (step + 1) % 100 == 0 || step + 1 == steps {
-            let e = pose_error(&test_poses, &t.predict(&test_amps).unwrap()).unwrap().summary;
+            let e = pose_error(&test_poses, &t.predict(&test_amps).unwrap())
+                .unwrap()
+                .summary;
             eprintln!(
                 "step {} loss {:.4} (data {:.4}, unif {:.4}) test median {:.1}° rms {:.1}° ({:.1} s)",
                 step + 1,
@@ -283,7 +365,10 @@ fn encoder_learns_poses_with_the_true_volume_frozen() {
         }
     }
     eprintln!("before training: median {before:.1}°");
-    assert!(last < 50.0, "median test pose error {last:.1}° after {steps} steps (random ≈ 90–100°)");
+    assert!(
+        last < 50.0,
+        "median test pose error {last:.1}° after {steps} steps (random ≈ 90–100°)"
+    );
 }
 
 /// A tiny end-to-end reconstruction: a learned volume (21³, from the radial-average start) and
@@ -302,16 +387,40 @@ fn tiny_end_to_end_reconstruction_learns_poses() {
         })
         .collect();
     let mol = Molecule::new("30 random atoms", atoms);
-    let sim = ImageSimulator::new(mol, SimulationConfig { rescale: Rescale::MeanTotal(20000.0), ..Default::default() }).unwrap();
-    let cfg = XraiConfig { working_size: 16, volume_size: 21, ..XraiConfig::default() };
+    let sim = ImageSimulator::new(
+        mol,
+        SimulationConfig {
+            rescale: Rescale::MeanTotal(20000.0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let cfg = XraiConfig {
+        working_size: 16,
+        volume_size: 21,
+        ..XraiConfig::default()
+    };
     let geo = WorkingGeometry::new(&sim, cfg.working_size).unwrap();
     let (stat_amps, _) = load_amplitudes(&sim, &geo, Split::Train, 0, 1024);
     let stats = InputStats::from_amplitudes(&stat_amps, geo.pixels());
     let m = cfg.volume_size;
     let v0 = radial_volume(&geo, &stat_amps, m, geo.volume_spacing(m), cfg.init_noise, cfg.seed);
-    let mut t = Trainer::new(cfg.clone(), geo.clone(), Some(&stats), VolumeInit::Learned(v0), None, Device::Cpu).unwrap();
+    let mut t = Trainer::new(
+        cfg.clone(),
+        geo.clone(),
+        Some(&stats),
+        VolumeInit::Learned(v0),
+        None,
+        Device::Cpu,
+    )
+    .unwrap();
     let (test_amps, test_poses) = load_amplitudes(&sim, &geo, Split::Test, 0, 500);
-    let median = |t: &Trainer| pose_error(&test_poses, &t.predict(&test_amps).unwrap()).unwrap().summary.median_deg;
+    let median = |t: &Trainer| {
+        pose_error(&test_poses, &t.predict(&test_amps).unwrap())
+            .unwrap()
+            .summary
+            .median_deg
+    };
     let before = median(&t);
     let start = std::time::Instant::now();
     for step in 0..1000 {
@@ -319,9 +428,18 @@ fn tiny_end_to_end_reconstruction_learns_poses() {
         t.train_step(&amps).unwrap();
     }
     let after = median(&t);
-    eprintln!("median test pose error {before:.1}° before, {after:.1}° after 1,000 steps ({:.1} s)", start.elapsed().as_secs_f64());
-    assert!(before > 70.0, "the untrained encoder already scores {before:.1}°: the baseline is not random");
-    assert!(after < 40.0, "median test pose error {after:.1}° after 1,000 steps (untrained: {before:.1}°)");
+    eprintln!(
+        "median test pose error {before:.1}° before, {after:.1}° after 1,000 steps ({:.1} s)",
+        start.elapsed().as_secs_f64()
+    );
+    assert!(
+        before > 70.0,
+        "the untrained encoder already scores {before:.1}°: the baseline is not random"
+    );
+    assert!(
+        after < 40.0,
+        "median test pose error {after:.1}° after 1,000 steps (untrained: {before:.1}°)"
+    );
 }
 
 /// The decoder with the true volume reproduces the (binned, amplitude) images at the true
@@ -330,20 +448,54 @@ fn tiny_end_to_end_reconstruction_learns_poses() {
 fn decoder_with_true_volume_reproduces_images() {
     for rescale in [Rescale::MeanTotal(20000.0), Rescale::PerImage(20000.0)] {
         let mol = molecule::load("2CEX_A", None, false, false).unwrap();
-        let sim = ImageSimulator::new(mol, SimulationConfig { rescale, ..Default::default() }).unwrap();
+        let sim = ImageSimulator::new(
+            mol,
+            SimulationConfig {
+                rescale,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let cfg = XraiConfig::default();
         let geo = WorkingGeometry::new(&sim, cfg.working_size).unwrap();
         let (amps, poses) = load_amplitudes(&sim, &geo, Split::Train, 0, 64);
         let stats = InputStats::from_amplitudes(&amps, geo.pixels());
         let m = cfg.volume_size;
         let truth = true_amplitude_volume(&sim, m, geo.volume_spacing(m));
-        let norm = if let Rescale::PerImage(t) = rescale { Some(t) } else { None };
-        let t = Trainer::new(cfg.clone(), geo.clone(), Some(&stats), VolumeInit::Frozen(truth.clone()), norm, Device::Cpu).unwrap();
+        let norm = if let Rescale::PerImage(t) = rescale {
+            Some(t)
+        } else {
+            None
+        };
+        let t = Trainer::new(
+            cfg.clone(),
+            geo.clone(),
+            Some(&stats),
+            VolumeInit::Frozen(truth.clone()),
+            norm,
+            Device::Cpu,
+        )
+        .unwrap();
         let k = t.fit_volume_scale(&amps, &poses).unwrap() as f32;
-        let t = Trainer::new(cfg, geo.clone(), Some(&stats), VolumeInit::Frozen(truth.iter().map(|v| v * k).collect()), norm, Device::Cpu).unwrap();
+        let t = Trainer::new(
+            cfg,
+            geo.clone(),
+            Some(&stats),
+            VolumeInit::Frozen(truth.iter().map(|v| v * k).collect()),
+            norm,
+            Device::Cpu,
+        )
+        .unwrap();
         let rel = |poses: &[nalgebra::UnitQuaternion<f64>]| {
             let r = xrai_bench::xrai::trainer::rotations_tensor(poses, &Device::Cpu).unwrap();
-            let pred = t.decoder.forward(&r).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let pred = t
+                .decoder
+                .forward(&r)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             let num: f64 = pred.iter().zip(&amps).map(|(p, a)| ((p - a) as f64).powi(2)).sum();
             let den: f64 = amps.iter().map(|a| (*a as f64).powi(2)).sum();
             (num / den).sqrt()
@@ -353,7 +505,10 @@ fn decoder_with_true_volume_reproduces_images() {
         let wrong = rel(&wrong);
         eprintln!("{rescale:?}: relative rms error at the true poses {right:.4}, at the inverse poses {wrong:.4}");
         assert!(right < 0.1, "decoder at true poses is off by {right:.3} (relative rms)");
-        assert!(wrong > 2.0 * right, "inverse poses fit as well ({wrong:.3} vs {right:.3}): convention not tested");
+        assert!(
+            wrong > 2.0 * right,
+            "inverse poses fit as well ({wrong:.3} vs {right:.3}): convention not tested"
+        );
     }
 }
 
@@ -376,7 +531,10 @@ fn poisson_deviance_is_the_shifted_negative_log_likelihood() {
     let target = Tensor::new(&[[1f32, 2., 3.]], &dev).unwrap();
     let target_pi = Tensor::new(&[[3f32, 2., 1.]], &dev).unwrap();
     let pred = Tensor::new(&[[[3f32, 2., 1.]]], &dev).unwrap();
-    let e = branch_errors(&pred, &pred, &target, &target_pi, 1.0, DataLoss::Poisson).unwrap().to_vec3::<f32>().unwrap();
+    let e = branch_errors(&pred, &pred, &target, &target_pi, 1.0, DataLoss::Poisson)
+        .unwrap()
+        .to_vec3::<f32>()
+        .unwrap();
     assert!(e[0][0][1].abs() < 1e-4 && e[0][0][0] > 0.1, "{e:?}");
 }
 
@@ -408,24 +566,61 @@ fn gaussian_pyramid_blurs_by_level() {
 fn fouriernet_decoder_is_friedel_symmetric_and_trainable() {
     xrai_bench::xrai::configure_cpu();
     let mol = molecule::load("2CEX_A", None, false, false).unwrap();
-    let sim = ImageSimulator::new(mol, SimulationConfig { rescale: Rescale::MeanTotal(20000.0), ..Default::default() }).unwrap();
-    let cfg = XraiConfig { decoder: DecoderKind::FourierNet, heads: 1, working_size: 16, widths: vec![8, 8], siren_width: 32, siren_layers: 2, lr_volume: 1e-3, batch: 8, ..XraiConfig::default() };
+    let sim = ImageSimulator::new(
+        mol,
+        SimulationConfig {
+            rescale: Rescale::MeanTotal(20000.0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let cfg = XraiConfig {
+        decoder: DecoderKind::FourierNet,
+        heads: 1,
+        working_size: 16,
+        widths: vec![8, 8],
+        siren_width: 32,
+        siren_layers: 2,
+        lr_volume: 1e-3,
+        batch: 8,
+        ..XraiConfig::default()
+    };
     let geo = WorkingGeometry::new(&sim, cfg.working_size).unwrap();
     let (amps, _) = load_amplitudes(&sim, &geo, Split::Train, 0, 8);
     let stats = InputStats::from_amplitudes(&amps, geo.pixels());
-    let mut t = Trainer::new(cfg.clone(), geo.clone(), Some(&stats), VolumeInit::Learned(vec![0.0; cfg.volume_size.pow(3)]), None, Device::Cpu).unwrap();
+    let mut t = Trainer::new(
+        cfg.clone(),
+        geo.clone(),
+        Some(&stats),
+        VolumeInit::Learned(vec![0.0; cfg.volume_size.pow(3)]),
+        None,
+        Device::Cpu,
+    )
+    .unwrap();
     let m = cfg.volume_size;
     let v = t.decoder.symmetrized_volume().unwrap();
     assert_eq!(v.len(), m * m * m);
     for i in [0usize, 17, 1234, m * m * m / 3] {
         let j = m * m * m - 1 - i; // the point reflection through the centre voxel
-        assert!((v[i] - v[j]).abs() <= 1e-5 * v[i].abs().max(1.0), "{} vs {}", v[i], v[j]);
+        assert!(
+            (v[i] - v[j]).abs() <= 1e-5 * v[i].abs().max(1.0),
+            "{} vs {}",
+            v[i],
+            v[j]
+        );
     }
-    assert!(v.iter().all(|x| x.is_finite()) && v.iter().any(|x| x.abs() > 1e-6), "FourierNet output all zero or not finite");
+    assert!(
+        v.iter().all(|x| x.is_finite()) && v.iter().any(|x| x.abs() > 1e-6),
+        "FourierNet output all zero or not finite"
+    );
     t.train_step(&amps).unwrap();
     let v2 = t.decoder.symmetrized_volume().unwrap();
     let moved = v.iter().zip(&v2).filter(|(a, b)| (*a - *b).abs() > 1e-7).count();
-    assert!(moved > v.len() / 2, "a step changed only {moved} of {} amplitudes", v.len());
+    assert!(
+        moved > v.len() / 2,
+        "a step changed only {moved} of {} amplitudes",
+        v.len()
+    );
 }
 
 /// A checkpoint carries everything a step depends on (weights, batch-norm statistics, input
@@ -434,14 +629,38 @@ fn fouriernet_decoder_is_friedel_symmetric_and_trainable() {
 fn resume_from_checkpoint_continues_the_same_trajectory() {
     xrai_bench::xrai::configure_cpu();
     let mol = molecule::load("2CEX_A", None, false, false).unwrap();
-    let sim = ImageSimulator::new(mol, SimulationConfig { rescale: Rescale::MeanTotal(20000.0), ..Default::default() }).unwrap();
-    let cfg = XraiConfig { heads: 2, working_size: 16, widths: vec![8, 8], volume_size: 15, batch: 8, ..XraiConfig::default() };
+    let sim = ImageSimulator::new(
+        mol,
+        SimulationConfig {
+            rescale: Rescale::MeanTotal(20000.0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let cfg = XraiConfig {
+        heads: 2,
+        working_size: 16,
+        widths: vec![8, 8],
+        volume_size: 15,
+        batch: 8,
+        ..XraiConfig::default()
+    };
     let geo = WorkingGeometry::new(&sim, cfg.working_size).unwrap();
     let (amps, _) = load_amplitudes(&sim, &geo, Split::Train, 0, 6 * cfg.batch);
     let stats = InputStats::from_amplitudes(&amps, geo.pixels());
     let m = cfg.volume_size;
     let v0 = xrai_bench::xrai::init::radial_volume(&geo, &amps, m, geo.volume_spacing(m), 0.01, 0);
-    let new = || Trainer::new(cfg.clone(), geo.clone(), Some(&stats), VolumeInit::Learned(v0.clone()), None, Device::Cpu).unwrap();
+    let new = || {
+        Trainer::new(
+            cfg.clone(),
+            geo.clone(),
+            Some(&stats),
+            VolumeInit::Learned(v0.clone()),
+            None,
+            Device::Cpu,
+        )
+        .unwrap()
+    };
     let batch = |i: usize| &amps[i * cfg.batch * geo.pixels()..(i + 1) * cfg.batch * geo.pixels()];
     let mut straight = new();
     for i in 0..6 {
@@ -453,7 +672,15 @@ fn resume_from_checkpoint_continues_the_same_trajectory() {
     }
     let dir = tempfile::tempdir().unwrap();
     first.save_checkpoint(dir.path(), &Default::default()).unwrap();
-    let mut resumed = Trainer::new(cfg.clone(), geo.clone(), None, VolumeInit::FromCheckpoint, None, Device::Cpu).unwrap();
+    let mut resumed = Trainer::new(
+        cfg.clone(),
+        geo.clone(),
+        None,
+        VolumeInit::FromCheckpoint,
+        None,
+        Device::Cpu,
+    )
+    .unwrap();
     resumed.load_checkpoint(dir.path()).unwrap();
     assert_eq!(resumed.step, 3);
     for i in 3..6 {
@@ -463,10 +690,21 @@ fn resume_from_checkpoint_continues_the_same_trajectory() {
     let b = resumed.decoder.symmetrized_volume().unwrap();
     let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     let scale = a.iter().map(|x| x.abs()).fold(0f32, f32::max);
-    assert!(worst <= 1e-5 * scale, "resumed volume differs by {worst} (scale {scale})");
+    assert!(
+        worst <= 1e-5 * scale,
+        "resumed volume differs by {worst} (scale {scale})"
+    );
     // without Adam's moments the trajectory differs measurably (the check above can fail)
     std::fs::remove_file(dir.path().join("optimizer.safetensors")).unwrap();
-    let mut fresh_moments = Trainer::new(cfg.clone(), geo.clone(), None, VolumeInit::FromCheckpoint, None, Device::Cpu).unwrap();
+    let mut fresh_moments = Trainer::new(
+        cfg.clone(),
+        geo.clone(),
+        None,
+        VolumeInit::FromCheckpoint,
+        None,
+        Device::Cpu,
+    )
+    .unwrap();
     fresh_moments.load_checkpoint(dir.path()).unwrap();
     for i in 3..6 {
         fresh_moments.train_step(batch(i)).unwrap();
@@ -484,8 +722,19 @@ fn resume_from_checkpoint_continues_the_same_trajectory() {
 fn same_seed_same_training_at_a_fixed_thread_count() {
     xrai_bench::xrai::configure_cpu();
     let mol = molecule::load("2CEX_A", None, false, false).unwrap();
-    let sim = ImageSimulator::new(mol, SimulationConfig { rescale: Rescale::MeanTotal(20000.0), ..Default::default() }).unwrap();
-    let cfg = XraiConfig { working_size: 16, volume_size: 21, ..XraiConfig::default() };
+    let sim = ImageSimulator::new(
+        mol,
+        SimulationConfig {
+            rescale: Rescale::MeanTotal(20000.0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let cfg = XraiConfig {
+        working_size: 16,
+        volume_size: 21,
+        ..XraiConfig::default()
+    };
     let geo = WorkingGeometry::new(&sim, cfg.working_size).unwrap();
     let (stat_amps, _) = load_amplitudes(&sim, &geo, Split::Train, 0, 256);
     let stats = InputStats::from_amplitudes(&stat_amps, geo.pixels());
@@ -495,7 +744,15 @@ fn same_seed_same_training_at_a_fixed_thread_count() {
         pool.install(|| {
             let m = cfg.volume_size;
             let v0 = radial_volume(&geo, &stat_amps, m, geo.volume_spacing(m), cfg.init_noise, cfg.seed);
-            let mut t = Trainer::new(cfg.clone(), geo.clone(), Some(&stats), VolumeInit::Learned(v0), None, Device::Cpu).unwrap();
+            let mut t = Trainer::new(
+                cfg.clone(),
+                geo.clone(),
+                Some(&stats),
+                VolumeInit::Learned(v0),
+                None,
+                Device::Cpu,
+            )
+            .unwrap();
             for step in 0..8 {
                 let (amps, _) = load_amplitudes(&sim, &geo, Split::Train, (step * cfg.batch) as u64, cfg.batch);
                 t.train_step(&amps).unwrap();

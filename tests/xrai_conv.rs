@@ -30,8 +30,14 @@ fn assert_close(a: &Tensor, b: &Tensor, tol: f32, what: &str) {
 
 /// (B, C, O, H, W): the requested shapes plus odd cases (1-pixel rows/columns, batches that
 /// split into uneven chunks of images).
-const SHAPES: [(usize, usize, usize, usize, usize); 6] =
-    [(3, 5, 7, 8, 8), (2, 1, 4, 6, 10), (2, 3, 2, 1, 5), (1, 2, 3, 7, 1), (10, 4, 6, 4, 4), (5, 16, 32, 16, 16)];
+const SHAPES: [(usize, usize, usize, usize, usize); 6] = [
+    (3, 5, 7, 8, 8),
+    (2, 1, 4, 6, 10),
+    (2, 3, 2, 1, 5),
+    (1, 2, 3, 7, 1),
+    (10, 4, 6, 4, 4),
+    (5, 16, 32, 16, 16),
+];
 
 fn check_forward() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -51,8 +57,18 @@ fn check_gradients() {
         let x = Var::from_tensor(&randn(&mut rng, &[b, c, h, w])).unwrap();
         let k = Var::from_tensor(&randn(&mut rng, &[o, c, 3, 3])).unwrap();
         let r = randn(&mut rng, &[b, o, h, w]);
-        let g1 = (conv3x3(&x, &k).unwrap() * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (x.conv2d(&k, 1, 1, 1, 1).unwrap() * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let g1 = (conv3x3(&x, &k).unwrap() * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (x.conv2d(&k, 1, 1, 1, 1).unwrap() * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         let s = format!("{:?}", (b, c, o, h, w));
         assert_close(g1.get(&x).unwrap(), g2.get(&x).unwrap(), 1e-4, &format!("grad x {s}"));
         assert_close(g1.get(&k).unwrap(), g2.get(&k).unwrap(), 1e-4, &format!("grad w {s}"));
@@ -88,8 +104,23 @@ fn constant_input_gets_no_gradient() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let x = randn(&mut rng, &[4, 1, 12, 12]);
     let k = Var::from_tensor(&randn(&mut rng, &[8, 1, 3, 3])).unwrap();
-    let g1 = conv3x3(&x, &k).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
-    let g2 = x.conv2d(&k, 1, 1, 1, 1).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+    let g1 = conv3x3(&x, &k)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let g2 = x
+        .conv2d(&k, 1, 1, 1, 1)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
     assert!(g1.get(&x).is_none());
     assert_close(g1.get(&k).unwrap(), g2.get(&k).unwrap(), 1e-4, "grad w, constant x");
 }
@@ -108,12 +139,18 @@ fn gradients_match_finite_differences() {
         let x = Tensor::from_slice(x, (b, c, h, w), &dev).unwrap();
         let k = Tensor::from_slice(k, (o, c, 3, 3), &dev).unwrap();
         let y = vec(&conv3x3(&x, &k).unwrap());
-        y.iter().zip(&r).map(|(&y, &r)| 0.5 * r as f64 * (y as f64) * (y as f64)).sum()
+        y.iter()
+            .zip(&r)
+            .map(|(&y, &r)| 0.5 * r as f64 * (y as f64) * (y as f64))
+            .sum()
     };
     let xv = Var::from_slice(&x0, (b, c, h, w), &dev).unwrap();
     let kv = Var::from_slice(&k0, (o, c, 3, 3), &dev).unwrap();
     let rt = Tensor::from_slice(&r, (b, o, h, w), &dev).unwrap();
-    let l = ((conv3x3(&xv, &kv).unwrap().sqr().unwrap() * &rt).unwrap() * 0.5).unwrap().sum_all().unwrap();
+    let l = ((conv3x3(&xv, &kv).unwrap().sqr().unwrap() * &rt).unwrap() * 0.5)
+        .unwrap()
+        .sum_all()
+        .unwrap();
     let grads = l.backward().unwrap();
     let gx = vec(grads.get(&xv).unwrap());
     let gk = vec(grads.get(&kv).unwrap());
@@ -132,13 +169,25 @@ fn gradients_match_finite_differences() {
     };
     // x: corner, edge, interior pixels of different images/channels
     let xi = |bi: usize, ci: usize, yy: usize, xx: usize| ((bi * c + ci) * h + yy) * w + xx;
-    for i in [xi(0, 0, 0, 0), xi(0, 2, 0, 3), xi(1, 1, 2, 3), xi(1, 2, 4, 5), xi(0, 1, 4, 0)] {
+    for i in [
+        xi(0, 0, 0, 0),
+        xi(0, 2, 0, 3),
+        xi(1, 1, 2, 3),
+        xi(1, 2, 4, 5),
+        xi(0, 1, 4, 0),
+    ] {
         let (a, n) = (gx[i] as f64, fd(&x0, &k0, i, true));
-        assert!((a - n).abs() <= 2e-3 * (1.0 + n.abs()), "dL/dx[{i}]: autograd {a}, finite difference {n}");
+        assert!(
+            (a - n).abs() <= 2e-3 * (1.0 + n.abs()),
+            "dL/dx[{i}]: autograd {a}, finite difference {n}"
+        );
     }
     for i in [0, 4, 8, 13, o * c * 9 - 1] {
         let (a, n) = (gk[i] as f64, fd(&x0, &k0, i, false));
-        assert!((a - n).abs() <= 2e-3 * (1.0 + n.abs()), "dL/dw[{i}]: autograd {a}, finite difference {n}");
+        assert!(
+            (a - n).abs() <= 2e-3 * (1.0 + n.abs()),
+            "dL/dw[{i}]: autograd {a}, finite difference {n}"
+        );
     }
 }
 
@@ -149,7 +198,10 @@ fn bad_inputs_give_errors() {
     let k = Tensor::zeros((5, 3, 3, 3), DType::F32, &dev).unwrap();
     let err = |r: candle_core::Result<Tensor>| r.expect_err("expected an error").to_string();
     // dtype
-    let e = err(conv3x3(&x.to_dtype(DType::F64).unwrap(), &k.to_dtype(DType::F64).unwrap()));
+    let e = err(conv3x3(
+        &x.to_dtype(DType::F64).unwrap(),
+        &k.to_dtype(DType::F64).unwrap(),
+    ));
     assert!(e.contains("f32"), "{e}");
     let e = err(conv3x3(&x, &k.to_dtype(DType::F16).unwrap()));
     assert!(e.contains("f32"), "{e}");
@@ -161,7 +213,10 @@ fn bad_inputs_give_errors() {
     let e = err(conv3x3(&x, &Tensor::zeros((5, 2, 3, 3), DType::F32, &dev).unwrap()));
     assert!(e.contains("input channels"), "{e}");
     // layout: the op itself refuses strided input (the `conv3x3` wrapper makes it contiguous)
-    let xt = Tensor::zeros((2, 3, 4, 4), DType::F32, &dev).unwrap().transpose(2, 3).unwrap();
+    let xt = Tensor::zeros((2, 3, 4, 4), DType::F32, &dev)
+        .unwrap()
+        .transpose(2, 3)
+        .unwrap();
     let e = err(xt.apply_op2(&k, Conv3x3));
     assert!(e.contains("contiguous"), "{e}");
     assert!(conv3x3(&xt, &k).is_ok());

@@ -37,15 +37,30 @@ fn batch_norm_matches_candle_in_values_gradients_and_running_stats() {
         let g1 = (&y1 * &r).unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = (&y2 * &r).unwrap().sum_all().unwrap().backward().unwrap();
         let get = |vm: &VarMap, name: &str| vm.data().lock().unwrap()[name].as_tensor().clone();
-        close(g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap(), 1e-3, "grad x");
+        close(
+            g1.get(x.as_tensor()).unwrap(),
+            g2.get(x.as_tensor()).unwrap(),
+            1e-3,
+            "grad x",
+        );
         for name in ["weight", "bias"] {
-            close(g1.get(&get(&vm1, name)).unwrap(), g2.get(&get(&vm2, name)).unwrap(), 1e-3, name);
+            close(
+                g1.get(&get(&vm1, name)).unwrap(),
+                g2.get(&get(&vm2, name)).unwrap(),
+                1e-3,
+                name,
+            );
         }
         for name in ["running_mean", "running_var"] {
             close(&get(&vm1, name), &get(&vm2, name), 1e-4, name);
         }
         // evaluation mode uses the running statistics, as Candle's does
-        close(&ours.forward_t(x.as_tensor(), false).unwrap(), &theirs.forward_t(x.as_tensor(), false).unwrap(), 1e-4, "eval");
+        close(
+            &ours.forward_t(x.as_tensor(), false).unwrap(),
+            &theirs.forward_t(x.as_tensor(), false).unwrap(),
+            1e-4,
+            "eval",
+        );
     }
 }
 
@@ -68,21 +83,48 @@ fn relu_max_pool_matches_candle() {
         for p in 0..b * c {
             for i in 0..h / 2 {
                 for j in 0..w / 2 {
-                    let idx = [(2 * i) * w + 2 * j, (2 * i) * w + 2 * j + 1, (2 * i + 1) * w + 2 * j, (2 * i + 1) * w + 2 * j + 1].map(|k| p * h * w + k);
-                    let best = idx.iter().copied().fold(idx[0], |a, k| if xs[k] > xs[a] { k } else { a });
+                    let idx = [
+                        (2 * i) * w + 2 * j,
+                        (2 * i) * w + 2 * j + 1,
+                        (2 * i + 1) * w + 2 * j,
+                        (2 * i + 1) * w + 2 * j + 1,
+                    ]
+                    .map(|k| p * h * w + k);
+                    let best = idx
+                        .iter()
+                        .copied()
+                        .fold(idx[0], |a, k| if xs[k] > xs[a] { k } else { a });
                     if xs[best] > 0.0 {
                         expected[best] += rs[p * (h / 2) * (w / 2) + i * (w / 2) + j];
                     }
                 }
             }
         }
-        close(g1.get(x.as_tensor()).unwrap(), &Tensor::new(expected, &dev).unwrap(), 1e-6, "grad");
+        close(
+            g1.get(x.as_tensor()).unwrap(),
+            &Tensor::new(expected, &dev).unwrap(),
+            1e-6,
+            "grad",
+        );
     }
     // ties go to the first maximum in row-major order; an all-negative window passes nothing
     let x = Var::new(&[[[[0.5f32, 2.0, -1.0, -2.0], [2.0, 0.0, -3.0, -4.0]]]], &dev).unwrap();
-    let g = relu_max_pool2(x.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
-    let g = g.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let g = relu_max_pool2(x.as_tensor())
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let g = g
+        .get(x.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     assert_eq!(g, vec![0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
-    assert!(relu_max_pool2(&Tensor::zeros((1, 1, 3, 4), DType::F32, &dev).unwrap()).is_err(), "odd H must be refused");
+    assert!(
+        relu_max_pool2(&Tensor::zeros((1, 1, 3, 4), DType::F32, &dev).unwrap()).is_err(),
+        "odd H must be refused"
+    );
 }
-

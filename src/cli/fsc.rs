@@ -5,15 +5,17 @@ use std::path::PathBuf;
 
 use anyhow::{ensure, Context, Result};
 
-use crate::eval::align::{align, AlignParams};
-use crate::eval::fsc::{fsc, THRESHOLD_1_7, THRESHOLD_HALF};
 use super::{check_finite_map, read_map};
 use crate::data::output::check_output_file;
+use crate::eval::align::{align, AlignParams};
+use crate::eval::fsc::{fsc, THRESHOLD_1_7, THRESHOLD_HALF};
 use crate::mrc::write_mrc;
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Example: resolution of a phased reconstruction against the simulated truth:\n  \
-    xrai-bench fsc data/cex1k/density.mrc phased.mrc --align --aligned-out phased_aligned.mrc")]
+#[command(
+    after_help = "Example: resolution of a phased reconstruction against the simulated truth:\n  \
+    xrai-bench fsc data/cex1k/density.mrc phased.mrc --align --aligned-out phased_aligned.mrc"
+)]
 pub struct Args {
     /// Reference map (MRC), e.g. the ground-truth density
     pub reference: PathBuf,
@@ -38,17 +40,16 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     if let Some(path) = &args.aligned_out {
-        check_output_file("--aligned-out", path, &[("REFERENCE", &args.reference), ("MAP", &args.map)], args.force)?;
+        check_output_file(
+            "--aligned-out",
+            path,
+            &[("REFERENCE", &args.reference), ("MAP", &args.map)],
+            args.force,
+        )?;
     }
     let reference = read_map("REFERENCE", &args.reference)?;
     let map = read_map("MAP", &args.map)?;
-    let context = || {
-        format!(
-            "comparing {} with {}",
-            args.map.display(),
-            args.reference.display()
-        )
-    };
+    let context = || format!("comparing {} with {}", args.map.display(), args.reference.display());
     // The grids first (the most basic mismatch), then each map's content.
     crate::eval::check_same_grid(&reference, &map).with_context(context)?;
     check_finite_map("REFERENCE", &args.reference, &reference)?;
@@ -79,7 +80,11 @@ pub fn run(args: Args) -> Result<()> {
         map
     };
     let curve = fsc(&reference, &map).with_context(context)?;
-    ensure!(curve.fsc.iter().all(|f| f.is_finite()), "{}: the FSC curve is not finite", context());
+    ensure!(
+        curve.fsc.iter().all(|f| f.is_finite()),
+        "{}: the FSC curve is not finite",
+        context()
+    );
     let half = curve.resolution(THRESHOLD_HALF);
     let seventh = curve.resolution(THRESHOLD_1_7);
     if args.json {

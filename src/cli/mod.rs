@@ -21,7 +21,9 @@ use crate::volume::Volume;
 /// Reads a map; an I/O error is said once (the OS reason is part of the message already).
 pub fn read_map(flag: &str, path: &Path) -> Result<crate::volume::DensityMap> {
     read_mrc(path).map_err(|e| match e {
-        MrcError::Io { .. } if path.is_dir() => anyhow::anyhow!("{flag} {}: is a directory, not an MRC file", path.display()),
+        MrcError::Io { .. } if path.is_dir() => {
+            anyhow::anyhow!("{flag} {}: is a directory, not an MRC file", path.display())
+        }
         MrcError::Io { .. } => anyhow::anyhow!("{flag} {e}. Check the path"),
         other => anyhow::anyhow!("{flag} {other}"),
     })

@@ -5,15 +5,17 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 
+use super::read_map;
 use crate::data::output::check_output_file;
 use crate::eval::phasing::{check_amplitudes, phase, PhasingParams};
-use super::read_map;
 use crate::mrc::write_mrc;
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Example: phase the amplitudes `simulate --save-volume` wrote, then compare with the truth:\n  \
+#[command(
+    after_help = "Example: phase the amplitudes `simulate --save-volume` wrote, then compare with the truth:\n  \
     xrai-bench phase data/cex1k/amplitude.mrc --out phased.mrc\n  \
-    xrai-bench fsc data/cex1k/density.mrc phased.mrc --align")]
+    xrai-bench fsc data/cex1k/density.mrc phased.mrc --align"
+)]
 pub struct Args {
     /// Amplitude volume |F| on the centred reciprocal grid (MRC; voxel size = Δs in 1/Å);
     /// negative or non-finite voxels count as unmeasured
@@ -39,8 +41,16 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    ensure!(args.starts >= 1, "--starts {}: at least one start is needed", args.starts);
-    ensure!(args.iters >= 1, "--iters {}: at least one iteration is needed (0 would write unphased noise)", args.iters);
+    ensure!(
+        args.starts >= 1,
+        "--starts {}: at least one start is needed",
+        args.starts
+    );
+    ensure!(
+        args.iters >= 1,
+        "--iters {}: at least one iteration is needed (0 would write unphased noise)",
+        args.iters
+    );
     ensure!(
         args.beta.is_finite() && args.beta > 0.0 && args.beta <= 1.0,
         "--beta {}: the HIO feedback must be in (0, 1] (Fienup: 0.5–1; default {})",

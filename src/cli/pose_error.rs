@@ -9,9 +9,11 @@ use crate::eval::pose_error::pose_error;
 use crate::rotation::{read_poses, to_wxyz};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Example: score the test poses an X-RAI run inferred (xrai writes both files):\n  \
+#[command(
+    after_help = "Example: score the test poses an X-RAI run inferred (xrai writes both files):\n  \
     xrai-bench pose-error --truth runs/xrai55m/poses_test_true.csv --estimate runs/xrai55m/poses_test.csv \
-    --per-image errors.csv")]
+    --per-image errors.csv"
+)]
 pub struct Args {
     /// True poses: CSV with header `w,x,y,z` (unit quaternions, scalar first), as written by `simulate`
     #[arg(long)]
@@ -33,17 +35,17 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     if let Some(path) = &args.per_image {
-        check_output_file("--per-image", path, &[("--truth", &args.truth), ("--estimate", &args.estimate)], args.force)?;
+        check_output_file(
+            "--per-image",
+            path,
+            &[("--truth", &args.truth), ("--estimate", &args.estimate)],
+            args.force,
+        )?;
     }
     let truth = read_poses(&args.truth)?;
     let estimate = read_poses(&args.estimate)?;
-    let result = pose_error(&truth, &estimate).with_context(|| {
-        format!(
-            "comparing {} with {}",
-            args.truth.display(),
-            args.estimate.display()
-        )
-    })?;
+    let result = pose_error(&truth, &estimate)
+        .with_context(|| format!("comparing {} with {}", args.truth.display(), args.estimate.display()))?;
     if let Some(path) = &args.per_image {
         let mut text = String::from("angle_deg,flipped,view_direction_deg\n");
         for ((a, f), v) in result
@@ -72,10 +74,7 @@ pub fn run(args: Args) -> Result<()> {
         println!("images            {}", s.images);
         println!("median error      {:.3}°", s.median_deg);
         println!("mean error        {:.3}°", s.mean_deg);
-        println!(
-            "RMS error         {:.3}°   (the paper's \"MSE\" column)",
-            s.rms_deg
-        );
+        println!("RMS error         {:.3}°   (the paper's \"MSE\" column)", s.rms_deg);
         println!("mean view-dir     {:.3}°", s.mean_view_direction_deg);
         println!("π-flipped         {:.1} %", 100.0 * s.flipped_fraction);
         let [w, x, y, z] = to_wxyz(&result.alignment);

@@ -15,9 +15,11 @@ use crate::rotation::read_poses;
 pub use crate::data::options::{MoleculeArgs, PhysicsArgs, RescaleMode};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Example: 1000 noise-free images of 2CEX chain A at the paper's geometry, with the true maps:\n  \
+#[command(
+    after_help = "Example: 1000 noise-free images of 2CEX chain A at the paper's geometry, with the true maps:\n  \
     xrai-bench simulate --n 1000 --rescale-total 20000 --save-volume --out data/cex1k\n\
-    Then: xrai-bench phase data/cex1k/amplitude.mrc --out cex_phased.mrc")]
+    Then: xrai-bench phase data/cex1k/amplitude.mrc --out cex_phased.mrc"
+)]
 pub struct Args {
     #[command(flatten)]
     pub molecule: MoleculeArgs,
@@ -67,15 +69,24 @@ pub fn run(args: Args) -> Result<()> {
         (None, None) => anyhow::bail!("give --n N (number of images) or --poses FILE"),
     };
     ensure!(n > 0, "--n must be at least 1");
-    ensure!(args.batch > 0, "--batch must be at least 1 (images generated at a time)");
+    ensure!(
+        args.batch > 0,
+        "--batch must be at least 1 (images generated at a time)"
+    );
     let config = args.physics.config();
     config.beam.validate()?;
     config.detector.validate()?;
     let side = config.detector.pixels as u64;
     let what = format!("--n {n} images of {side}×{side} float32");
-    let bytes = side.checked_mul(side).and_then(|p| p.checked_mul(4)).and_then(|b| b.checked_mul(n)).ok_or_else(|| {
-        anyhow::anyhow!("{what} would take more than 16 EiB; nothing was written. Simulate fewer images or fewer --pixels")
-    })?;
+    let bytes = side
+        .checked_mul(side)
+        .and_then(|p| p.checked_mul(4))
+        .and_then(|b| b.checked_mul(n))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{what} would take more than 16 EiB; nothing was written. Simulate fewer images or fewer --pixels"
+            )
+        })?;
     ensure_space(
         &args.out,
         bytes,
@@ -85,13 +96,17 @@ pub fn run(args: Args) -> Result<()> {
     )?;
     let batch = (args.batch as u64).min(n);
     ensure_memory(
-        side.checked_mul(side).and_then(|p| p.checked_mul(4)).and_then(|b| b.checked_mul(batch)),
+        side.checked_mul(side)
+            .and_then(|p| p.checked_mul(4))
+            .and_then(|b| b.checked_mul(batch)),
         &format!("a batch of {batch} images of {side}×{side}"),
         "Use a smaller --batch",
     )?;
     let molecule = args.molecule.load()?;
     let simulator = ImageSimulator::new(molecule, config)?;
-    write_atomically(&args.out, args.force, false, |staging| simulate_into(&args, staging, &simulator, poses.as_deref(), n))?;
+    write_atomically(&args.out, args.force, false, |staging| {
+        simulate_into(&args, staging, &simulator, poses.as_deref(), n)
+    })?;
     eprintln!("wrote {n} images to {}", args.out.display());
     Ok(())
 }

@@ -49,15 +49,26 @@ impl DatasetWriter {
             .writer(BufWriter::with_capacity(1 << 20, file))
             .begin_nd()?;
         let poses_path = dir.join("poses.csv");
-        let mut poses =
-            BufWriter::new(File::create(&poses_path).with_context(|| format!("cannot create {}", poses_path.display()))?);
+        let mut poses = BufWriter::new(
+            File::create(&poses_path).with_context(|| format!("cannot create {}", poses_path.display()))?,
+        );
         writeln!(poses, "w,x,y,z")?;
-        Ok(DatasetWriter { dir: dir.to_path_buf(), images, poses, expected: n, written: 0, pixels_per_image: side * side })
+        Ok(DatasetWriter {
+            dir: dir.to_path_buf(),
+            images,
+            poses,
+            expected: n,
+            written: 0,
+            pixels_per_image: side * side,
+        })
     }
 
     /// Appends images (row-major, `pixels_per_image` values each) and their poses.
     pub fn append(&mut self, images: &[f32], poses: &[UnitQuaternion<f64>]) -> anyhow::Result<()> {
-        ensure!(images.len() == poses.len() * self.pixels_per_image, "one pose per image is needed");
+        ensure!(
+            images.len() == poses.len() * self.pixels_per_image,
+            "one pose per image is needed"
+        );
         self.images.extend(images.iter().copied())?;
         for q in poses {
             let [w, x, y, z] = to_wxyz(q);
@@ -69,7 +80,12 @@ impl DatasetWriter {
 
     /// Writes `meta.json` and closes the files; errors if fewer images came than announced.
     pub fn finish(mut self, meta: &serde_json::Value) -> anyhow::Result<PathBuf> {
-        ensure!(self.written == self.expected, "dataset incomplete: {} of {} images written", self.written, self.expected);
+        ensure!(
+            self.written == self.expected,
+            "dataset incomplete: {} of {} images written",
+            self.written,
+            self.expected
+        );
         self.images.finish()?;
         self.poses.flush()?;
         let meta_path = self.dir.join("meta.json");
@@ -95,8 +111,12 @@ pub struct Dataset {
 impl Dataset {
     pub fn open(dir: &Path) -> anyhow::Result<Dataset> {
         let images_path = dir.join("images.npy");
-        let mut file = File::open(&images_path)
-            .with_context(|| format!("{}: no images.npy here (is it a dataset written by `xrai-bench simulate`?)", dir.display()))?;
+        let mut file = File::open(&images_path).with_context(|| {
+            format!(
+                "{}: no images.npy here (is it a dataset written by `xrai-bench simulate`?)",
+                dir.display()
+            )
+        })?;
         let header = npyz::NpyHeader::from_reader(&mut file)
             .with_context(|| format!("{}: not a valid .npy file", images_path.display()))?;
         let data_offset = file.stream_position()?;
@@ -108,9 +128,17 @@ impl Dataset {
         );
         match header.dtype() {
             npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {}
-            other => bail!("{}: expected little-endian float32 images, found {}", images_path.display(), other.descr()),
+            other => bail!(
+                "{}: expected little-endian float32 images, found {}",
+                images_path.display(),
+                other.descr()
+            ),
         }
-        ensure!(header.order() == npyz::Order::C, "{}: expected C (row-major) order", images_path.display());
+        ensure!(
+            header.order() == npyz::Order::C,
+            "{}: expected C (row-major) order",
+            images_path.display()
+        );
         let (len, side) = (shape[0], shape[1] as usize);
         let expected_bytes = shape[1]
             .checked_mul(shape[2])
@@ -118,7 +146,10 @@ impl Dataset {
             .and_then(|per_image| per_image.checked_mul(len))
             .and_then(|data| data.checked_add(data_offset))
             .ok_or_else(|| {
-                anyhow::anyhow!("{}: header shape {shape:?} is impossibly large; the file is damaged", images_path.display())
+                anyhow::anyhow!(
+                    "{}: header shape {shape:?} is impossibly large; the file is damaged",
+                    images_path.display()
+                )
             })?;
         let actual = file.metadata()?.len();
         ensure!(
@@ -136,36 +167,64 @@ impl Dataset {
         );
         let meta_path = dir.join("meta.json");
         let meta = match std::fs::read_to_string(&meta_path) {
-            Ok(text) => serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", meta_path.display()))?,
+            Ok(text) => {
+                serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", meta_path.display()))?
+            }
             Err(_) => serde_json::Value::Null,
         };
-        Ok(Dataset { dir: dir.to_path_buf(), len, side, data_offset, file, poses, meta })
+        Ok(Dataset {
+            dir: dir.to_path_buf(),
+            len,
+            side,
+            data_offset,
+            file,
+            poses,
+            meta,
+        })
     }
 
     /// Images `start .. start + count` (clamped to the end), row-major. Positioned reads, so
     /// a shared dataset needs no lock.
     pub fn read_images(&self, start: u64, count: usize) -> anyhow::Result<Vec<f32>> {
         use std::os::unix::fs::FileExt;
-        ensure!(start <= self.len, "image {start} is past the end of the dataset ({} images)", self.len);
+        ensure!(
+            start <= self.len,
+            "image {start} is past the end of the dataset ({} images)",
+            self.len
+        );
         let count = count.min((self.len - start) as usize);
         let per_image = (self.side * self.side * 4) as u64;
         let mut bytes = vec![0u8; count * per_image as usize];
         self.file
             .read_exact_at(&mut bytes, self.data_offset + start * per_image)
-            .with_context(|| format!("{}: cannot read images {start}..{}", self.dir.join("images.npy").display(), start + count as u64))?;
-        Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+            .with_context(|| {
+                format!(
+                    "{}: cannot read images {start}..{}",
+                    self.dir.join("images.npy").display(),
+                    start + count as u64
+                )
+            })?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
     }
 
     /// The simulation settings recorded in meta.json (detector, beam, rescaling, seed).
     pub fn config(&self) -> anyhow::Result<crate::data::SimulationConfig> {
         serde_json::from_value(self.meta["config"].clone()).with_context(|| {
-            format!("{}: meta.json has no simulation config (write datasets with `xrai-bench simulate`)", self.dir.display())
+            format!(
+                "{}: meta.json has no simulation config (write datasets with `xrai-bench simulate`)",
+                self.dir.display()
+            )
         })
     }
 
     /// The evaluation grid recorded in meta.json: (m, Δs in Å⁻¹).
     pub fn grid(&self) -> anyhow::Result<(usize, f64)> {
-        let m = self.meta["grid"]["m"].as_u64().with_context(|| format!("{}: meta.json has no grid.m", self.dir.display()))?;
+        let m = self.meta["grid"]["m"]
+            .as_u64()
+            .with_context(|| format!("{}: meta.json has no grid.m", self.dir.display()))?;
         let ds = self.meta["grid"]["spacing_per_angstrom"]
             .as_f64()
             .with_context(|| format!("{}: meta.json has no grid.spacing_per_angstrom", self.dir.display()))?;

@@ -34,7 +34,13 @@ pub struct MoleculeArgs {
 impl MoleculeArgs {
     /// Loads the molecule; a selection that keeps nothing names the flag that would help.
     pub fn load(&self) -> Result<molecule::Molecule> {
-        crate::data::pdb::load(&self.pdb, self.chain.as_deref(), self.include_hetatm, self.include_water).map_err(|e| {
+        crate::data::pdb::load(
+            &self.pdb,
+            self.chain.as_deref(),
+            self.include_hetatm,
+            self.include_water,
+        )
+        .map_err(|e| {
             let hint = match e.downcast_ref::<SelectionError>() {
                 Some(SelectionError::NoSuchChain { .. }) => "Pick one of those with --chain".to_string(),
                 Some(SelectionError::NothingLeft { waters, hetero, .. }) => {
@@ -49,7 +55,11 @@ impl MoleculeArgs {
                 }
                 None => return e,
             };
-            if hint.is_empty() { e } else { anyhow::anyhow!("{e:#}. {hint}") }
+            if hint.is_empty() {
+                e
+            } else {
+                anyhow::anyhow!("{e:#}. {hint}")
+            }
         })
     }
 }
@@ -108,8 +118,16 @@ pub enum RescaleMode {
 impl PhysicsArgs {
     pub fn config(&self) -> SimulationConfig {
         SimulationConfig {
-            beam: Beam { energy_ev: self.energy, photons_per_pulse: self.photons, focus_radius_m: self.focus_radius },
-            detector: Detector { pixels: self.pixels, side_m: self.det_size, distance_m: self.det_dist },
+            beam: Beam {
+                energy_ev: self.energy,
+                photons_per_pulse: self.photons,
+                focus_radius_m: self.focus_radius,
+            },
+            detector: Detector {
+                pixels: self.pixels,
+                side_m: self.det_size,
+                distance_m: self.det_dist,
+            },
             mode: self.mode,
             oversampling: self.oversampling,
             grid: self.grid,

@@ -69,8 +69,16 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
 
 /// The directory that will hold `dir`, and its nearest ancestor that exists.
 fn existing_ancestor(dir: &Path) -> (PathBuf, PathBuf) {
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-    let probe = parent.ancestors().find(|p| p.exists()).unwrap_or(Path::new(".")).to_path_buf();
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let probe = parent
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
     (parent, probe)
 }
 
@@ -131,7 +139,9 @@ fn protected(canonical: &Path) -> Option<&'static str> {
             return Some("a directory above the current one");
         }
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).and_then(|h| h.canonicalize().ok());
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .and_then(|h| h.canonicalize().ok());
     if home.as_deref() == Some(canonical) {
         return Some("your home directory");
     }
@@ -158,7 +168,11 @@ pub fn check_output_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
     if !dir.exists() {
         return Ok(());
     }
-    ensure!(dir.is_dir(), "--out {}: exists and is not a directory; nothing was written. Choose another path", dir.display());
+    ensure!(
+        dir.is_dir(),
+        "--out {}: exists and is not a directory; nothing was written. Choose another path",
+        dir.display()
+    );
     let entries: Vec<String> = std::fs::read_dir(dir)
         .with_context(|| format!("--out {}: cannot list the directory", dir.display()))?
         .filter_map(|e| e.ok())
@@ -176,7 +190,11 @@ pub fn check_output_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
     if !is_own_output(dir) {
         let mut shown: Vec<&str> = entries.iter().map(String::as_str).take(4).collect();
         shown.sort_unstable();
-        let more = if entries.len() > shown.len() { format!(", … ({} entries)", entries.len()) } else { String::new() };
+        let more = if entries.len() > shown.len() {
+            format!(", … ({} entries)", entries.len())
+        } else {
+            String::new()
+        };
         bail!(
             "--out {}: --force replaces only a directory written by xrai-bench (one holding its meta.json or run.json), \
              and this one holds other files ({}{more}); nothing was deleted. Choose another --out, or move or delete \
@@ -222,7 +240,9 @@ fn install_signal_handler() {
                     }
                 });
             }
-            Err(e) => eprintln!("warning: cannot watch for Ctrl-C ({e}); an interrupted run leaves its staging directory"),
+            Err(e) => {
+                eprintln!("warning: cannot watch for Ctrl-C ({e}); an interrupted run leaves its staging directory")
+            }
         }
     });
 }
@@ -253,19 +273,27 @@ fn process_is_gone(pid: i32) -> bool {
 
 /// Bytes under `path`, following no links.
 pub fn tree_size(path: &Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
     if !meta.is_dir() {
         return meta.len();
     }
     std::fs::read_dir(path)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| tree_size(&e.path())).fold(0u64, u64::saturating_add))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| tree_size(&e.path()))
+                .fold(0u64, u64::saturating_add)
+        })
         .unwrap_or(0)
 }
 
 /// `.NAME.partial-PID` directories beside `dir` whose process is gone.
 pub fn stale_staging_dirs(dir: &Path) -> Vec<PathBuf> {
     let (parent, _) = existing_ancestor(dir);
-    let Some(name) = dir.file_name().and_then(|n| n.to_str()) else { return Vec::new() };
+    let Some(name) = dir.file_name().and_then(|n| n.to_str()) else {
+        return Vec::new();
+    };
     let prefix = format!(".{name}.partial-");
     let own = std::process::id() as i32;
     let mut found: Vec<PathBuf> = std::fs::read_dir(&parent)
@@ -273,8 +301,11 @@ pub fn stale_staging_dirs(dir: &Path) -> Vec<PathBuf> {
             d.filter_map(|e| e.ok())
                 .filter(|e| {
                     let file = e.file_name();
-                    let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else { return false };
-                    pid.parse::<i32>().is_ok_and(|pid| pid > 0 && pid != own && process_is_gone(pid))
+                    let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+                        return false;
+                    };
+                    pid.parse::<i32>()
+                        .is_ok_and(|pid| pid > 0 && pid != own && process_is_gone(pid))
                         && e.file_type().is_ok_and(|t| t.is_dir())
                 })
                 .map(|e| e.path())
@@ -291,7 +322,10 @@ fn report_stale_staging(dir: &Path, force: bool) {
         let size = format_bytes(tree_size(&stale));
         if force {
             match std::fs::remove_dir_all(&stale) {
-                Ok(()) => eprintln!("removed {} ({size}), left by an interrupted run (--force)", stale.display()),
+                Ok(()) => eprintln!(
+                    "removed {} ({size}), left by an interrupted run (--force)",
+                    stale.display()
+                ),
                 Err(e) => eprintln!("warning: cannot remove {} ({size}): {e}", stale.display()),
             }
         } else {
@@ -389,13 +423,20 @@ pub fn check_output_file(flag: &str, path: &Path, inputs: &[(&str, &Path)], forc
             path.display()
         );
     }
-    anyhow::ensure!(!path.is_dir(), "{flag} {}: is a directory; give a file name", path.display());
+    anyhow::ensure!(
+        !path.is_dir(),
+        "{flag} {}: is a directory; give a file name",
+        path.display()
+    );
     anyhow::ensure!(
         force || !path.exists(),
         "{flag} {}: already exists; nothing was written. Choose another file name or pass --force to replace it",
         path.display()
     );
-    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     anyhow::ensure!(
         folder.is_dir(),
         "{flag} {}: the folder {} does not exist; nothing was written. Create it first or choose another path",

@@ -33,7 +33,9 @@ pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XRAI_CACHE_DIR") {
         return PathBuf::from(dir).join("pdb");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache/xrai-bench/pdb")
 }
 
@@ -56,14 +58,22 @@ pub fn looks_like_pdb_id(spec: &str) -> bool {
 pub fn resolve(spec: &str) -> anyhow::Result<ResolvedStructure> {
     let as_path = Path::new(spec);
     if as_path.is_file() {
-        return Ok(ResolvedStructure { path: as_path.to_path_buf(), chain: None, name: spec.to_string() });
+        return Ok(ResolvedStructure {
+            path: as_path.to_path_buf(),
+            chain: None,
+            name: spec.to_string(),
+        });
     }
     if as_path.is_dir() {
         let mut inside: Vec<String> = std::fs::read_dir(as_path)
             .map(|d| {
                 d.filter_map(|e| e.ok())
                     .filter_map(|e| e.file_name().to_str().map(str::to_string))
-                    .filter(|n| [".pdb", ".cif", ".ent"].iter().any(|x| n.to_ascii_lowercase().ends_with(x)))
+                    .filter(|n| {
+                        [".pdb", ".cif", ".ent"]
+                            .iter()
+                            .any(|x| n.to_ascii_lowercase().ends_with(x))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -71,7 +81,10 @@ pub fn resolve(spec: &str) -> anyhow::Result<ResolvedStructure> {
         let found = if inside.is_empty() {
             "it holds no .pdb/.cif/.ent files".to_string()
         } else {
-            format!("structure files in it: {}", inside.iter().take(5).cloned().collect::<Vec<_>>().join(", "))
+            format!(
+                "structure files in it: {}",
+                inside.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            )
         };
         anyhow::bail!("--pdb {spec:?} is a directory, not a structure file ({found}). Give the path of one file, e.g. --pdb {spec}/NAME.pdb");
     }
@@ -92,9 +105,13 @@ pub fn resolve(spec: &str) -> anyhow::Result<ResolvedStructure> {
     if chain.is_some() {
         stems.push(id.to_ascii_lowercase());
     }
-    let mut dirs: Vec<(String, Option<PathBuf>)> =
-        bundled_dirs().into_iter().map(|d| ("bundled".to_string(), Some(d))).collect();
-    let env_dir = std::env::var_os("XRAI_PDB_DIR").filter(|d| !d.is_empty()).map(PathBuf::from);
+    let mut dirs: Vec<(String, Option<PathBuf>)> = bundled_dirs()
+        .into_iter()
+        .map(|d| ("bundled".to_string(), Some(d)))
+        .collect();
+    let env_dir = std::env::var_os("XRAI_PDB_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
     dirs.push(("$XRAI_PDB_DIR".to_string(), env_dir));
     dirs.push(("download cache".to_string(), Some(cache_dir())));
     for (label, dir) in &dirs {
@@ -104,14 +121,28 @@ pub fn resolve(spec: &str) -> anyhow::Result<ResolvedStructure> {
         };
         for stem in &stems {
             if let Some(path) = find_case_insensitive(dir, stem) {
-                let file_chain = if *stem == stems[0] && stems.len() > 1 { None } else { chain.clone() };
-                return Ok(ResolvedStructure { path, chain: file_chain, name: upper });
+                let file_chain = if *stem == stems[0] && stems.len() > 1 {
+                    None
+                } else {
+                    chain.clone()
+                };
+                return Ok(ResolvedStructure {
+                    path,
+                    chain: file_chain,
+                    name: upper,
+                });
             }
             tried.push(format!("{label} {}/{stem}.{{pdb,cif,ent}}", dir.display()));
         }
     }
     match download_from_rcsb(&id, &cache_dir()) {
-        Ok(path) => return Ok(ResolvedStructure { path, chain, name: upper }),
+        Ok(path) => {
+            return Ok(ResolvedStructure {
+                path,
+                chain,
+                name: upper,
+            })
+        }
         Err(why) => tried.push(format!("download https://files.rcsb.org/download/{id}.pdb: {why}")),
     }
     let mut msg = format!("--pdb {spec}: no coordinates found for PDB entry {id}. Looked in:\n");
@@ -133,7 +164,11 @@ fn find_case_insensitive(dir: &Path, stem: &str) -> Option<PathBuf> {
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_ascii_lowercase();
             ["pdb", "cif", "ent"].iter().any(|ext| name == format!("{stem}.{ext}")) && p.is_file()
         })
         .collect();
@@ -172,12 +207,27 @@ fn download_from_rcsb(id: &str, cache: &Path) -> Result<PathBuf, String> {
 pub fn load(spec: &str, chain: Option<&str>, include_hetatm: bool, include_water: bool) -> anyhow::Result<Molecule> {
     let resolved = resolve(spec)?;
     let chains: Vec<String> = match (chain, &resolved.chain) {
-        (Some(c), _) => c.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        (Some(c), _) => c
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
         (None, Some(c)) => vec![c.clone()],
         (None, None) => vec![],
     };
-    read_structure(&resolved.path, &Selection { chains, include_hetatm, include_water }).map_err(|e| {
-        let bundled = resolved.path.parent().is_some_and(|dir| bundled_dirs().iter().any(|b| same_dir(b, dir)));
+    read_structure(
+        &resolved.path,
+        &Selection {
+            chains,
+            include_hetatm,
+            include_water,
+        },
+    )
+    .map_err(|e| {
+        let bundled = resolved
+            .path
+            .parent()
+            .is_some_and(|dir| bundled_dirs().iter().any(|b| same_dir(b, dir)));
         let chains = match e.downcast_ref::<SelectionError>() {
             Some(SelectionError::NoSuchChain { chains, .. }) if bundled => chains.clone(),
             _ => return e,

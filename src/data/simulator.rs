@@ -111,7 +111,9 @@ impl ImageSimulator {
         }
         let pixels = config.detector.pixels;
         ensure_memory(
-            (pixels as u64).checked_mul(pixels as u64).and_then(|n| n.checked_mul(BYTES_PER_PIXEL)),
+            (pixels as u64)
+                .checked_mul(pixels as u64)
+                .and_then(|n| n.checked_mul(BYTES_PER_PIXEL)),
             &format!("the {pixels}×{pixels} detector's pixel geometry"),
             "Use fewer --pixels (the paper: 128)",
         )?;
@@ -124,7 +126,9 @@ impl ImageSimulator {
         };
         let m = grid.m as u64;
         ensure_memory(
-            m.checked_mul(m).and_then(|v| v.checked_mul(m)).and_then(|v| v.checked_mul(BYTES_PER_VOXEL)),
+            m.checked_mul(m)
+                .and_then(|v| v.checked_mul(m))
+                .and_then(|v| v.checked_mul(BYTES_PER_VOXEL)),
             &format!("the {m}³ reciprocal grid (--grid)"),
             "Use a smaller --grid, or leave it out for the default size this molecule and detector need",
         )?;
@@ -136,7 +140,16 @@ impl ImageSimulator {
             Rescale::MeanTotal(t) => t / slicer.mean_total(),
             _ => 1.0,
         };
-        Ok(ImageSimulator { config, geometry, grid, transform, slicer, molecule, global_scale, transform_seconds })
+        Ok(ImageSimulator {
+            config,
+            geometry,
+            grid,
+            transform,
+            slicer,
+            molecule,
+            global_scale,
+            transform_seconds,
+        })
     }
 
     pub fn pixels(&self) -> usize {
@@ -191,8 +204,12 @@ impl ImageSimulator {
         match self.config.mode {
             Mode::Grid => self.slicer.slice_into(&r, out),
             Mode::Direct => {
-                let rotated: Vec<[f64; 3]> =
-                    self.geometry.s.iter().map(|s| (r * nalgebra::Vector3::from(*s)).into()).collect();
+                let rotated: Vec<[f64; 3]> = self
+                    .geometry
+                    .s
+                    .iter()
+                    .map(|s| (r * nalgebra::Vector3::from(*s)).into())
+                    .collect();
                 let f = direct_transform(&self.molecule, &rotated);
                 for ((o, f), w) in out.iter_mut().zip(&f).zip(&self.geometry.scale) {
                     *o = (w * f.norm_sqr()) as f32;
@@ -239,7 +256,9 @@ pub fn available_memory() -> Option<u64> {
 /// Refuses, before allocating, work whose memory (`bytes`; None = overflowed u64) exceeds
 /// what is available; `what` names it, `advice` says what to change.
 pub fn ensure_memory(bytes: Option<u64>, what: &str, advice: &str) -> anyhow::Result<()> {
-    let Some(available) = available_memory() else { return Ok(()) };
+    let Some(available) = available_memory() else {
+        return Ok(());
+    };
     let shown = bytes.map_or_else(|| "more than 16 EiB".to_string(), crate::data::output::format_bytes);
     anyhow::ensure!(
         bytes.is_some_and(|b| b <= available),

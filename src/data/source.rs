@@ -25,7 +25,10 @@ pub enum Origin<'a> {
     /// A dataset written by `xrai-bench simulate`.
     Dataset(Dataset),
     /// Full-size frames in memory, row-major `[frame][row][col]`.
-    Memory { frames: Vec<f32>, poses: Option<Vec<UnitQuaternion<f64>>> },
+    Memory {
+        frames: Vec<f32>,
+        poses: Option<Vec<UnitQuaternion<f64>>>,
+    },
 }
 
 /// Frames of one detector, optionally binned.
@@ -63,7 +66,13 @@ impl<'a> Source<'a> {
             config.detector.pixels
         );
         let len = Some(dataset.len);
-        Ok(Source { origin: Origin::Dataset(dataset), detector: config.detector, beam: config.beam, len, bin: 1 })
+        Ok(Source {
+            origin: Origin::Dataset(dataset),
+            detector: config.detector,
+            beam: config.beam,
+            len,
+            bin: 1,
+        })
     }
 
     /// Full-size frames held in memory.
@@ -74,12 +83,23 @@ impl<'a> Source<'a> {
         poses: Option<Vec<UnitQuaternion<f64>>>,
     ) -> Result<Source<'static>> {
         let per = detector.pixels * detector.pixels;
-        ensure!(per > 0 && frames.len() % per == 0, "{} values are not whole {}² frames", frames.len(), detector.pixels);
+        ensure!(
+            per > 0 && frames.len() % per == 0,
+            "{} values are not whole {}² frames",
+            frames.len(),
+            detector.pixels
+        );
         let n = (frames.len() / per) as u64;
         if let Some(p) = &poses {
             ensure!(p.len() as u64 == n, "{} poses for {n} frames", p.len());
         }
-        Ok(Source { origin: Origin::Memory { frames, poses }, detector, beam, len: Some(n), bin: 1 })
+        Ok(Source {
+            origin: Origin::Memory { frames, poses },
+            detector,
+            beam,
+            len: Some(n),
+            bin: 1,
+        })
     }
 
     /// The same frames with b × b pixel blocks summed (counts stay counts).
@@ -176,7 +196,9 @@ impl<'a> Source<'a> {
         Ok(match &self.origin {
             Origin::Stream { sim, split } => Some(range.map(|i| sim.pose(*split, i)).collect()),
             Origin::Dataset(d) => Some(d.poses[range.start as usize..range.end as usize].to_vec()),
-            Origin::Memory { poses, .. } => poses.as_ref().map(|p| p[range.start as usize..range.end as usize].to_vec()),
+            Origin::Memory { poses, .. } => poses
+                .as_ref()
+                .map(|p| p[range.start as usize..range.end as usize].to_vec()),
         })
     }
 
@@ -197,7 +219,10 @@ pub fn binned_detector(detector: &Detector, bin: usize) -> Result<Detector> {
         "--bin {bin} does not divide the detector's {} pixels per side",
         detector.pixels
     );
-    Ok(Detector { pixels: detector.pixels / bin, ..detector.clone() })
+    Ok(Detector {
+        pixels: detector.pixels / bin,
+        ..detector.clone()
+    })
 }
 
 /// Sums b × b blocks of square `side × side` frames (the one binning of the program: EMC's

@@ -25,7 +25,12 @@ impl Batch {
 
     /// An empty batch to pass to [`ImageStream::next_into`].
     pub fn empty() -> Batch {
-        Batch { start: 0, images: Vec::new(), poses: Vec::new(), pixels: 0 }
+        Batch {
+            start: 0,
+            images: Vec::new(),
+            poses: Vec::new(),
+            pixels: 0,
+        }
     }
 
     pub fn image(&self, k: usize) -> &[f32] {
@@ -47,12 +52,31 @@ pub struct ImageStream<'a> {
 
 impl<'a> ImageStream<'a> {
     pub fn new(simulator: &'a ImageSimulator, split: Split, n: u64, batch_size: usize) -> Self {
-        ImageStream { simulator, split, poses: None, next: 0, end: n, batch_size: batch_size.max(1) }
+        ImageStream {
+            simulator,
+            split,
+            poses: None,
+            next: 0,
+            end: n,
+            batch_size: batch_size.max(1),
+        }
     }
 
     /// A stream over given poses (noise still keyed by image index).
-    pub fn with_poses(simulator: &'a ImageSimulator, split: Split, poses: &'a [UnitQuaternion<f64>], batch_size: usize) -> Self {
-        ImageStream { simulator, split, poses: Some(poses), next: 0, end: poses.len() as u64, batch_size: batch_size.max(1) }
+    pub fn with_poses(
+        simulator: &'a ImageSimulator,
+        split: Split,
+        poses: &'a [UnitQuaternion<f64>],
+        batch_size: usize,
+    ) -> Self {
+        ImageStream {
+            simulator,
+            split,
+            poses: Some(poses),
+            next: 0,
+            end: poses.len() as u64,
+            batch_size: batch_size.max(1),
+        }
     }
 
     /// Starts at image `start` instead of 0 (resuming, or reading a window of the stream).

@@ -37,10 +37,7 @@ impl Csr {
 
 pub(super) enum Frames {
     /// Full frames (n × P) and, when a cut-off applies, their likelihood pixels (n × P_L).
-    Dense {
-        full: Vec<f32>,
-        lik: Option<Vec<f32>>,
-    },
+    Dense { full: Vec<f32>, lik: Option<Vec<f32>> },
     /// Non-zero pixels: all of them (merge) and the likelihood ones, in compact indices.
     Sparse { full: Csr, lik: Csr },
 }
@@ -50,7 +47,6 @@ pub(super) struct Chunk {
     pub(super) n: usize,
     pub(super) frames: Frames,
 }
-
 
 impl Emc {
     pub(super) fn chunk_frames(&self, sparse: bool) -> usize {

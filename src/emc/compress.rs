@@ -35,20 +35,10 @@ impl Merger {
 
     /// `num[x] += Σ_p t(x; R s_p) · values[p]` and `den[x] += weight · Σ_p c_p t(x; R s_p)`, with
     /// t the trilinear weights (the slicer's: base voxel clamped to [0, m − 2]).
-    pub fn merge(
-        &self,
-        rotation: &Rotation3<f64>,
-        values: &[f32],
-        weight: f32,
-        num: &mut [f32],
-        den: &mut [f32],
-    ) {
+    pub fn merge(&self, rotation: &Rotation3<f64>, values: &[f32], weight: f32, num: &mut [f32], den: &mut [f32]) {
         let m = self.m;
         assert_eq!(values.len(), self.points.len(), "one value per pixel");
-        assert!(
-            num.len() == m * m * m && den.len() == m * m * m,
-            "volumes must be m³"
-        );
+        assert!(num.len() == m * m * m && den.len() == m * m * m, "volumes must be m³");
         let r = rotation.matrix().map(|x| x as f32);
         let c = self.centre;
         let max_base = (m - 2) as i32;

@@ -170,10 +170,7 @@ impl Emc {
         spacing: f64,
         params: EmcParams,
     ) -> anyhow::Result<Emc> {
-        ensure!(
-            factors.len() == s.len(),
-            "one pixel factor per pixel is needed"
-        );
+        ensure!(factors.len() == s.len(), "one pixel factor per pixel is needed");
         let mean = factors.iter().sum::<f64>() / factors.len().max(1) as f64;
         ensure!(
             mean > 0.0 && factors.iter().all(|f| f.is_finite() && *f >= 0.0),
@@ -190,10 +187,7 @@ impl Emc {
             "--beta must be positive, got {}",
             params.beta
         );
-        ensure!(
-            params.rotation_block >= 1,
-            "rotation block must be at least 1"
-        );
+        ensure!(params.rotation_block >= 1, "rotation block must be at least 1");
         let compact_limit = params.max_s.unwrap_or(f64::INFINITY);
         ensure!(compact_limit > 0.0, "--max-s must be positive");
         let mut lik_pixels = Vec::new();
@@ -204,14 +198,10 @@ impl Emc {
                 lik_pixels.push(p as u32);
             }
         }
-        ensure!(
-            !lik_pixels.is_empty(),
-            "the resolution cut-off leaves no pixels"
-        );
+        ensure!(!lik_pixels.is_empty(), "the resolution cut-off leaves no pixels");
         let model = IntensityVolume::filled(m, spacing, 0.0);
         // Checks that the grid covers the detector.
-        Slicer::with_scale(&model, &s, vec![1.0; s.len()])
-            .context("the model grid does not cover the detector")?;
+        Slicer::with_scale(&model, &s, vec![1.0; s.len()]).context("the model grid does not cover the detector")?;
         Ok(Emc {
             rotations: grid.rotations(),
             ln_weights: grid.weights.iter().map(|w| w.ln() as f32).collect(),
@@ -244,10 +234,7 @@ impl Emc {
     /// A seeded random start (uniform in [0, 1) per voxel; scaled to the data by [`Emc::prepare`]).
     pub fn random_start(&mut self, seed: u64) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        self.model
-            .data
-            .iter_mut()
-            .for_each(|v| *v = rng.random::<f32>());
+        self.model.data.iter_mut().for_each(|v| *v = rng.random::<f32>());
     }
 
     pub fn set_model(&mut self, model: IntensityVolume) -> anyhow::Result<()> {
@@ -317,12 +304,7 @@ impl Emc {
             progress(start);
             let frames = source.read(start as u64, READ_BATCH)?;
             for f in frames.chunks_exact(self.pixels()) {
-                totals.push(
-                    self.lik_pixels
-                        .iter()
-                        .map(|&p| f[p as usize] as f64)
-                        .sum::<f64>() as f32,
-                );
+                totals.push(self.lik_pixels.iter().map(|&p| f[p as usize] as f64).sum::<f64>() as f32);
                 nonzero += f.iter().filter(|&&x| x != 0.0).count();
             }
         }
@@ -346,11 +328,7 @@ impl Emc {
             "the model is zero on the detector: start from a random or given model"
         );
         if self.params.scale {
-            self.scales = self
-                .totals
-                .iter()
-                .map(|&k| (k as f64 / mean_t) as f32)
-                .collect();
+            self.scales = self.totals.iter().map(|&k| (k as f64 / mean_t) as f32).collect();
         } else {
             if self.iteration == 0 {
                 let k = (mean_total / mean_t) as f32;
@@ -374,10 +352,7 @@ impl Emc {
                 || vec![0.0f32; p],
                 |buf, rot| {
                     slicer.slice_into(rot, buf);
-                    self.lik_pixels
-                        .iter()
-                        .map(|&q| buf[q as usize] as f64)
-                        .sum::<f64>() as f32
+                    self.lik_pixels.iter().map(|&q| buf[q as usize] as f64).sum::<f64>() as f32
                 },
             )
             .collect()
@@ -411,9 +386,7 @@ impl Emc {
             let chunk = self.load_chunk(source, start, per_chunk.min(n - start), sparse)?;
             let phi = &self.scales[start..start + chunk.n];
             let chunk_progress = |f: f64| progress(start + (f * chunk.n as f64) as usize);
-            let Some(posteriors) =
-                self.e_step(&slicer, &t, &chunk, phi, beta, deadline, &chunk_progress)
-            else {
+            let Some(posteriors) = self.e_step(&slicer, &t, &chunk, phi, beta, deadline, &chunk_progress) else {
                 return Ok(None);
             };
             // Conditional maximisation (ECM): φ first, with the current model and posterior,
@@ -421,14 +394,12 @@ impl Emc {
             for (i, post) in posteriors.iter().enumerate() {
                 // Σ_p K_ip ln φ_i is the same for every rotation, so L_ir leaves it out; the
                 // likelihood needs it once φ changes between iterations.
-                ll += post.log_likelihood
-                    + self.totals[chunk.start + i] as f64 * (phi[i] as f64).ln();
+                ll += post.log_likelihood + self.totals[chunk.start + i] as f64 * (phi[i] as f64).ln();
                 mi += post.mutual_information;
                 maxp += post.best.probability as f64;
                 assignments.push(post.best);
                 if self.params.scale && post.expected_total > 0.0 {
-                    scales[chunk.start + i] =
-                        (self.totals[chunk.start + i] as f64 / post.expected_total) as f32;
+                    scales[chunk.start + i] = (self.totals[chunk.start + i] as f64 / post.expected_total) as f32;
                 }
             }
             self.accumulate(
@@ -473,11 +444,7 @@ impl Emc {
     /// The most likely rotation of every frame of `source` under the current model: one expand
     /// and likelihood step, no update (held-out test frames). Scale factors, if on, are each
     /// frame's total over the mean slice total.
-    pub fn assign(
-        &self,
-        source: &Source,
-        beta: f64,
-    ) -> anyhow::Result<Vec<Assignment>> {
+    pub fn assign(&self, source: &Source, beta: f64) -> anyhow::Result<Vec<Assignment>> {
         ensure!(
             source.pixels() == self.pixels(),
             "frames have {} pixels, the detector {}",
@@ -511,5 +478,4 @@ impl Emc {
         }
         Ok(out)
     }
-
 }

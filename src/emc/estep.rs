@@ -36,16 +36,12 @@ pub(super) const GEMM_ROWS: usize = 128;
 /// Rotations whose Σ_i P_ir K_i are formed together in the merge.
 pub(super) const MERGE_BLOCK: usize = 32;
 
-
 impl Emc {
     pub(super) fn frame_total(&self, chunk: &Chunk, i: usize) -> f64 {
         match &chunk.frames {
             Frames::Dense { full, .. } => {
                 let p = self.pixels();
-                self.lik_pixels
-                    .iter()
-                    .map(|&q| full[i * p + q as usize] as f64)
-                    .sum()
+                self.lik_pixels.iter().map(|&q| full[i * p + q as usize] as f64).sum()
             }
             Frames::Sparse { lik, .. } => lik.row(i).1.iter().map(|&v| v as f64).sum(),
         }
@@ -87,24 +83,19 @@ impl Emc {
             progress(r0 as f64 / n_rot as f64);
             let nb = rb.min(n_rot - r0);
             // Expand: log-slices of this block, then pixel-major [P_L × rb] for the products.
-            slices[..nb * p]
-                .par_chunks_mut(p)
-                .enumerate()
-                .for_each(|(j, out)| {
-                    slicer.slice_into(&self.rotations[r0 + j], out);
-                    ln_in_place(out, LOG_FLOOR);
-                });
+            slices[..nb * p].par_chunks_mut(p).enumerate().for_each(|(j, out)| {
+                slicer.slice_into(&self.rotations[r0 + j], out);
+                ln_in_place(out, LOG_FLOOR);
+            });
             const ROWS: usize = 64;
-            lt.par_chunks_mut(ROWS * rb)
-                .enumerate()
-                .for_each(|(qb, rows)| {
-                    for (k, row) in rows.chunks_exact_mut(rb).enumerate() {
-                        let q = self.lik_pixels[qb * ROWS + k] as usize;
-                        for (j, v) in row[..nb].iter_mut().enumerate() {
-                            *v = slices[j * p + q];
-                        }
+            lt.par_chunks_mut(ROWS * rb).enumerate().for_each(|(qb, rows)| {
+                for (k, row) in rows.chunks_exact_mut(rb).enumerate() {
+                    let q = self.lik_pixels[qb * ROWS + k] as usize;
+                    for (j, v) in row[..nb].iter_mut().enumerate() {
+                        *v = slices[j * p + q];
                     }
-                });
+                }
+            });
             // Σ_p K_ip ln W_rp for every frame of the chunk and rotation of the block.
             match &chunk.frames {
                 Frames::Dense { full, lik } => {
@@ -139,8 +130,7 @@ impl Emc {
                     }
                     if cand.list.len() >= cand.prune_at {
                         let floor = cand.gmax - thr;
-                        cand.list
-                            .retain(|&(r, l)| beta32 * l + lnw[r as usize] > floor);
+                        cand.list.retain(|&(r, l)| beta32 * l + lnw[r as usize] > floor);
                         if cand.list.len() > cap {
                             let key = |&(r, l): &(u32, f32)| beta32 * l + lnw[r as usize];
                             cand.list
@@ -164,13 +154,7 @@ impl Emc {
                     let gmax = g.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     let e: Vec<f64> = g
                         .iter()
-                        .map(|&x| {
-                            if x > gmax - thr as f64 {
-                                (x - gmax).exp()
-                            } else {
-                                0.0
-                            }
-                        })
+                        .map(|&x| if x > gmax - thr as f64 { (x - gmax).exp() } else { 0.0 })
                         .collect();
                     let z: f64 = e.iter().sum();
                     let marg: Vec<f64> = cand
@@ -179,8 +163,7 @@ impl Emc {
                         .map(|&(r, l)| l as f64 + lnw[r as usize] as f64)
                         .collect();
                     let mmax = marg.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    let log_likelihood =
-                        mmax + marg.iter().map(|&x| (x - mmax).exp()).sum::<f64>().ln();
+                    let log_likelihood = mmax + marg.iter().map(|&x| (x - mmax).exp()).sum::<f64>().ln();
                     let mut best = Assignment {
                         rotation: 0,
                         probability: 0.0,
@@ -193,9 +176,7 @@ impl Emc {
                             mutual_information += prob * (prob.ln() - lnw[r as usize] as f64);
                             expected_total += prob * t[r as usize] as f64;
                         }
-                        if prob > best.probability as f64
-                            || (prob == best.probability as f64 && r < best.rotation)
-                        {
+                        if prob > best.probability as f64 || (prob == best.probability as f64 && r < best.rotation) {
                             best = Assignment {
                                 rotation: r,
                                 probability: prob as f32,
@@ -322,20 +303,15 @@ impl Emc {
                                 *x = if w > 0.0 { *x * c / w } else { 0.0 };
                             }
                         }
-                        self.merger
-                            .merge(&self.rotations[r], a, weight, &mut n_l, &mut d_l);
+                        self.merger.merge(&self.rotations[r], a, weight, &mut n_l, &mut d_l);
                     }
                 }
                 (n_l, d_l)
             })
             .collect();
         for (n_l, d_l) in locals {
-            num.par_iter_mut()
-                .zip(&n_l)
-                .for_each(|(x, &v)| *x += v as f64);
-            den.par_iter_mut()
-                .zip(&d_l)
-                .for_each(|(x, &v)| *x += v as f64);
+            num.par_iter_mut().zip(&n_l).for_each(|(x, &v)| *x += v as f64);
+            den.par_iter_mut().zip(&d_l).for_each(|(x, &v)| *x += v as f64);
         }
     }
 }

@@ -51,11 +51,7 @@ impl OrientationGrid {
     }
 
     /// An explicit grid (e.g. the true poses of a tiny test problem); weights are normalised.
-    pub fn with_weights(
-        level: usize,
-        quaternions: Vec<UnitQuaternion<f64>>,
-        weights: Vec<f64>,
-    ) -> OrientationGrid {
+    pub fn with_weights(level: usize, quaternions: Vec<UnitQuaternion<f64>>, weights: Vec<f64>) -> OrientationGrid {
         assert_eq!(quaternions.len(), weights.len(), "one weight per rotation");
         let total: f64 = weights.iter().sum();
         OrientationGrid {
@@ -74,10 +70,7 @@ impl OrientationGrid {
     }
 
     pub fn rotations(&self) -> Vec<Rotation3<f64>> {
-        self.quaternions
-            .iter()
-            .map(|q| q.to_rotation_matrix())
-            .collect()
+        self.quaternions.iter().map(|q| q.to_rotation_matrix()).collect()
     }
 
     /// Mean angle (degrees) from a grid rotation to its nearest neighbour in the grid, over up
@@ -89,11 +82,7 @@ impl OrientationGrid {
             return 360.0;
         }
         let step = n.div_ceil(512);
-        let q: Vec<[f64; 4]> = self
-            .quaternions
-            .iter()
-            .map(|q| [q.w, q.i, q.j, q.k])
-            .collect();
+        let q: Vec<[f64; 4]> = self.quaternions.iter().map(|q| [q.w, q.i, q.j, q.k]).collect();
         let sample: Vec<usize> = (0..n).step_by(step).collect();
         let total: f64 = sample
             .par_iter()
@@ -171,7 +160,9 @@ fn refine_600_cell(n: usize) -> (Vec<UnitQuaternion<f64>>, Vec<f64>) {
     let adjacent = |a: usize, b: usize| d2(a, b) < 0.5;
     let nv = v.len();
     // Higher-numbered neighbours of each vertex.
-    let neighbours: Vec<Vec<usize>> = (0..nv).map(|a| (a + 1..nv).filter(|&b| adjacent(a, b)).collect()).collect();
+    let neighbours: Vec<Vec<usize>> = (0..nv)
+        .map(|a| (a + 1..nv).filter(|&b| adjacent(a, b)).collect())
+        .collect();
     let mut cells = Vec::with_capacity(600);
     for a in 0..nv {
         for &b in &neighbours[a] {
@@ -260,9 +251,7 @@ fn refine_600_cell(n: usize) -> (Vec<UnitQuaternion<f64>>, Vec<f64>) {
         .filter(|(q, _)| q.iter().find(|x| x.abs() > 1e-9).is_some_and(|&x| x > 0.0))
         .map(|(q, w)| {
             (
-                canonical(UnitQuaternion::new_unchecked(Quaternion::new(
-                    q[0], q[1], q[2], q[3],
-                ))),
+                canonical(UnitQuaternion::new_unchecked(Quaternion::new(q[0], q[1], q[2], q[3]))),
                 w,
             )
         })

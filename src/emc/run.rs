@@ -21,11 +21,13 @@ use nalgebra::UnitQuaternion;
 use serde_json::json;
 
 use super::{Assignment, Emc, EmcParams, IterationStats, LikelihoodPath, MergeRule, OrientationGrid};
-use crate::data::options::{MoleculeArgs, PhysicsArgs};
 use crate::data::dataset::write_atomically;
+use crate::data::options::{MoleculeArgs, PhysicsArgs};
 use crate::data::{Dataset, ImageSimulator, SimulationConfig, Source, Split};
 use crate::eval::pose_error::{pose_error, PoseErrorSummary};
-use crate::method::output::{self, BudgetRecord, MethodOutput, Objective, PoseCounts, PoseErrors, ProgressPoint, Software, Timings, VolumeGrid};
+use crate::method::output::{
+    self, BudgetRecord, MethodOutput, Objective, PoseCounts, PoseErrors, ProgressPoint, Software, Timings, VolumeGrid,
+};
 use crate::method::{command_of, options_of, Budget, Job, Method};
 use crate::mrc::write_mrc;
 use crate::rotation::write_poses_csv;
@@ -43,7 +45,10 @@ impl Method for EmcMethod {
         "EMC"
     }
     fn command(&self) -> clap::Command {
-        command_of::<Options>("emc", "Reconstruct with EMC (expand–maximize–compress, exhaustive orientation search)")
+        command_of::<Options>(
+            "emc",
+            "Reconstruct with EMC (expand–maximize–compress, exhaustive orientation search)",
+        )
     }
     fn run(&self, matches: &clap::ArgMatches) -> Result<()> {
         run(options_of(matches)?)
@@ -52,7 +57,11 @@ impl Method for EmcMethod {
         let mut argv: Vec<String> = vec!["emc".into()];
         argv.extend_from_slice(job.data_args);
         let model_seed = job.seed + 1 + job.repeat as u64;
-        for (k, v) in [("--n", job.n_train.to_string()), ("--n-test", job.n_test.to_string()), ("--model-seed", model_seed.to_string())] {
+        for (k, v) in [
+            ("--n", job.n_train.to_string()),
+            ("--n-test", job.n_test.to_string()),
+            ("--model-seed", model_seed.to_string()),
+        ] {
             argv.extend([k.to_string(), v]);
         }
         argv.extend(["--budget".into(), job.budget.to_string()]);
@@ -63,8 +72,10 @@ impl Method for EmcMethod {
 }
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Example: EMC on 5000 simulated frames, binned to 64², with the true maps for `fsc`:\n  \
-    xrai-bench emc --n 5000 --rescale-total 20000 --bin 2 --budget 60m --save-truth --out runs/emc5k")]
+#[command(
+    after_help = "Example: EMC on 5000 simulated frames, binned to 64², with the true maps for `fsc`:\n  \
+    xrai-bench emc --n 5000 --rescale-total 20000 --bin 2 --budget 60m --save-truth --out runs/emc5k"
+)]
 pub struct Options {
     #[command(flatten)]
     pub molecule: MoleculeArgs,
@@ -157,23 +168,43 @@ pub fn run(args: Options) -> Result<()> {
     crate::data::dataset::check_output_dir(&args.out, args.force)?;
     let budget = Budget::parse(args.budget.as_deref())?;
     ensure!(args.iters >= 1, "--iters must be at least 1");
-    ensure!(args.data.is_some() || args.n.is_some(), "give --n N (frames to simulate) or --data DIR");
-    ensure!(args.test_data.is_none() || args.data.is_some(), "--test-data needs --data");
+    ensure!(
+        args.data.is_some() || args.n.is_some(),
+        "give --n N (frames to simulate) or --data DIR"
+    );
+    ensure!(
+        args.test_data.is_none() || args.data.is_some(),
+        "--test-data needs --data"
+    );
     let grid = OrientationGrid::new(args.level)?;
     // Everything is checked before the output directory is touched.
     let data = match &args.data {
         Some(dir) => {
             let train = Dataset::open(dir)?;
             let test = args.test_data.as_deref().map(Dataset::open).transpose()?;
-            Data { config: train.config()?, grid: train.grid()?, simulator: None, train: Some(train), test }
+            Data {
+                config: train.config()?,
+                grid: train.grid()?,
+                simulator: None,
+                train: Some(train),
+                test,
+            }
         }
         None => {
             let molecule = args.molecule.load()?;
             let sim = ImageSimulator::new(molecule, args.physics.config())?;
-            Data { config: sim.config.clone(), grid: (sim.grid.m, sim.grid.spacing), simulator: Some(sim), train: None, test: None }
+            Data {
+                config: sim.config.clone(),
+                grid: (sim.grid.m, sim.grid.spacing),
+                simulator: Some(sim),
+                train: None,
+                test: None,
+            }
         }
     };
-    write_atomically(&args.out, args.force, false, |staging| reconstruct(&args, staging, grid, data, budget))?;
+    write_atomically(&args.out, args.force, false, |staging| {
+        reconstruct(&args, staging, grid, data, budget)
+    })?;
     eprintln!("results in {}", args.out.display());
     Ok(())
 }
@@ -234,7 +265,10 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
             prep.elapsed().as_secs_f64()
         );
     } else {
-        eprintln!("out of budget while reading the frames ({:.1} s)", prep.elapsed().as_secs_f64());
+        eprintln!(
+            "out of budget while reading the frames ({:.1} s)",
+            prep.elapsed().as_secs_f64()
+        );
     }
 
     let bar = indicatif::ProgressBar::new((args.iters * n) as u64).with_style(
@@ -249,7 +283,10 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
         ),
     );
     let mut log_csv = std::io::BufWriter::new(std::fs::File::create(out.join("log.csv"))?);
-    writeln!(log_csv, "iteration,seconds,log_likelihood,rms_change,mutual_information,mean_max_probability,beta,path")?;
+    writeln!(
+        log_csv,
+        "iteration,seconds,log_likelihood,rms_change,mutual_information,mean_max_probability,beta,path"
+    )?;
     let mut history: Vec<IterationStats> = Vec::new();
     let mut progress_points = Vec::new();
     let mut out_of_budget = !prepared;
@@ -270,7 +307,13 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
                     &bar,
                     format!(
                         "{:>4} {:>9.2} {:>15.6e} {:>11.4e} {:>9.4} {:>9.4} {:>8.4}",
-                        s.iteration, s.seconds, s.log_likelihood, s.rms_change, s.mutual_information, s.mean_max_probability, s.beta
+                        s.iteration,
+                        s.seconds,
+                        s.log_likelihood,
+                        s.rms_change,
+                        s.mutual_information,
+                        s.mean_max_probability,
+                        s.beta
                     ),
                 );
                 writeln!(
@@ -332,7 +375,11 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
     write_mrc(out.join(output::AMPLITUDE_FILE), &amplitude, false)?;
     let train_poses: Vec<UnitQuaternion<f64>> = emc.assignments.iter().map(|a| emc.quaternion(a.rotation)).collect();
     write_poses_csv(&out.join(output::TRAIN_POSES_FILE), &train_poses)?;
-    let train_error = if train_poses.len() == n { known_error(&train, &train_poses)? } else { None };
+    let train_error = if train_poses.len() == n {
+        known_error(&train, &train_poses)?
+    } else {
+        None
+    };
     let t0 = Instant::now();
     let mut test_poses = Vec::new();
     if let Some(test) = &test {
@@ -348,7 +395,11 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
     if args.save_truth {
         if let Some(sim) = &data.simulator {
             write_mrc(out.join("truth_intensity.mrc"), &sim.transform.intensity(), false)?;
-            write_mrc(out.join("truth_density.mrc"), &crate::eval::density::density_from_transform(&sim.transform), false)?;
+            write_mrc(
+                out.join("truth_density.mrc"),
+                &crate::eval::density::density_from_transform(&sim.transform),
+                false,
+            )?;
         }
     }
     for (name, e) in [("train", &train_error), ("test", &test_error)] {
@@ -363,7 +414,11 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
             );
         }
     }
-    eprintln!("{} iterations, {mean_iter:.2} s per iteration on average, total {:.1} s", history.len(), budget.elapsed_s());
+    eprintln!(
+        "{} iterations, {mean_iter:.2} s per iteration on average, total {:.1} s",
+        history.len(),
+        budget.elapsed_s()
+    );
     let total_iteration_s: f64 = history.iter().map(|s| s.seconds).sum();
     let meta = json!({
         "software": Software::this(),
@@ -397,11 +452,28 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
     MethodOutput {
         method: "emc".into(),
         software: Software::this(),
-        amplitude: VolumeGrid { m, spacing_per_angstrom: spacing },
-        poses: PoseCounts { train: train_poses.len(), test: test_poses.len() },
-        pose_error: PoseErrors { train: train_error, test: test_error },
-        timings: Timings { wall_s: budget.elapsed_s(), preparation_s, reconstruction_s, test_s },
-        budget: BudgetRecord { budget_s: budget.limit_s(), out_of_budget },
+        amplitude: VolumeGrid {
+            m,
+            spacing_per_angstrom: spacing,
+        },
+        poses: PoseCounts {
+            train: train_poses.len(),
+            test: test_poses.len(),
+        },
+        pose_error: PoseErrors {
+            train: train_error,
+            test: test_error,
+        },
+        timings: Timings {
+            wall_s: budget.elapsed_s(),
+            preparation_s,
+            reconstruction_s,
+            test_s,
+        },
+        budget: BudgetRecord {
+            budget_s: budget.limit_s(),
+            out_of_budget,
+        },
         peak_memory_mib: output::own_peak_memory_mib(),
         images_per_s: n as f64 * history.len() as f64 / budget.elapsed_s(),
         objective: Objective::LogLikelihood,

@@ -82,11 +82,7 @@ fn spectrum(map: &[f32], m: usize) -> Vec<Complex64> {
 }
 
 /// Translation (and optionally inversion) by FFT cross-correlation; exact for periodic maps.
-pub fn align_translation(
-    reference: &DensityMap,
-    moving: &DensityMap,
-    inversion: bool,
-) -> (DensityMap, Alignment) {
+pub fn align_translation(reference: &DensityMap, moving: &DensityMap, inversion: bool) -> (DensityMap, Alignment) {
     let m = reference.m;
     let fr = spectrum(&reference.data, m);
     let fm = spectrum(&moving.data, m);
@@ -119,8 +115,7 @@ pub fn align_translation(
         .map(|(i, f)| {
             let (u, v, w) = (i % m, (i / m) % m, i / (m * m));
             let k = [signed_index(u, m), signed_index(v, m), signed_index(w, m)];
-            let phase = std::f64::consts::TAU
-                * (k[0] as f64 * shift.x + k[1] as f64 * shift.y + k[2] as f64 * shift.z)
+            let phase = std::f64::consts::TAU * (k[0] as f64 * shift.x + k[1] as f64 * shift.y + k[2] as f64 * shift.z)
                 / m as f64;
             let f = if inverted { f.conj() } else { *f };
             f * Complex64::from_polar(1.0, phase)
@@ -128,10 +123,7 @@ pub fn align_translation(
         .collect();
     forward.process(&mut shifted, &mut Vec::new());
     let scale = 1.0 / (m * m * m) as f64;
-    let data = fftshift(&shifted, m)
-        .iter()
-        .map(|v| (v.re * scale) as f32)
-        .collect();
+    let data = fftshift(&shifted, m).iter().map(|v| (v.re * scale) as f32).collect();
     let aligned = Volume {
         m,
         spacing: moving.spacing,
@@ -256,14 +248,7 @@ impl Probe {
     }
 
     /// Pearson correlation with `map` sampled at `centre + t + A p`.
-    fn score(
-        &self,
-        map: &[f32],
-        m: usize,
-        centre: &Vector3<f64>,
-        a: &Matrix3<f64>,
-        t: &Vector3<f64>,
-    ) -> f64 {
+    fn score(&self, map: &[f32], m: usize, centre: &Vector3<f64>, a: &Matrix3<f64>, t: &Vector3<f64>) -> f64 {
         let mut sampled: Vec<f64> = self
             .points
             .iter()
@@ -277,12 +262,7 @@ impl Probe {
 fn normalise(values: &mut [f64]) {
     let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
     values.iter_mut().for_each(|v| *v -= mean);
-    let norm = values
-        .iter()
-        .map(|v| v * v)
-        .sum::<f64>()
-        .sqrt()
-        .max(f64::MIN_POSITIVE);
+    let norm = values.iter().map(|v| v * v).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
     values.iter_mut().for_each(|v| *v /= norm);
 }
 
@@ -310,15 +290,7 @@ fn cubic(map: &[f32], m: usize, x: &Vector3<f64>) -> f64 {
         for (dy, wy) in wy.iter().enumerate() {
             let w = wz * wy;
             for (dx, wx) in wx.iter().enumerate() {
-                sum += w
-                    * wx
-                    * voxel(
-                        map,
-                        m,
-                        i + dx as i64 - 1,
-                        j + dy as i64 - 1,
-                        k + dz as i64 - 1,
-                    );
+                sum += w * wx * voxel(map, m, i + dx as i64 - 1, j + dy as i64 - 1, k + dz as i64 - 1);
             }
         }
     }
@@ -406,10 +378,7 @@ fn align_rotation(
         .iter()
         .enumerate()
         .filter(|(_, &v)| v > 0.1 * max)
-        .map(|(i, _)| {
-            (Vector3::new((i % m) as f64, ((i / m) % m) as f64, (i / (m * m)) as f64) - c_ref)
-                .norm()
-        })
+        .map(|(i, _)| (Vector3::new((i % m) as f64, ((i / m) % m) as f64, (i / (m * m)) as f64) - c_ref).norm())
         .fold(2.0, f64::max);
 
     // Coarse: ~7 points per radius, blur to match.
@@ -418,19 +387,11 @@ fn align_rotation(
     let ref_coarse = gaussian_blur(&reference.data, m, sigma);
     let mov_coarse = gaussian_blur(&mov, m, sigma);
     let probe = Probe::new(&ref_coarse, m, &c_ref, radius + sigma, step);
-    let signs: &[f64] = if params.inversion {
-        &[1.0, -1.0]
-    } else {
-        &[1.0]
-    };
+    let signs: &[f64] = if params.inversion { &[1.0, -1.0] } else { &[1.0] };
     let rotations = super_fibonacci(params.coarse_rotations.max(1));
     let mut coarse: Vec<Pose> = signs
         .iter()
-        .flat_map(|&sign| {
-            rotations
-                .iter()
-                .map(move |q| (sign, q.to_rotation_matrix()))
-        })
+        .flat_map(|&sign| rotations.iter().map(move |q| (sign, q.to_rotation_matrix())))
         .collect::<Vec<_>>()
         .into_par_iter()
         .map(|(sign, rotation)| {

@@ -31,11 +31,7 @@ pub fn density_from_transform(transform: &ComplexVolume) -> DensityMap {
 /// of [`density_from_transform`].
 pub fn transform_from_density(density: &DensityMap) -> ComplexVolume {
     let m = density.m;
-    let data: Vec<Complex64> = density
-        .data
-        .iter()
-        .map(|&v| Complex64::new(v as f64, 0.0))
-        .collect();
+    let data: Vec<Complex64> = density.data.iter().map(|&v| Complex64::new(v as f64, 0.0)).collect();
     let mut data = ifftshift(&data, m);
     Fft3::new(m, FftDirection::Inverse).process(&mut data, &mut Vec::new());
     let scale = density.spacing.powi(3);

@@ -74,19 +74,17 @@ fn roll<T: Copy + Send + Sync>(src: &[T], m: usize, shift: usize) -> Vec<T> {
     assert_eq!(src.len(), m * m * m, "roll: data is not m³ long");
     let mut dst = src.to_vec();
     let target = |i: usize| (i + shift) % m;
-    dst.par_chunks_mut(m * m)
-        .enumerate()
-        .for_each(|(oz, plane)| {
-            let iz = (oz + m - shift % m) % m;
-            for iy in 0..m {
-                let src_row = &src[(iz * m + iy) * m..(iz * m + iy + 1) * m];
-                let oy = target(iy);
-                let out_row = &mut plane[oy * m..(oy + 1) * m];
-                for (ix, v) in src_row.iter().enumerate() {
-                    out_row[target(ix)] = *v;
-                }
+    dst.par_chunks_mut(m * m).enumerate().for_each(|(oz, plane)| {
+        let iz = (oz + m - shift % m) % m;
+        for iy in 0..m {
+            let src_row = &src[(iz * m + iy) * m..(iz * m + iy + 1) * m];
+            let oy = target(iy);
+            let out_row = &mut plane[oy * m..(oy + 1) * m];
+            for (ix, v) in src_row.iter().enumerate() {
+                out_row[target(ix)] = *v;
             }
-        });
+        }
+    });
     dst
 }
 
@@ -124,16 +122,14 @@ pub fn gaussian_blur(data: &[f32], m: usize, sigma: f64) -> Vec<f32> {
         })
         .collect();
     let scale = 1.0 / (m * m * m) as f32;
-    buf.par_chunks_mut(m * m)
-        .enumerate()
-        .for_each(|(w, plane)| {
-            for (v, row) in plane.chunks_mut(m).enumerate() {
-                let gzy = transfer[w] * transfer[v] * scale;
-                for (g, &gx) in row.iter_mut().zip(&transfer) {
-                    *g *= gzy * gx;
-                }
+    buf.par_chunks_mut(m * m).enumerate().for_each(|(w, plane)| {
+        for (v, row) in plane.chunks_mut(m).enumerate() {
+            let gzy = transfer[w] * transfer[v] * scale;
+            for (g, &gx) in row.iter_mut().zip(&transfer) {
+                *g *= gzy * gx;
             }
-        });
+        }
+    });
     Fft3::new(m, FftDirection::Inverse).process(&mut buf, &mut work);
     buf.iter().map(|v| v.re).collect()
 }

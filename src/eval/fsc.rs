@@ -115,11 +115,7 @@ pub fn fsc(a: &DensityMap, b: &DensityMap) -> Result<FscCurve, EvalError> {
 }
 
 fn spectrum(map: &DensityMap) -> Vec<Complex64> {
-    let data: Vec<Complex64> = map
-        .data
-        .iter()
-        .map(|&v| Complex64::new(v as f64, 0.0))
-        .collect();
+    let data: Vec<Complex64> = map.data.iter().map(|&v| Complex64::new(v as f64, 0.0)).collect();
     let mut data = ifftshift(&data, map.m);
     Fft3::new(map.m, FftDirection::Inverse).process(&mut data, &mut Vec::new());
     data

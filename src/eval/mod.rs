@@ -22,10 +22,7 @@ pub enum EvalError {
 }
 
 /// Checks that two maps sit on the same grid (size, and voxel size to 0.1 %).
-pub fn check_same_grid<T>(
-    a: &crate::volume::Volume<T>,
-    b: &crate::volume::Volume<T>,
-) -> Result<(), EvalError> {
+pub fn check_same_grid<T>(a: &crate::volume::Volume<T>, b: &crate::volume::Volume<T>) -> Result<(), EvalError> {
     if a.m != b.m {
         return Err(EvalError::SizeMismatch(a.m, b.m));
     }

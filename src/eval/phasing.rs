@@ -142,13 +142,19 @@ pub fn phase(amplitude: &IntensityVolume, params: &PhasingParams) -> Phased {
     for first in (0..starts).step_by(2) {
         let mut rngs: Vec<ChaCha8Rng> = (first..(first + 2).min(starts))
             .map(|start| {
-                let seed = params.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(start as u64);
+                let seed = params
+                    .seed
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    .wrapping_add(start as u64);
                 ChaCha8Rng::seed_from_u64(seed)
             })
             .collect();
         for (error, rho) in problem.run(&start_support, params, &mut rngs) {
             let index = start_errors.len();
-            if best.as_ref().is_none_or(|(b, _)| error.total_cmp(&start_errors[*b]).is_lt()) {
+            if best
+                .as_ref()
+                .is_none_or(|(b, _)| error.total_cmp(&start_errors[*b]).is_lt())
+            {
                 best = Some((index, rho));
             }
             start_errors.push(error);
@@ -231,16 +237,19 @@ impl Problem {
             self.project_modulus(&rhos, &mut buf, &mut work);
             let beta = p.beta;
             for (slot, (rho, support)) in rhos.iter_mut().zip(&supports).enumerate() {
-                rho.par_iter_mut().zip(buf.par_iter()).zip(support.par_iter()).for_each(|((r, g), &s)| {
-                    let g = if slot == 0 { g.re } else { g.im };
-                    *r = if s && g >= 0.0 {
-                        g
-                    } else if hio {
-                        *r - beta * g
-                    } else {
-                        0.0
-                    };
-                });
+                rho.par_iter_mut()
+                    .zip(buf.par_iter())
+                    .zip(support.par_iter())
+                    .for_each(|((r, g), &s)| {
+                        let g = if slot == 0 { g.re } else { g.im };
+                        *r = if s && g >= 0.0 {
+                            g
+                        } else if hio {
+                            *r - beta * g
+                        } else {
+                            0.0
+                        };
+                    });
             }
             if p.shrinkwrap_every > 0 && (it + 1) % p.shrinkwrap_every == 0 && it + 1 < p.iterations {
                 for (support, rho) in supports.iter_mut().zip(&rhos) {
@@ -358,8 +367,7 @@ pub fn centre_by_mass(data: &[f32], m: usize) -> Vec<f32> {
     let shift: Vec<usize> = sums
         .iter()
         .map(|&(cos, sin)| {
-            let com =
-                sin.atan2(cos).rem_euclid(std::f64::consts::TAU) * m as f64 / std::f64::consts::TAU;
+            let com = sin.atan2(cos).rem_euclid(std::f64::consts::TAU) * m as f64 / std::f64::consts::TAU;
             let s = (c as f64 - com).round() as i64;
             s.rem_euclid(m as i64) as usize
         })

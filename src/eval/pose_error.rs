@@ -67,10 +67,7 @@ pub struct PoseErrorSummary {
 }
 
 /// Aligns `estimate` to `truth` (same images, same order) and measures the per-image error.
-pub fn pose_error(
-    truth: &[UnitQuaternion<f64>],
-    estimate: &[UnitQuaternion<f64>],
-) -> Result<PoseError, EvalError> {
+pub fn pose_error(truth: &[UnitQuaternion<f64>], estimate: &[UnitQuaternion<f64>]) -> Result<PoseError, EvalError> {
     if truth.len() != estimate.len() {
         return Err(EvalError::PoseCountMismatch {
             truth: truth.len(),
@@ -85,12 +82,9 @@ pub fn pose_error(
     let fit: Vec<usize> = if n <= MAX_FIT_IMAGES {
         (0..n).collect()
     } else {
-        (0..MAX_FIT_IMAGES)
-            .map(|_| rng.random_range(0..n))
-            .collect()
+        (0..MAX_FIT_IMAGES).map(|_| rng.random_range(0..n)).collect()
     };
-    let pairs: Vec<(UnitQuaternion<f64>, UnitQuaternion<f64>)> =
-        fit.iter().map(|&i| (truth[i], estimate[i])).collect();
+    let pairs: Vec<(UnitQuaternion<f64>, UnitQuaternion<f64>)> = fit.iter().map(|&i| (truth[i], estimate[i])).collect();
 
     let g = weiszfeld(&pairs, consensus_start(&pairs, &mut rng));
 
@@ -122,11 +116,7 @@ pub fn pose_error(
 /// Residual angle (radians) of image (truth q, estimate e) under alignment g, and whether the π
 /// flip gave it. With d = qᵀ g e, angle(d) = 2 acos|d_w| and angle(d · Rz(π)) = 2 acos|d_z|
 /// (d · Rz(π) = (−d_z; d_y, −d_x, d_w)).
-fn residual(
-    q: &UnitQuaternion<f64>,
-    g: &UnitQuaternion<f64>,
-    e: &UnitQuaternion<f64>,
-) -> (f64, bool) {
+fn residual(q: &UnitQuaternion<f64>, g: &UnitQuaternion<f64>, e: &UnitQuaternion<f64>) -> (f64, bool) {
     let d = q.inverse() * g * e;
     let (w, x, y, z) = (d.w.abs(), d.i, d.j, d.k.abs());
     // atan2 rather than acos: accurate for tiny angles as well.
@@ -138,11 +128,7 @@ fn residual(
 }
 
 /// Alignment candidate that makes image (q, e) exact with its best flip relative to `g`.
-fn candidate(
-    q: &UnitQuaternion<f64>,
-    g: &UnitQuaternion<f64>,
-    e: &UnitQuaternion<f64>,
-) -> UnitQuaternion<f64> {
+fn candidate(q: &UnitQuaternion<f64>, g: &UnitQuaternion<f64>, e: &UnitQuaternion<f64>) -> UnitQuaternion<f64> {
     let (_, flipped) = residual(q, g, e);
     if flipped {
         q * rz_pi() * e.inverse()
@@ -151,21 +137,14 @@ fn candidate(
     }
 }
 
-fn median_residual(
-    pairs: &[(UnitQuaternion<f64>, UnitQuaternion<f64>)],
-    g: &UnitQuaternion<f64>,
-) -> f64 {
+fn median_residual(pairs: &[(UnitQuaternion<f64>, UnitQuaternion<f64>)], g: &UnitQuaternion<f64>) -> f64 {
     let mut r: Vec<f64> = pairs.par_iter().map(|(q, e)| residual(q, g, e).0).collect();
     median(&mut r)
 }
 
 /// Best single-image candidate (either flip) by median residual over (a subsample of) the pairs.
-fn consensus_start(
-    pairs: &[(UnitQuaternion<f64>, UnitQuaternion<f64>)],
-    rng: &mut ChaCha8Rng,
-) -> UnitQuaternion<f64> {
-    let scored: Vec<(UnitQuaternion<f64>, UnitQuaternion<f64>)> =
-        pairs.iter().take(2_000).copied().collect();
+fn consensus_start(pairs: &[(UnitQuaternion<f64>, UnitQuaternion<f64>)], rng: &mut ChaCha8Rng) -> UnitQuaternion<f64> {
+    let scored: Vec<(UnitQuaternion<f64>, UnitQuaternion<f64>)> = pairs.iter().take(2_000).copied().collect();
     (0..START_CANDIDATES)
         .flat_map(|_| {
             let (q, e) = pairs[rng.random_range(0..pairs.len())];
@@ -178,10 +157,7 @@ fn consensus_start(
 }
 
 /// Weiszfeld iterations for the geodesic L1 mean of the flip-resolved candidates.
-fn weiszfeld(
-    pairs: &[(UnitQuaternion<f64>, UnitQuaternion<f64>)],
-    start: UnitQuaternion<f64>,
-) -> UnitQuaternion<f64> {
+fn weiszfeld(pairs: &[(UnitQuaternion<f64>, UnitQuaternion<f64>)], start: UnitQuaternion<f64>) -> UnitQuaternion<f64> {
     let mut g = start;
     for _ in 0..MAX_WEISZFELD_STEPS {
         let g_inv = g.inverse();
@@ -204,11 +180,7 @@ fn weiszfeld(
 
 /// Rotation vector (axis × angle, angle in [0, π]) of a unit quaternion.
 fn log(q: &UnitQuaternion<f64>) -> Vector3<f64> {
-    let (w, v) = if q.w < 0.0 {
-        (-q.w, -q.imag())
-    } else {
-        (q.w, q.imag())
-    };
+    let (w, v) = if q.w < 0.0 { (-q.w, -q.imag()) } else { (q.w, q.imag()) };
     let s = v.norm();
     if s < 1e-15 {
         return 2.0 * v;

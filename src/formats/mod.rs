@@ -42,11 +42,7 @@ impl FormatError {
         }
     }
 
-    pub(crate) fn invalid(
-        path: &Path,
-        field: impl Into<String>,
-        reason: impl Into<String>,
-    ) -> Self {
+    pub(crate) fn invalid(path: &Path, field: impl Into<String>, reason: impl Into<String>) -> Self {
         FormatError::Invalid {
             path: path.to_path_buf(),
             field: field.into(),

@@ -60,10 +60,16 @@ pub fn parse_budget(text: &str) -> Result<Duration> {
             total += v * unit;
             number.clear();
         }
-        ensure!(number.is_empty(), "--budget {text:?}: a number without a unit at the end (e.g. 60m)");
+        ensure!(
+            number.is_empty(),
+            "--budget {text:?}: a number without a unit at the end (e.g. 60m)"
+        );
         total
     };
-    ensure!(seconds.is_finite() && seconds > 0.0, "--budget {text:?} must be a positive time (e.g. 60m)");
+    ensure!(
+        seconds.is_finite() && seconds > 0.0,
+        "--budget {text:?} must be a positive time (e.g. 60m)"
+    );
     ensure!(
         seconds <= MAX_BUDGET.as_secs_f64(),
         "--budget {text:?} is {seconds:.3e} s, more than 365 days; give a shorter budget, e.g. 24h or 7d"
@@ -83,7 +89,11 @@ pub struct Budget {
 impl Budget {
     /// `limit` None: no budget (the method stops on its own step or iteration count).
     pub fn new(limit: Option<Duration>) -> Budget {
-        Budget { start: process_start(), spent_before: 0.0, limit }
+        Budget {
+            start: process_start(),
+            spent_before: 0.0,
+            limit,
+        }
     }
 
     /// From an optional `--budget` text.
@@ -93,7 +103,10 @@ impl Budget {
 
     /// The same budget, with `seconds` already spent by an earlier process of the same run.
     pub fn resumed(self, seconds: f64) -> Budget {
-        Budget { spent_before: seconds.max(0.0), ..self }
+        Budget {
+            spent_before: seconds.max(0.0),
+            ..self
+        }
     }
 
     pub fn limit_s(&self) -> Option<f64> {
@@ -107,7 +120,8 @@ impl Budget {
 
     /// Seconds left (infinite without a budget; never negative).
     pub fn remaining_s(&self) -> f64 {
-        self.limit_s().map_or(f64::INFINITY, |l| (l - self.elapsed_s()).max(0.0))
+        self.limit_s()
+            .map_or(f64::INFINITY, |l| (l - self.elapsed_s()).max(0.0))
     }
 
     /// True once the budget, less `reserve_s` kept for closing work, is spent.
@@ -132,7 +146,18 @@ mod tests {
         assert_eq!(parse_budget("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_budget("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_budget("2d").unwrap(), Duration::from_secs(172_800));
-        for bad in ["0", "0m", "-5", "NaN", "inf", "1e30", "999999999999999999999d", "366d", "5x", "5m3"] {
+        for bad in [
+            "0",
+            "0m",
+            "-5",
+            "NaN",
+            "inf",
+            "1e30",
+            "999999999999999999999d",
+            "366d",
+            "5x",
+            "5m3",
+        ] {
             let e = parse_budget(bad).unwrap_err().to_string();
             assert!(e.contains("--budget"), "{bad}: {e}");
         }

@@ -145,9 +145,8 @@ impl MethodOutput {
     /// Reads `dir/output.json`; a missing, unknown or mistyped field is an error naming it.
     pub fn read(dir: &Path) -> Result<MethodOutput> {
         let path = dir.join(OUTPUT_FILE);
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!("{}: the method wrote no output record (did it finish?)", path.display())
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{}: the method wrote no output record (did it finish?)", path.display()))?;
         let out: MethodOutput = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a complete method output record", path.display()))?;
         ensure!(

@@ -22,13 +22,21 @@ pub struct Beam {
 impl Default for Beam {
     /// The paper's beam (appendix A.1): 4.6 keV, 10¹² photons per pulse, 0.5 µm focus radius.
     fn default() -> Self {
-        Beam { energy_ev: 4600.0, photons_per_pulse: 1e12, focus_radius_m: 0.5e-6 }
+        Beam {
+            energy_ev: 4600.0,
+            photons_per_pulse: 1e12,
+            focus_radius_m: 0.5e-6,
+        }
     }
 }
 
 impl Beam {
     pub fn validate(&self) -> anyhow::Result<()> {
-        ensure!(self.energy_ev.is_finite() && self.energy_ev > 0.0, "--energy must be a positive number of eV, got {}", self.energy_ev);
+        ensure!(
+            self.energy_ev.is_finite() && self.energy_ev > 0.0,
+            "--energy must be a positive number of eV, got {}",
+            self.energy_ev
+        );
         ensure!(
             self.photons_per_pulse.is_finite() && self.photons_per_pulse > 0.0,
             "--photons must be positive, got {}",

@@ -20,7 +20,11 @@ pub struct Detector {
 impl Default for Detector {
     /// The paper's detector (appendix A.1; distance from DESIGN.md): 128 × 128 pixels, 0.1 m, 0.2 m.
     fn default() -> Self {
-        Detector { pixels: 128, side_m: 0.1, distance_m: 0.2 }
+        Detector {
+            pixels: 128,
+            side_m: 0.1,
+            distance_m: 0.2,
+        }
     }
 }
 
@@ -43,7 +47,11 @@ pub struct PixelGeometry {
 impl Detector {
     pub fn validate(&self) -> anyhow::Result<()> {
         ensure!(self.pixels > 0, "--pixels must be at least 1");
-        ensure!(self.side_m.is_finite() && self.side_m > 0.0, "--det-size must be positive (metres), got {}", self.side_m);
+        ensure!(
+            self.side_m.is_finite() && self.side_m > 0.0,
+            "--det-size must be positive (metres), got {}",
+            self.side_m
+        );
         ensure!(
             self.distance_m.is_finite() && self.distance_m > 0.0,
             "--det-dist must be positive (metres), got {}",
@@ -91,7 +99,10 @@ impl Detector {
 impl PixelGeometry {
     /// Largest |s| on the detector (a corner pixel), Å⁻¹.
     pub fn s_max(&self) -> f64 {
-        self.s.iter().map(|s| (s[0] * s[0] + s[1] * s[1] + s[2] * s[2]).sqrt()).fold(0.0, f64::max)
+        self.s
+            .iter()
+            .map(|s| (s[0] * s[0] + s[1] * s[1] + s[2] * s[2]).sqrt())
+            .fold(0.0, f64::max)
     }
 
     pub fn len(&self) -> usize {

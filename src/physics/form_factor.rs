@@ -27,25 +27,38 @@ impl FormFactor {
             q if q > 0 => format!("{symbol}{q}+"),
             q => format!("{symbol}{}-", -q),
         };
-        WK1995.iter().find(|row| row.0 == label).map(|&(label, z, a, b, c)| FormFactor {
-            label,
-            atomic_number: z,
-            a,
-            b,
-            c,
-        })
+        WK1995
+            .iter()
+            .find(|row| row.0 == label)
+            .map(|&(label, z, a, b, c)| FormFactor {
+                label,
+                atomic_number: z,
+                a,
+                b,
+                c,
+            })
     }
 
     /// f0 at sin θ / λ in Å⁻¹.
     pub fn at_stol(&self, stol: f64) -> f64 {
         let q2 = stol * stol;
-        self.c + self.a.iter().zip(&self.b).map(|(a, b)| a * (-b * q2).exp()).sum::<f64>()
+        self.c
+            + self
+                .a
+                .iter()
+                .zip(&self.b)
+                .map(|(a, b)| a * (-b * q2).exp())
+                .sum::<f64>()
     }
 
     /// The six terms as (weight, b) with f0(|s|) = Σ weight · exp(−b |s|²/4); the constant is
     /// the term with b = 0. Each is the transform of a Gaussian density of variance b/(8π²).
     pub fn gaussians(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
-        self.a.iter().copied().zip(self.b.iter().copied()).chain(std::iter::once((self.c, 0.0)))
+        self.a
+            .iter()
+            .copied()
+            .zip(self.b.iter().copied())
+            .chain(std::iter::once((self.c, 0.0)))
     }
 
     /// f0 at a scattering vector of length |s| = 2 sin θ / λ (Å⁻¹), the project's convention.
@@ -74,7 +87,14 @@ mod tests {
     #[test]
     fn neutral_atoms_scatter_their_electron_count_forward() {
         // f0(0) = Z for a neutral atom; the WK fits honour it to ~1e-3.
-        for (sym, z) in [("H", 1.0), ("C", 6.0), ("N", 7.0), ("O", 8.0), ("S", 16.0), ("Fe", 26.0)] {
+        for (sym, z) in [
+            ("H", 1.0),
+            ("C", 6.0),
+            ("N", 7.0),
+            ("O", 8.0),
+            ("S", 16.0),
+            ("Fe", 26.0),
+        ] {
             let f = FormFactor::lookup(sym, 0).unwrap();
             assert!((f.at_s(0.0) - z).abs() < 2e-3 * z, "{sym}: {}", f.at_s(0.0));
         }

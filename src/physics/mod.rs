@@ -7,8 +7,8 @@
 pub mod beam;
 pub mod detector;
 pub mod form_factor;
-mod wk1995_table;
 pub mod molecule;
 pub mod noise;
 pub mod slice;
 pub mod transform;
+mod wk1995_table;

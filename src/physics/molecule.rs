@@ -81,11 +81,18 @@ impl Molecule {
                 hi[a] = hi[a].max(p[a]);
             }
         }
-        let centre = if tagged.is_empty() { [0.0; 3] } else { [0, 1, 2].map(|a| 0.5 * (lo[a] + hi[a])) };
+        let centre = if tagged.is_empty() {
+            [0.0; 3]
+        } else {
+            [0, 1, 2].map(|a| 0.5 * (lo[a] + hi[a]))
+        };
         Molecule {
             source: source.into(),
             species,
-            positions: tagged.iter().map(|(_, p)| [0, 1, 2].map(|a| p[a] - centre[a])).collect(),
+            positions: tagged
+                .iter()
+                .map(|(_, p)| [0, 1, 2].map(|a| p[a] - centre[a]))
+                .collect(),
             species_index: tagged.iter().map(|&(k, _)| k).collect(),
             centre,
         }
@@ -101,7 +108,10 @@ impl Molecule {
 
     /// Largest distance of any atom from the centre, Å. Sets the reciprocal grid's spacing.
     pub fn radius(&self) -> f64 {
-        self.positions.iter().map(|p| (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt()).fold(0.0, f64::max)
+        self.positions
+            .iter()
+            .map(|p| (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt())
+            .fold(0.0, f64::max)
     }
 
     /// Range of atom indices belonging to species k.
@@ -113,7 +123,9 @@ impl Molecule {
 
     /// Number of atoms per species label, for metadata and logs.
     pub fn composition(&self) -> Vec<(String, usize)> {
-        (0..self.species.len()).map(|k| (self.species[k].label.to_string(), self.species_range(k).len())).collect()
+        (0..self.species.len())
+            .map(|k| (self.species[k].label.to_string(), self.species_range(k).len()))
+            .collect()
     }
 
     /// Total electrons seen in forward scattering, Σ f(0); |F(0)|² is its square.
@@ -126,12 +138,21 @@ impl Molecule {
 #[derive(Debug, thiserror::Error)]
 pub enum SelectionError {
     #[error("{file}: chain selection {asked:?} matches no atoms; chains in the file: {chains}")]
-    NoSuchChain { file: String, asked: Vec<String>, chains: String },
+    NoSuchChain {
+        file: String,
+        asked: Vec<String>,
+        chains: String,
+    },
     #[error(
         "{file}: no atoms left after the selection rules (chains: {chains}): the records are {waters} water and \
          {hetero} other HETATM atoms, which are left out unless asked for"
     )]
-    NothingLeft { file: String, chains: String, waters: usize, hetero: usize },
+    NothingLeft {
+        file: String,
+        chains: String,
+        waters: usize,
+        hetero: usize,
+    },
 }
 
 /// Reads a PDB or mmCIF file and keeps the atoms `selection` asks for.
@@ -141,7 +162,9 @@ pub fn read_structure(path: &Path, selection: &Selection) -> anyhow::Result<Mole
         anyhow::bail!("{display} is a directory, not a structure file. Give the .pdb or .cif file inside it");
     }
     let text = std::fs::read(path).map_err(|e| {
-        anyhow::anyhow!("cannot read structure file {display}: {e}. Check the path, or pass a PDB ID (e.g. --pdb 2CEX_A)")
+        anyhow::anyhow!(
+            "cannot read structure file {display}: {e}. Check the path, or pass a PDB ID (e.g. --pdb 2CEX_A)"
+        )
     })?;
     let text = String::from_utf8_lossy(&text);
     let is_cif = display.to_ascii_lowercase().ends_with(".cif") || text.trim_start().starts_with("data_");
@@ -169,7 +192,10 @@ pub fn read_pdb_text(file: &str, text: &str, selection: &Selection) -> anyhow::R
 fn read_mmcif(file: &str, text: &str, selection: &Selection) -> anyhow::Result<Molecule> {
     let parsed = std::panic::catch_unwind(|| {
         let mut options = pdbtbx::ReadOptions::new();
-        options.set_format(pdbtbx::Format::Mmcif).set_level(pdbtbx::StrictnessLevel::Loose).set_only_first_model(true);
+        options
+            .set_format(pdbtbx::Format::Mmcif)
+            .set_level(pdbtbx::StrictnessLevel::Loose)
+            .set_only_first_model(true);
         options.read_raw(std::io::BufReader::new(text.as_bytes()))
     })
     .map_err(|_| anyhow::anyhow!("{file}: the mmCIF reader failed on this file; it is damaged or not an mmCIF file"))?;
@@ -238,7 +264,9 @@ fn kept_altlocs<'a>(records: &[&'a AtomRecord]) -> HashMap<ResidueKey<'a>, Strin
     let mut seen: HashMap<ResidueKey<'a>, Vec<(&'a str, f64, usize)>> = HashMap::new();
     for r in records {
         if let Some(alt) = &r.altloc {
-            let list = seen.entry((r.chain.as_str(), r.residue_number, r.insertion)).or_default();
+            let list = seen
+                .entry((r.chain.as_str(), r.residue_number, r.insertion))
+                .or_default();
             match list.iter_mut().find(|(a, _, _)| a == alt) {
                 Some(entry) => {
                     entry.1 += r.occupancy;
@@ -270,10 +298,19 @@ fn select(file: &str, records: &[AtomRecord], selection: &Selection) -> anyhow::
             chains_seen.push(&r.chain);
         }
     }
-    let chains = chains_seen.iter().map(|c| if c.is_empty() { "(blank)" } else { c }).collect::<Vec<_>>().join(", ");
+    let chains = chains_seen
+        .iter()
+        .map(|c| if c.is_empty() { "(blank)" } else { c })
+        .collect::<Vec<_>>()
+        .join(", ");
     let in_chains: Vec<&AtomRecord> = records.iter().filter(|r| wanted(&r.chain)).collect();
     if in_chains.is_empty() {
-        return Err(SelectionError::NoSuchChain { file: file.to_string(), asked: selection.chains.clone(), chains }.into());
+        return Err(SelectionError::NoSuchChain {
+            file: file.to_string(),
+            asked: selection.chains.clone(),
+            chains,
+        }
+        .into());
     }
     let (mut waters, mut hetero) = (0, 0);
     let mut kept: Vec<&AtomRecord> = Vec::with_capacity(in_chains.len());
@@ -297,17 +334,19 @@ fn select(file: &str, records: &[AtomRecord], selection: &Selection) -> anyhow::
                 continue;
             }
         }
-        let ff = FormFactor::lookup(&r.element, r.charge).or_else(|| FormFactor::lookup(&r.element, 0)).ok_or_else(|| {
-            anyhow::anyhow!(
-                "{}: unknown element {:?} (atom {} in residue {} of chain {}). The Waasmaier–Kirfel table covers \
+        let ff = FormFactor::lookup(&r.element, r.charge)
+            .or_else(|| FormFactor::lookup(&r.element, 0))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: unknown element {:?} (atom {} in residue {} of chain {}). The Waasmaier–Kirfel table covers \
                  H–Cf and common ions; fix the element column (77–78) or remove the atom",
-                where_(file, &r.origin),
-                r.element,
-                r.name,
-                r.residue,
-                r.chain
-            )
-        })?;
+                    where_(file, &r.origin),
+                    r.element,
+                    r.name,
+                    r.residue,
+                    r.chain
+                )
+            })?;
         let p = r.position;
         if !p.iter().all(|c| c.is_finite() && c.abs() < MAX_COORDINATE) {
             anyhow::bail!(
@@ -318,9 +357,19 @@ fn select(file: &str, records: &[AtomRecord], selection: &Selection) -> anyhow::
         atoms.push((p, ff));
     }
     if atoms.is_empty() {
-        return Err(SelectionError::NothingLeft { file: file.to_string(), chains, waters, hetero }.into());
+        return Err(SelectionError::NothingLeft {
+            file: file.to_string(),
+            chains,
+            waters,
+            hetero,
+        }
+        .into());
     }
-    let chain_note = if selection.chains.is_empty() { String::new() } else { format!(" chain {}", selection.chains.join(",")) };
+    let chain_note = if selection.chains.is_empty() {
+        String::new()
+    } else {
+        format!(" chain {}", selection.chains.join(","))
+    };
     Ok(Molecule::new(format!("{file}{chain_note}"), atoms))
 }
 

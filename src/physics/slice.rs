@@ -40,7 +40,10 @@ impl Slicer {
     pub fn with_scale(volume: &IntensityVolume, s: &[[f64; 3]], scale: Vec<f32>) -> anyhow::Result<Slicer> {
         ensure!(scale.len() == s.len(), "one scale factor per point is needed");
         let reach = (volume.m - 1) / 2 - 1;
-        let s_max = s.iter().map(|s| (s[0] * s[0] + s[1] * s[1] + s[2] * s[2]).sqrt()).fold(0.0, f64::max);
+        let s_max = s
+            .iter()
+            .map(|s| (s[0] * s[0] + s[1] * s[1] + s[2] * s[2]).sqrt())
+            .fold(0.0, f64::max);
         ensure!(
             s_max <= reach as f64 * volume.spacing * (1.0 + 1e-9),
             "grid too small to cover the detector: the largest |s| is {s_max:.4} Å⁻¹ but a {m}³ grid of spacing \
@@ -67,7 +70,11 @@ impl Slicer {
 
     /// Fills `out` (one value per pixel) with the slice at pose `rotation`.
     pub fn slice_into(&self, rotation: &Rotation3<f64>, out: &mut [f32]) {
-        assert_eq!(out.len(), self.points.len(), "output buffer must hold one value per pixel");
+        assert_eq!(
+            out.len(),
+            self.points.len(),
+            "output buffer must hold one value per pixel"
+        );
         let r = rotation.matrix().map(|x| x as f32);
         let rows = [
             [r[(0, 0)], r[(0, 1)], r[(0, 2)]],
@@ -110,7 +117,9 @@ impl Slicer {
             let x = _mm256_loadu_ps(px.as_ptr().add(start));
             let y = _mm256_loadu_ps(py.as_ptr().add(start));
             let z = _mm256_loadu_ps(pz.as_ptr().add(start));
-            let rot = |row: &[__m256; 3]| _mm256_fmadd_ps(row[0], x, _mm256_fmadd_ps(row[1], y, _mm256_fmadd_ps(row[2], z, c)));
+            let rot = |row: &[__m256; 3]| {
+                _mm256_fmadd_ps(row[0], x, _mm256_fmadd_ps(row[1], y, _mm256_fmadd_ps(row[2], z, c)))
+            };
             let (gx, gy, gz) = (rot(&rr[0]), rot(&rr[1]), rot(&rr[2]));
             let clamp = |v: __m256| _mm256_min_epi32(_mm256_max_epi32(_mm256_cvttps_epi32(v), zero), max_base);
             let (ix, iy, iz) = (clamp(gx), clamp(gy), clamp(gz));
@@ -120,7 +129,10 @@ impl Slicer {
             let brick = _mm256_mullo_epi32(
                 _mm256_add_epi32(
                     _mm256_mullo_epi32(
-                        _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(iz, 3), per_axis), _mm256_srli_epi32(iy, 3)),
+                        _mm256_add_epi32(
+                            _mm256_mullo_epi32(_mm256_srli_epi32(iz, 3), per_axis),
+                            _mm256_srli_epi32(iy, 3),
+                        ),
                         per_axis,
                     ),
                     _mm256_srli_epi32(ix, 3),
@@ -129,7 +141,10 @@ impl Slicer {
             );
             let local = _mm256_add_epi32(
                 _mm256_mullo_epi32(
-                    _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(iz, seven), nine), _mm256_and_si256(iy, seven)),
+                    _mm256_add_epi32(
+                        _mm256_mullo_epi32(_mm256_and_si256(iz, seven), nine),
+                        _mm256_and_si256(iy, seven),
+                    ),
                     nine,
                 ),
                 _mm256_and_si256(ix, seven),
@@ -141,11 +156,20 @@ impl Slicer {
             // per 8 pixels fetch half the elements that eight 32-bit gathers would.
             let pair = |k: i32| {
                 let idx = _mm256_add_epi32(base, _mm256_set1_epi32(k));
-                let lo = _mm256_castpd_ps(_mm256_i32gather_pd::<4>(data as *const f64, _mm256_castsi256_si128(idx)));
-                let hi = _mm256_castpd_ps(_mm256_i32gather_pd::<4>(data as *const f64, _mm256_extracti128_si256::<1>(idx)));
+                let lo = _mm256_castpd_ps(_mm256_i32gather_pd::<4>(
+                    data as *const f64,
+                    _mm256_castsi256_si128(idx),
+                ));
+                let hi = _mm256_castpd_ps(_mm256_i32gather_pd::<4>(
+                    data as *const f64,
+                    _mm256_extracti128_si256::<1>(idx),
+                ));
                 // lo = a0 b0 a1 b1 | a2 b2 a3 b3, hi likewise for pixels 4..8 → a0..a7 and b0..b7.
                 let order = |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)));
-                (order(_mm256_shuffle_ps::<0b10_00_10_00>(lo, hi)), order(_mm256_shuffle_ps::<0b11_01_11_01>(lo, hi)))
+                (
+                    order(_mm256_shuffle_ps::<0b10_00_10_00>(lo, hi)),
+                    order(_mm256_shuffle_ps::<0b11_01_11_01>(lo, hi)),
+                )
             };
             let lerp = |a: __m256, b: __m256, t: __m256| _mm256_fmadd_ps(t, _mm256_sub_ps(b, a), a);
             let (s, s2) = (S as i32, S2 as i32);
@@ -200,12 +224,18 @@ impl Slicer {
                 [(rho * phi.cos()) as f32, (rho * phi.sin()) as f32, z as f32]
             })
             .collect();
-        let r_max = self.points.iter().map(|p| (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt()).fold(0.0, f32::max);
+        let r_max = self
+            .points
+            .iter()
+            .map(|p| (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt())
+            .fold(0.0, f32::max);
         // Radial profile at RADII evenly spaced radii, then linear interpolation per pixel.
         let profile: Vec<f64> = (0..RADII)
             .map(|j| {
                 let radius = r_max * j as f32 / (RADII - 1) as f32;
-                dirs.iter().map(|d| self.sample_voxels([d[0] * radius, d[1] * radius, d[2] * radius]) as f64).sum::<f64>()
+                dirs.iter()
+                    .map(|d| self.sample_voxels([d[0] * radius, d[1] * radius, d[2] * radius]) as f64)
+                    .sum::<f64>()
                     / DIRECTIONS as f64
             })
             .collect();
@@ -214,7 +244,11 @@ impl Slicer {
             .zip(&self.scale)
             .map(|(p, &w)| {
                 let r = (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt();
-                let x = if r_max > 0.0 { (r / r_max) as f64 * (RADII - 1) as f64 } else { 0.0 };
+                let x = if r_max > 0.0 {
+                    (r / r_max) as f64 * (RADII - 1) as f64
+                } else {
+                    0.0
+                };
                 let j = (x.floor() as usize).min(RADII - 2);
                 let t = x - j as f64;
                 w as f64 * (profile[j] * (1.0 - t) + profile[j + 1] * t)
@@ -282,7 +316,12 @@ impl Bricks {
                 }
             }
         }
-        Bricks { m, per_axis, max_base: (m - 2) as i32, data }
+        Bricks {
+            m,
+            per_axis,
+            max_base: (m - 2) as i32,
+            data,
+        }
     }
 
     /// Trilinear value at voxel coordinates `g` (origin at voxel 0), the cell clamped into the
@@ -301,6 +340,9 @@ impl Bricks {
         // SAFETY: the cell is clamped to [0, m − 2] per axis, so the brick exists and the
         // furthest neighbour, base + S² + S + 1, lies inside the brick's S³ values.
         let v = |k: usize| unsafe { *self.data.get_unchecked(base + k) };
-        lerp_xyz([v(0), v(1), v(S), v(S + 1), v(S2), v(S2 + 1), v(S2 + S), v(S2 + S + 1)], cell.frac)
+        lerp_xyz(
+            [v(0), v(1), v(S), v(S + 1), v(S2), v(S2 + 1), v(S2 + S), v(S2 + S + 1)],
+            cell.frac,
+        )
     }
 }

@@ -53,20 +53,32 @@ impl GridSpec {
 
     /// The default rule (module docs): Δs = 1/(k·4R), M covering `s_max` plus one voxel.
     pub fn for_molecule(radius: f64, s_max: f64, oversampling: f64) -> anyhow::Result<GridSpec> {
-        ensure!(oversampling.is_finite() && oversampling >= 1.0, "--oversampling must be ≥ 1 (Shannon sampling), got {oversampling}");
-        ensure!(s_max.is_finite() && s_max > 0.0, "the detector's largest |s| must be positive, got {s_max}");
+        ensure!(
+            oversampling.is_finite() && oversampling >= 1.0,
+            "--oversampling must be ≥ 1 (Shannon sampling), got {oversampling}"
+        );
+        ensure!(
+            s_max.is_finite() && s_max > 0.0,
+            "the detector's largest |s| must be positive, got {s_max}"
+        );
         // At least MIN_HALF voxels from the centre to s_max, so the form factors' own decay is
         // resolved even for a few atoms (tiny R).
         let spacing = (1.0 / (oversampling * 4.0 * Self::effective_radius(radius))).min(s_max / MIN_HALF as f64);
         let half = (s_max / spacing).ceil() as usize + 1;
-        Ok(GridSpec { m: next_smooth_odd(2 * half + 1), spacing })
+        Ok(GridSpec {
+            m: next_smooth_odd(2 * half + 1),
+            spacing,
+        })
     }
 
     /// A user-chosen size M (`--grid M`): the grid spans the detector's largest |s| with one
     /// spare voxel, as skopi's fixed-size grids do. Rejects grids too coarse to sample the
     /// molecule's intensity (Δs > 1/(4R)) — they cannot represent the speckles at all.
     pub fn with_size(m: usize, radius: f64, s_max: f64) -> anyhow::Result<GridSpec> {
-        ensure!(m % 2 == 1, "--grid {m}: the grid size must be odd (the origin sits on a voxel centre)");
+        ensure!(
+            m % 2 == 1,
+            "--grid {m}: the grid size must be odd (the origin sits on a voxel centre)"
+        );
         ensure!(m >= 5, "--grid {m}: too small, use at least 5 voxels");
         let half = (m - 1) / 2;
         let spacing = s_max / (half - 1) as f64;
@@ -77,7 +89,9 @@ impl GridSpec {
                 "--grid {m} is too small to cover the detector (|s| up to {s_max:.4} Å⁻¹) at the sampling this \
                  molecule needs (Δs ≤ 1/(4R) = {shannon:.5} Å⁻¹ for R = {radius:.1} Å): use --grid {needed} or more, \
                  or leave --grid out for the default ({} voxels)",
-                GridSpec::for_molecule(radius, s_max, DEFAULT_OVERSAMPLING).map(|g| g.m).unwrap_or(needed)
+                GridSpec::for_molecule(radius, s_max, DEFAULT_OVERSAMPLING)
+                    .map(|g| g.m)
+                    .unwrap_or(needed)
             );
         }
         Ok(GridSpec { m, spacing })
@@ -175,7 +189,11 @@ fn phase_sum_generic(x: &[f64], y: &[f64], z: &[f64], s: [f64; 3]) -> (f64, f64)
     let n = x.len();
     let full = n - n % LANES;
     for start in (0..full).step_by(LANES) {
-        let (xs, ys, zs) = (&x[start..start + LANES], &y[start..start + LANES], &z[start..start + LANES]);
+        let (xs, ys, zs) = (
+            &x[start..start + LANES],
+            &y[start..start + LANES],
+            &z[start..start + LANES],
+        );
         for l in 0..LANES {
             let (c, sn) = cos_sin_cycles(s[0] * xs[l] + s[1] * ys[l] + s[2] * zs[l]);
             acc_c[l] += c;
@@ -232,7 +250,11 @@ pub fn grid_transform(molecule: &Molecule, spec: &GridSpec) -> ComplexVolume {
     let sigma_g = WINDOW_SIGMA_TIMES_SMAX / s_max;
 
     // Real-space box: the atoms plus the widest kernel's reach.
-    let widest_b = molecule.species.iter().flat_map(|f| f.gaussians().map(|(_, b)| b)).fold(0.0, f64::max);
+    let widest_b = molecule
+        .species
+        .iter()
+        .flat_map(|f| f.gaussians().map(|(_, b)| b))
+        .fold(0.0, f64::max);
     let widest_sigma = (widest_b / (8.0 * PI * PI) + sigma_g * sigma_g).sqrt();
     let reach = TRUNCATION_SIGMAS * widest_sigma;
     let half_r = ((molecule.radius() + reach) / h).ceil() as usize + 2; // +2: rounding of atom and kernel to grid points
@@ -256,27 +278,31 @@ pub fn grid_transform(molecule: &Molecule, spec: &GridSpec) -> ComplexVolume {
     let rows = n_r * n_r;
     let mut a_re = vec![0.0; rows * m];
     let mut a_im = vec![0.0; rows * m];
-    a_re.par_chunks_mut(COLUMN_BLOCK / 8 * m).zip(a_im.par_chunks_mut(COLUMN_BLOCK / 8 * m)).enumerate().for_each(
-        |(block, (are, aim))| {
+    a_re.par_chunks_mut(COLUMN_BLOCK / 8 * m)
+        .zip(a_im.par_chunks_mut(COLUMN_BLOCK / 8 * m))
+        .enumerate()
+        .for_each(|(block, (are, aim))| {
             let r0 = block * (COLUMN_BLOCK / 8);
             let nrows = are.len() / m;
             let rho_blk = &rho[r0 * n_r..(r0 + nrows) * n_r];
             // (nrows × n_r) · Eᵀ (n_r × m): Eᵀ has row stride 1, column stride n_r.
             gemm(nrows, n_r, m, 1.0, rho_blk, (n_r, 1), &e_re, (1, n_r), 0.0, are, (m, 1));
             gemm(nrows, n_r, m, 1.0, rho_blk, (n_r, 1), &e_im, (1, n_r), 0.0, aim, (m, 1));
-        },
-    );
+        });
     drop(rho);
 
     // Stage 2, along y, per z plane: B_z = E · A_z, complex (m × n_r)·(n_r × m).
     let plane = m * m;
     let mut b_re = vec![0.0; n_r * plane];
     let mut b_im = vec![0.0; n_r * plane];
-    b_re.par_chunks_mut(plane).zip(b_im.par_chunks_mut(plane)).enumerate().for_each(|(z, (bre, bim))| {
-        let are = &a_re[z * n_r * m..(z + 1) * n_r * m];
-        let aim = &a_im[z * n_r * m..(z + 1) * n_r * m];
-        complex_gemm(m, n_r, m, (&e_re, &e_im), n_r, (are, aim), m, 1, (bre, bim), m);
-    });
+    b_re.par_chunks_mut(plane)
+        .zip(b_im.par_chunks_mut(plane))
+        .enumerate()
+        .for_each(|(z, (bre, bim))| {
+            let are = &a_re[z * n_r * m..(z + 1) * n_r * m];
+            let aim = &a_im[z * n_r * m..(z + 1) * n_r * m];
+            complex_gemm(m, n_r, m, (&e_re, &e_im), n_r, (are, aim), m, 1, (bre, bim), m);
+        });
     drop((a_re, a_im));
 
     // Stage 3, along z, for kz ≥ c only: F[kz][ky·kx] = Σ_z E[kz][z] B[z][ky·kx].
@@ -326,16 +352,19 @@ pub fn grid_transform(molecule: &Molecule, spec: &GridSpec) -> ComplexVolume {
         (2.0 * PI * PI * sigma_g * sigma_g * s * s).exp()
     };
     let inv_window: Vec<f64> = (0..m).map(window).collect();
-    data[c * plane..].par_chunks_mut(plane).enumerate().for_each(|(r, out)| {
-        let kz = c + r;
-        for ky in 0..m {
-            for kx in 0..m {
-                let i = ky * m + kx;
-                let g = h3 * inv_window[kx] * inv_window[ky] * inv_window[kz];
-                out[i] = Complex64::new(f_re[r * plane + i] * g, f_im[r * plane + i] * g);
+    data[c * plane..]
+        .par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(r, out)| {
+            let kz = c + r;
+            for ky in 0..m {
+                for kx in 0..m {
+                    let i = ky * m + kx;
+                    let g = h3 * inv_window[kx] * inv_window[ky] * inv_window[kz];
+                    out[i] = Complex64::new(f_re[r * plane + i] * g, f_im[r * plane + i] * g);
+                }
             }
-        }
-    });
+        });
     let (lower, upper) = data.split_at_mut(c * plane);
     lower.par_chunks_mut(plane).enumerate().for_each(|(kz, out)| {
         let mirror = &upper[(m - 1 - kz - c) * plane..(m - kz - c) * plane];
@@ -345,7 +374,11 @@ pub fn grid_transform(molecule: &Molecule, spec: &GridSpec) -> ComplexVolume {
             }
         }
     });
-    ComplexVolume { m, spacing: spec.spacing, data }
+    ComplexVolume {
+        m,
+        spacing: spec.spacing,
+        data,
+    }
 }
 
 /// Each atom's density (its WK Gaussians convolved with the window) sampled on an n_r³ grid
@@ -358,7 +391,11 @@ fn spread_density(molecule: &Molecule, n_r: usize, h: f64, sigma_g: f64, reach: 
     let kernels: Vec<Vec<(f64, f64)>> = molecule
         .species
         .iter()
-        .map(|ff| ff.gaussians().map(|(a, b)| (a, b / (8.0 * PI * PI) + sigma_g * sigma_g)).collect())
+        .map(|ff| {
+            ff.gaussians()
+                .map(|(a, b)| (a, b / (8.0 * PI * PI) + sigma_g * sigma_g))
+                .collect()
+        })
         .collect();
     let reach_pts = (reach / h).ceil() as isize;
     let width = (2 * reach_pts + 1) as usize;

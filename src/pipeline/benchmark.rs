@@ -10,7 +10,9 @@ use anyhow::{bail, ensure, Context, Result};
 
 use super::child::child;
 use super::evaluate::{evaluate, Evaluation};
-use super::settings::{data_args, differences, ensure_same_settings, merge_config, method_settings, simulation_config, validate};
+use super::settings::{
+    data_args, differences, ensure_same_settings, merge_config, method_settings, simulation_config, validate,
+};
 use super::staging::{resume_dirs, staging_dir};
 use super::{figures, MethodRun, RunArgs, RunControl};
 use crate::data::ImageSimulator;
@@ -26,8 +28,8 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
             let (staging, final_dir) = resume_dirs(dir)?;
             let text = std::fs::read_to_string(staging.join("run.toml"))
                 .with_context(|| format!("--resume: {} has no run.toml", staging.display()))?;
-            let saved: RunArgs =
-                toml::from_str(&text).with_context(|| format!("{}: not a run configuration", staging.join("run.toml").display()))?;
+            let saved: RunArgs = toml::from_str(&text)
+                .with_context(|| format!("{}: not a run configuration", staging.join("run.toml").display()))?;
             if matches.is_some() {
                 ensure_same_settings(&final_dir, &differences(&saved, &args, matches)?)?;
             }
@@ -35,10 +37,9 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
         }
         None => {
             let args = merge_config(args, matches, control.config.as_deref())?;
-            let final_dir = control
-                .out
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("results").join(format!("run-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"))));
+            let final_dir = control.out.clone().unwrap_or_else(|| {
+                PathBuf::from("results").join(format!("run-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S")))
+            });
             if final_dir.exists() {
                 bail!("{} already exists: choose another --out (nothing was changed), or continue a killed run with --resume", final_dir.display());
             }
@@ -59,7 +60,9 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
     let methods: Vec<&'static dyn Method> = args
         .methods
         .iter()
-        .map(|id| method::find(id).with_context(|| format!("--methods: unknown method {id:?} (known: {})", method::ids())))
+        .map(|id| {
+            method::find(id).with_context(|| format!("--methods: unknown method {id:?} (known: {})", method::ids()))
+        })
         .collect::<Result<_>>()?;
     // The molecule first: a missing PDB entry fails here, before any work or any file.
     let molecule = crate::physics::molecule::load(&args.pdb, None, false, false)?;
@@ -68,14 +71,23 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
     let started = Instant::now();
     std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
     std::fs::write(staging.join("run.toml"), toml::to_string_pretty(&args)?)?;
-    eprintln!("run: {} → {} (staged in {})", args.pdb, final_dir.display(), staging.display());
+    eprintln!(
+        "run: {} → {} (staged in {})",
+        args.pdb,
+        final_dir.display(),
+        staging.display()
+    );
 
     // Ground truth on the evaluation grid (the simulator's, shared by every method).
     let truth_dir = staging.join("truth");
     if !truth_dir.join("density.mrc").exists() {
         std::fs::create_dir_all(&truth_dir)?;
         write_mrc(truth_dir.join("amplitude.mrc"), &sim.transform.amplitude(), true)?;
-        write_mrc(truth_dir.join("density.mrc"), &crate::eval::density::density_from_transform(&sim.transform), true)?;
+        write_mrc(
+            truth_dir.join("density.mrc"),
+            &crate::eval::density::density_from_transform(&sim.transform),
+            true,
+        )?;
     }
     let mut runs = Vec::new();
     for m in &methods {
@@ -93,7 +105,11 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
     }
 
     let commit = crate::method::output::Software::this().git_commit;
-    let rows: Vec<ResultRow> = runs.iter().zip(&evaluations).map(|(r, e)| row(&args, n, r, e, &commit, &final_dir)).collect();
+    let rows: Vec<ResultRow> = runs
+        .iter()
+        .zip(&evaluations)
+        .map(|(r, e)| row(&args, n, r, e, &commit, &final_dir))
+        .collect();
     write_table(&staging, &rows)?;
     let md = markdown(&rows);
     std::fs::write(staging.join("table.md"), &md)?;
@@ -116,10 +132,15 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
         "finished": chrono::Utc::now().to_rfc3339(),
     });
     std::fs::write(staging.join("run.json"), serde_json::to_string_pretty(&record)? + "\n")?;
-    std::fs::rename(&staging, &final_dir).with_context(|| format!("moving {} to {}", staging.display(), final_dir.display()))?;
+    std::fs::rename(&staging, &final_dir)
+        .with_context(|| format!("moving {} to {}", staging.display(), final_dir.display()))?;
     append_summary(&control.summary_dir, &rows)?;
     println!("{md}");
-    eprintln!("results in {} (summary appended to {})", final_dir.display(), control.summary_dir.join("summary.parquet").display());
+    eprintln!(
+        "results in {} (summary appended to {})",
+        final_dir.display(),
+        control.summary_dir.join("summary.parquet").display()
+    );
     Ok(rows)
 }
 
@@ -130,10 +151,16 @@ fn announce(args: &RunArgs, n: u64, methods: &[&'static dyn Method], final_dir: 
     let mut parts = Vec::new();
     for m in methods {
         let (budget, _) = method_settings(args, m.id());
-        let b = crate::method::budget::parse_budget(&budget).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let b = crate::method::budget::parse_budget(&budget)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
         // each repeat up to its budget, then phasing (~15 s a start on a 125³ grid), alignment, FSC
         upper_s += args.repeats as f64 * b + 15.0 * args.phasing_starts as f64 + 30.0;
-        let repeats = if args.repeats > 1 { format!(" × {} repeats", args.repeats) } else { String::new() };
+        let repeats = if args.repeats > 1 {
+            format!(" × {} repeats", args.repeats)
+        } else {
+            String::new()
+        };
         parts.push(format!("{} (budget {budget}{repeats})", m.label()));
     }
     eprintln!(
@@ -155,19 +182,48 @@ fn run_method(m: &'static dyn Method, args: &RunArgs, n: u64, staging: &Path) ->
     let data = data_args(args);
     let mut best: Option<(f64, MethodRun)> = None;
     for r in 1..=args.repeats {
-        let dir = staging.join(if args.repeats == 1 { m.id().to_string() } else { format!("{}-r{r}", m.id()) });
+        let dir = staging.join(if args.repeats == 1 {
+            m.id().to_string()
+        } else {
+            format!("{}-r{r}", m.id())
+        });
         let stage = dir.join("stage.txt");
         if !dir.join(crate::method::output::OUTPUT_FILE).exists() {
-            let job = Job { data_args: &data, n_train: n, n_test: args.n_test, seed: args.seed, repeat: r - 1, budget: &budget, extra: &extra, out: &dir };
+            let job = Job {
+                data_args: &data,
+                n_train: n,
+                n_test: args.n_test,
+                seed: args.seed,
+                repeat: r - 1,
+                budget: &budget,
+                extra: &extra,
+                out: &dir,
+            };
             let argv = m.job_args(&job);
-            let name = dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = dir
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let (wall, mem) = child(&argv, &staging.join(format!("{name}.log")))?;
             std::fs::write(&stage, format!("wall_s {wall:.3}\npeak_rss_mib {mem:.1}\n"))?;
         }
         let output = MethodOutput::read(&dir)?;
-        ensure!(output.method == m.id(), "{}: an output of {:?}, expected {:?}", dir.display(), output.method, m.id());
+        ensure!(
+            output.method == m.id(),
+            "{}: an output of {:?}, expected {:?}",
+            dir.display(),
+            output.method,
+            m.id()
+        );
         let wall_time_s = stage_wall_time(&stage).unwrap_or(output.timings.wall_s);
-        let run = MethodRun { id: m.id(), label: m.label(), dir: dir.clone(), wall_time_s, repeat: r, output };
+        let run = MethodRun {
+            id: m.id(),
+            label: m.label(),
+            dir: dir.clone(),
+            wall_time_s,
+            repeat: r,
+            output,
+        };
         let key = run.output.pose_error.train.map_or(f64::INFINITY, |e| e.median_deg);
         if args.repeats > 1 {
             eprintln!("  {} repeat {r}: train median {key:.2}°", m.label());
@@ -182,13 +238,15 @@ fn run_method(m: &'static dyn Method, args: &RunArgs, n: u64, staging: &Path) ->
 /// The method process's wall time recorded by the benchmark (`stage.txt`).
 fn stage_wall_time(stage: &Path) -> Option<f64> {
     let text = std::fs::read_to_string(stage).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("wall_s").and_then(|v| v.trim().parse().ok()))
+    text.lines()
+        .find_map(|l| l.strip_prefix("wall_s").and_then(|v| v.trim().parse().ok()))
 }
 
 /// The table row of one method.
 fn row(args: &RunArgs, n: u64, r: &MethodRun, e: &Evaluation, commit: &str, final_dir: &Path) -> ResultRow {
     let o = &r.output;
-    let stat = |s: Option<crate::eval::pose_error::PoseErrorSummary>, f: fn(&crate::eval::pose_error::PoseErrorSummary) -> f64| s.as_ref().map_or(f64::NAN, f);
+    let stat = |s: Option<crate::eval::pose_error::PoseErrorSummary>,
+                f: fn(&crate::eval::pose_error::PoseErrorSummary) -> f64| s.as_ref().map_or(f64::NAN, f);
     let mut params = o.params.clone();
     if let Some(map) = params.as_object_mut() {
         map.insert("repeat".into(), r.repeat.into());
@@ -202,7 +260,11 @@ fn row(args: &RunArgs, n: u64, r: &MethodRun, e: &Evaluation, commit: &str, fina
         n_train: n,
         n_test: args.n_test,
         method: r.id.into(),
-        status: if o.budget.out_of_budget { "> budget".into() } else { "ok".into() },
+        status: if o.budget.out_of_budget {
+            "> budget".into()
+        } else {
+            "ok".into()
+        },
         wall_time_s: r.wall_time_s,
         wall_time_hm: hours_minutes(r.wall_time_s),
         resolution_px: e.resolution_px,

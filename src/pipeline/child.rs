@@ -59,11 +59,29 @@ pub fn child(argv: &[String], log: &Path) -> Result<(f64, f64)> {
     let secs = t0.elapsed().as_secs_f64();
     exited.store(true, std::sync::atomic::Ordering::Relaxed);
     let hwm_kib = sampler.join().unwrap_or(0);
-    ensure!(w == 0, "waiting for the method process failed: {}", std::io::Error::last_os_error());
+    ensure!(
+        w == 0,
+        "waiting for the method process failed: {}",
+        std::io::Error::last_os_error()
+    );
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    ensure!(r == pid, "waiting for the method process failed: {}", std::io::Error::last_os_error());
-    let peak_mib = if hwm_kib > 0 { hwm_kib as f64 / 1024.0 } else { usage.ru_maxrss as f64 / 1024.0 };
-    std::fs::write(log, format!("{}\nwall_s {secs:.3}\npeak_rss_mib {peak_mib:.1}\nexit {status}\n", argv.join(" ")))?;
+    ensure!(
+        r == pid,
+        "waiting for the method process failed: {}",
+        std::io::Error::last_os_error()
+    );
+    let peak_mib = if hwm_kib > 0 {
+        hwm_kib as f64 / 1024.0
+    } else {
+        usage.ru_maxrss as f64 / 1024.0
+    };
+    std::fs::write(
+        log,
+        format!(
+            "{}\nwall_s {secs:.3}\npeak_rss_mib {peak_mib:.1}\nexit {status}\n",
+            argv.join(" ")
+        ),
+    )?;
     ensure!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "`xrai-bench {}` failed (see its messages above); finished stages are kept: continue with --resume",
@@ -71,4 +89,3 @@ pub fn child(argv: &[String], log: &Path) -> Result<(f64, f64)> {
     );
     Ok((secs, peak_mib))
 }
-

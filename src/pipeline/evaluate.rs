@@ -30,7 +30,13 @@ pub struct Evaluation {
 }
 
 /// Phase, align onto the truth, FSC. Returns the evaluation and the FSC curve as (1/Å, FSC).
-pub fn evaluate(r: &MethodRun, truth: &DensityMap, staging: &Path, starts: usize, seed: u64) -> Result<(Evaluation, Vec<(f64, f64)>)> {
+pub fn evaluate(
+    r: &MethodRun,
+    truth: &DensityMap,
+    staging: &Path,
+    starts: usize,
+    seed: u64,
+) -> Result<(Evaluation, Vec<(f64, f64)>)> {
     let out = staging.join("eval").join(r.id);
     std::fs::create_dir_all(&out)?;
     let fsc_csv = out.join("fsc.csv");
@@ -39,14 +45,25 @@ pub fn evaluate(r: &MethodRun, truth: &DensityMap, staging: &Path, starts: usize
     if !(fsc_csv.exists() && density_path.exists() && record.exists()) {
         let t0 = Instant::now();
         let amplitude = read_mrc(&r.dir.join(AMPLITUDE_FILE))?;
-        let phased = phase(&amplitude, &PhasingParams { starts, seed, ..PhasingParams::default() });
-        let (aligned, alignment) =
-            align(truth, &phased.density, &AlignParams::default()).with_context(|| format!("aligning the {} density onto the truth", r.label))?;
+        let phased = phase(
+            &amplitude,
+            &PhasingParams {
+                starts,
+                seed,
+                ..PhasingParams::default()
+            },
+        );
+        let (aligned, alignment) = align(truth, &phased.density, &AlignParams::default())
+            .with_context(|| format!("aligning the {} density onto the truth", r.label))?;
         write_mrc(&density_path, &aligned, true)?;
         let curve = fsc(truth, &aligned)?;
         let mut text = String::from("shell,frequency_per_angstrom,fsc,count\n");
         for (k, f) in curve.fsc.iter().enumerate() {
-            text.push_str(&format!("{k},{:.6},{f:.6},{}\n", curve.frequency(k as f64), curve.counts[k]));
+            text.push_str(&format!(
+                "{k},{:.6},{f:.6},{}\n",
+                curve.frequency(k as f64),
+                curve.counts[k]
+            ));
         }
         let res = curve.resolution(THRESHOLD_HALF);
         let evaluation = Evaluation {
@@ -61,14 +78,12 @@ pub fn evaluate(r: &MethodRun, truth: &DensityMap, staging: &Path, starts: usize
         std::fs::write(&fsc_csv, text)?;
         eprintln!(
             "  {}: phased and aligned in {:.0} s, FSC 0.5 at {:.2} px ({:.2} Å)",
-            r.label,
-            evaluation.seconds,
-            res.resolution_px,
-            res.resolution_angstrom
+            r.label, evaluation.seconds, res.resolution_px, res.resolution_angstrom
         );
     }
     let text = std::fs::read_to_string(&record).with_context(|| format!("cannot read {}", record.display()))?;
-    let evaluation: Evaluation = serde_json::from_str(&text).with_context(|| format!("{}: not a complete evaluation record", record.display()))?;
+    let evaluation: Evaluation = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a complete evaluation record", record.display()))?;
     let curve: Vec<(f64, f64)> = std::fs::read_to_string(&fsc_csv)?
         .lines()
         .skip(1)

@@ -22,7 +22,12 @@ fn test_errors(r: &MethodRun, sim: &ImageSimulator) -> Result<Vec<f64>> {
     Ok(pose_error(&truth, &est)?.angles_deg)
 }
 
-pub fn draw(sim: &ImageSimulator, dir: &Path, runs: &[MethodRun], fsc_curves: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
+pub fn draw(
+    sim: &ImageSimulator,
+    dir: &Path,
+    runs: &[MethodRun],
+    fsc_curves: &[(String, Vec<(f64, f64)>)],
+) -> Result<()> {
     let plots_dir = dir.join("plots");
     std::fs::create_dir_all(&plots_dir)?;
     plots::fsc_curves(&plots_dir.join("fsc"), fsc_curves)?;
@@ -49,7 +54,11 @@ pub fn draw(sim: &ImageSimulator, dir: &Path, runs: &[MethodRun], fsc_curves: &[
             Objective::LogLikelihood => {
                 let iters: Vec<plots::EmcIteration> = progress
                     .iter()
-                    .map(|p| plots::EmcIteration { iteration: p.step as usize, log_likelihood: p.objective, beta: p.beta.unwrap_or(f64::NAN) })
+                    .map(|p| plots::EmcIteration {
+                        iteration: p.step as usize,
+                        log_likelihood: p.objective,
+                        beta: p.beta.unwrap_or(f64::NAN),
+                    })
                     .collect();
                 plots::emc_log_likelihood(&plots_dir.join(format!("{}_log_likelihood", r.id)), &iters)?;
             }
@@ -67,7 +76,13 @@ fn gallery(sim: &ImageSimulator, plots_dir: &Path, runs: &[MethodRun]) -> Result
         let path = r.dir.join(AMPLITUDE_FILE);
         let mut model = read_mrc(&path)?.map(|&a| if a > 0.0 { a * a } else { 0.0 });
         // the simulator's grid by construction; the MRC header stores Δs only to f32 precision
-        ensure!(model.m == sim.grid.m, "{}: {}³, but the evaluation grid is {}³", path.display(), model.m, sim.grid.m);
+        ensure!(
+            model.m == sim.grid.m,
+            "{}: {}³, but the evaluation grid is {}³",
+            path.display(),
+            model.m,
+            sim.grid.m
+        );
         model.spacing = sim.grid.spacing;
         let slicer = crate::physics::slice::Slicer::new(&model, &sim.geometry)?;
         let poses = read_poses(&r.dir.join(TEST_POSES_FILE))?;
@@ -92,7 +107,9 @@ fn slices(dir: &Path, plots_dir: &Path, runs: &[MethodRun]) -> Result<()> {
     for r in runs {
         columns.push(r.label.to_string());
         amp_slices.push(central_slice(&read_mrc(&r.dir.join(AMPLITUDE_FILE))?));
-        den_slices.push(central_slice(&read_mrc(&dir.join("eval").join(r.id).join("density.mrc"))?));
+        den_slices.push(central_slice(&read_mrc(
+            &dir.join("eval").join(r.id).join("density.mrc"),
+        )?));
     }
     // The density box is 1/Δs = 4kR wide (k = 3): the molecule fills its central sixth, so
     // show the central third (twice the molecule's diameter) rather than a speck.
@@ -101,7 +118,10 @@ fn slices(dir: &Path, plots_dir: &Path, runs: &[MethodRun]) -> Result<()> {
     plots::volume_slices(
         &plots_dir.join("slices"),
         &columns,
-        &[("|F| (own frame)".into(), truth_amp.m, amp_slices), ("density (aligned)".into(), crop, den_slices)],
+        &[
+            ("|F| (own frame)".into(), truth_amp.m, amp_slices),
+            ("density (aligned)".into(), crop, den_slices),
+        ],
         &[true, false],
     )?;
     Ok(())
@@ -111,7 +131,9 @@ fn slices(dir: &Path, plots_dir: &Path, runs: &[MethodRun]) -> Result<()> {
 fn central_crop(slice: &[f32], m: usize, side: usize) -> Vec<f32> {
     let side = side.min(m);
     let start = (m - side) / 2;
-    (start..start + side).flat_map(|row| slice[row * m + start..][..side].iter().copied()).collect()
+    (start..start + side)
+        .flat_map(|row| slice[row * m + start..][..side].iter().copied())
+        .collect()
 }
 
 fn central_slice(v: &crate::volume::Volume<f32>) -> Vec<f32> {

@@ -49,7 +49,15 @@ pub fn run(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMatches
     let args = settings::merge_config(args, matches, control.config.as_deref())?;
     anyhow::ensure!(!args.n.is_empty(), "--n: give at least one training-set size");
     if args.n.len() == 1 && !sweep {
-        return benchmark::run_one(args, RunControl { config: None, ..control }, None).map(|_| ());
+        return benchmark::run_one(
+            args,
+            RunControl {
+                config: None,
+                ..control
+            },
+            None,
+        )
+        .map(|_| ());
     }
     sweep::sweep(args, control)
 }

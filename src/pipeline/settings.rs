@@ -154,41 +154,62 @@ fn method_id(text: &str) -> Result<String, String> {
 pub fn merge_config(cli: RunArgs, matches: Option<&clap::ArgMatches>, config: Option<&Path>) -> Result<RunArgs> {
     let Some(path) = config else { return Ok(cli) };
     let text = std::fs::read_to_string(path).with_context(|| format!("--config: cannot read {}", path.display()))?;
-    let mut file: toml::Table = toml::from_str(&text).with_context(|| format!("--config {}: not valid TOML", path.display()))?;
+    let mut file: toml::Table =
+        toml::from_str(&text).with_context(|| format!("--config {}: not valid TOML", path.display()))?;
     let cli_table = toml::Table::try_from(&cli)?;
     if let Some(m) = matches {
         for (key, value) in cli_table {
             let id = key.as_str();
-            if m.try_get_raw(id).ok().flatten().is_some() && m.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+            if m.try_get_raw(id).ok().flatten().is_some()
+                && m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+            {
                 file.insert(key, value);
             }
         }
     }
-    let args: RunArgs = toml::Value::Table(file)
-        .try_into()
-        .with_context(|| format!("--config {}: not a run configuration (see a run's run.toml)", path.display()))?;
+    let args: RunArgs = toml::Value::Table(file).try_into().with_context(|| {
+        format!(
+            "--config {}: not a run configuration (see a run's run.toml)",
+            path.display()
+        )
+    })?;
     for id in &args.methods {
-        method_id(id).map_err(anyhow::Error::msg).with_context(|| format!("--config {}", path.display()))?;
+        method_id(id)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("--config {}", path.display()))?;
     }
     Ok(args)
 }
 
 /// Checks every setting that needs no file or molecule.
 pub fn validate(args: &RunArgs) -> Result<()> {
-    ensure!(args.n.iter().all(|&n| n >= 2), "--n must be at least 2 (got {:?})", args.n);
+    ensure!(
+        args.n.iter().all(|&n| n >= 2),
+        "--n must be at least 2 (got {:?})",
+        args.n
+    );
     ensure!(args.n_test >= 1, "--n-test must be at least 1");
-    ensure!(!args.methods.is_empty(), "--methods: give at least one of {}", crate::method::ids());
+    ensure!(
+        !args.methods.is_empty(),
+        "--methods: give at least one of {}",
+        crate::method::ids()
+    );
     ensure!(args.repeats >= 1, "--repeats must be at least 1");
     ensure!(
         args.rescale_total.is_finite() && args.rescale_total > 0.0,
         "--rescale-total must be a positive number of photons, got {}",
         args.rescale_total
     );
-    for b in [Some(&args.budget), args.xrai_budget.as_ref(), args.emc_budget.as_ref()].into_iter().flatten() {
+    for b in [Some(&args.budget), args.xrai_budget.as_ref(), args.emc_budget.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         parse_budget(b)?;
     }
     for a in &args.method_args {
-        let Some((id, _)) = a.split_once('=') else { bail!("--args {a:?}: expected ID=OPTIONS, e.g. \"emc=--beta 0.01\"") };
+        let Some((id, _)) = a.split_once('=') else {
+            bail!("--args {a:?}: expected ID=OPTIONS, e.g. \"emc=--beta 0.01\"")
+        };
         method_id(id).map_err(|e| anyhow::anyhow!("--args {a:?}: {e}"))?;
     }
     Ok(())
@@ -208,10 +229,19 @@ pub fn simulation_config(args: &RunArgs) -> SimulationConfig {
 
 /// The data options every method gets, so all see the same images.
 pub fn data_args(args: &RunArgs) -> Vec<String> {
-    let mut v: Vec<String> = ["--pdb", &args.pdb, "--rescale", "mean", "--rescale-total", &args.rescale_total.to_string(), "--seed", &args.seed.to_string()]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut v: Vec<String> = [
+        "--pdb",
+        &args.pdb,
+        "--rescale",
+        "mean",
+        "--rescale-total",
+        &args.rescale_total.to_string(),
+        "--seed",
+        &args.seed.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     if args.noise == Noise::Poisson {
         v.push("--poisson".into());
     }
@@ -236,9 +266,16 @@ pub fn method_settings(args: &RunArgs, id: &str) -> (String, Vec<String>) {
             (args.xrai_budget.clone(), extra)
         }
         "emc" => {
-            let mut extra: Vec<String> = ["--level", &args.emc_level.to_string(), "--bin", &args.emc_bin.to_string(), "--iters", &args.emc_iters.to_string()]
-                .map(String::from)
-                .to_vec();
+            let mut extra: Vec<String> = [
+                "--level",
+                &args.emc_level.to_string(),
+                "--bin",
+                &args.emc_bin.to_string(),
+                "--iters",
+                &args.emc_iters.to_string(),
+            ]
+            .map(String::from)
+            .to_vec();
             extra.extend(args.emc_args.as_deref().map(words).unwrap_or_default());
             (args.emc_budget.clone(), extra)
         }
@@ -254,7 +291,11 @@ pub fn method_settings(args: &RunArgs, id: &str) -> (String, Vec<String>) {
 
 /// Settings where `given` differs from a run's `saved` ones: every key, or with `matches` only
 /// those given on the command line. Each as (key, saved value, given value).
-pub fn differences(saved: &RunArgs, given: &RunArgs, matches: Option<&clap::ArgMatches>) -> Result<Vec<(String, String, String)>> {
+pub fn differences(
+    saved: &RunArgs,
+    given: &RunArgs,
+    matches: Option<&clap::ArgMatches>,
+) -> Result<Vec<(String, String, String)>> {
     let saved = toml::Table::try_from(saved)?;
     let given = toml::Table::try_from(given)?;
     let mut out = Vec::new();
@@ -268,7 +309,11 @@ pub fn differences(saved: &RunArgs, given: &RunArgs, matches: Option<&clap::ArgM
         }
         let old = saved.get(key);
         if old != Some(value) {
-            out.push((key.clone(), old.map_or("(unset)".into(), |v| v.to_string()), value.to_string()));
+            out.push((
+                key.clone(),
+                old.map_or("(unset)".into(), |v| v.to_string()),
+                value.to_string(),
+            ));
         }
     }
     Ok(out)
@@ -279,8 +324,10 @@ pub fn ensure_same_settings(dir: &Path, differing: &[(String, String, String)]) 
     if differing.is_empty() {
         return Ok(());
     }
-    let list: Vec<String> =
-        differing.iter().map(|(k, old, new)| format!("--{} {new} (the run has {k} = {old})", k.replace('_', "-"))).collect();
+    let list: Vec<String> = differing
+        .iter()
+        .map(|(k, old, new)| format!("--{} {new} (the run has {k} = {old})", k.replace('_', "-")))
+        .collect();
     bail!(
         "{}: a resumed run keeps the settings it was started with (its run.toml), but {} given; nothing was changed. \
          Drop the option to continue this run, or start a new run with another --out",

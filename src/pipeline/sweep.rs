@@ -17,15 +17,17 @@ use crate::report::table::{markdown, read_table, write_table, ResultRow};
 pub fn sweep(args: RunArgs, control: RunControl) -> Result<()> {
     validate(&args)?;
     crate::physics::molecule::load(&args.pdb, None, false, false)?;
-    let root = control
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("results").join(format!("sweep-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"))));
+    let root = control.out.clone().unwrap_or_else(|| {
+        PathBuf::from("results").join(format!("sweep-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S")))
+    });
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     let mut rows = Vec::new();
     for &n in &args.n {
         let dir = root.join(format!("n{n}"));
-        let one = RunArgs { n: vec![n], ..args.clone() };
+        let one = RunArgs {
+            n: vec![n],
+            ..args.clone()
+        };
         if dir.join("table.parquet").exists() {
             eprintln!("sweep: N = {n} already done in {}", dir.display());
         } else {
@@ -33,12 +35,22 @@ pub fn sweep(args: RunArgs, control: RunControl) -> Result<()> {
             let resume = staged.exists().then(|| dir.clone());
             if resume.is_some() {
                 // an interrupted size continues only with the settings it was started with
-                let text = std::fs::read_to_string(staged.join("run.toml"))
-                    .with_context(|| format!("{}: an interrupted run without its run.toml; remove it", staged.display()))?;
-                let saved: RunArgs = toml::from_str(&text).with_context(|| format!("{}: not a run configuration", staged.join("run.toml").display()))?;
+                let text = std::fs::read_to_string(staged.join("run.toml")).with_context(|| {
+                    format!(
+                        "{}: an interrupted run without its run.toml; remove it",
+                        staged.display()
+                    )
+                })?;
+                let saved: RunArgs = toml::from_str(&text)
+                    .with_context(|| format!("{}: not a run configuration", staged.join("run.toml").display()))?;
                 ensure_same_settings(&dir, &differences(&saved, &one, None)?)?;
             }
-            let control = RunControl { config: None, out: Some(dir.clone()), resume, ..control.clone() };
+            let control = RunControl {
+                config: None,
+                out: Some(dir.clone()),
+                resume,
+                ..control.clone()
+            };
             run_one(one, control, None)?;
         }
         rows.extend(read_table(&dir.join("table.parquet"))?);
@@ -64,7 +76,16 @@ fn scaling_plots(args: &RunArgs, root: &std::path::Path, rows: &[ResultRow]) -> 
                 let pts = rows
                     .iter()
                     .filter(|r| r.method == m.id())
-                    .map(|r| (r.n_train as f64, if mark_budget && r.status != "ok" { f64::INFINITY } else { key(r) }))
+                    .map(|r| {
+                        (
+                            r.n_train as f64,
+                            if mark_budget && r.status != "ok" {
+                                f64::INFINITY
+                            } else {
+                                key(r)
+                            },
+                        )
+                    })
                     .collect();
                 (m.label().to_string(), pts)
             })
@@ -73,9 +94,32 @@ fn scaling_plots(args: &RunArgs, root: &std::path::Path, rows: &[ResultRow]) -> 
     let plots_dir = root.join("plots");
     std::fs::create_dir_all(&plots_dir)?;
     // The budget line: the last method's budget (EMC's in the default order), as before.
-    let budget_s = args.methods.iter().rev().find_map(|id| parse_budget(&method_settings(args, id).0).ok()).map(|d| d.as_secs_f64());
-    plots::scaling(&plots_dir.join("runtime_vs_n"), "Wall-clock time against dataset size", "wall-clock time (s)", &series(|r| r.wall_time_s, true), budget_s)?;
-    plots::scaling(&plots_dir.join("test_error_vs_n"), "Test pose error against dataset size", "median test pose error (°)", &series(|r| r.test_median_deg, false), None)?;
-    plots::scaling(&plots_dir.join("resolution_vs_n"), "Resolution against dataset size", "resolution, FSC = 0.5 (px)", &series(|r| r.resolution_px, false), None)?;
+    let budget_s = args
+        .methods
+        .iter()
+        .rev()
+        .find_map(|id| parse_budget(&method_settings(args, id).0).ok())
+        .map(|d| d.as_secs_f64());
+    plots::scaling(
+        &plots_dir.join("runtime_vs_n"),
+        "Wall-clock time against dataset size",
+        "wall-clock time (s)",
+        &series(|r| r.wall_time_s, true),
+        budget_s,
+    )?;
+    plots::scaling(
+        &plots_dir.join("test_error_vs_n"),
+        "Test pose error against dataset size",
+        "median test pose error (°)",
+        &series(|r| r.test_median_deg, false),
+        None,
+    )?;
+    plots::scaling(
+        &plots_dir.join("resolution_vs_n"),
+        "Resolution against dataset size",
+        "resolution, FSC = 0.5 (px)",
+        &series(|r| r.resolution_px, false),
+        None,
+    )?;
     Ok(())
 }

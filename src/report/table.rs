@@ -5,7 +5,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use polars::prelude::{CsvReadOptions, CsvWriter, Column, DataFrame, DataType, ParquetReader, ParquetWriter, SerReader, SerWriter};
+use polars::prelude::{
+    Column, CsvReadOptions, CsvWriter, DataFrame, DataType, ParquetReader, ParquetWriter, SerReader, SerWriter,
+};
 use serde::{Deserialize, Serialize};
 
 /// One (dataset, method) result. Plain fields: the column names of `table.csv`/`table.parquet`
@@ -96,16 +98,31 @@ pub fn to_dataframe(rows: &[ResultRow]) -> Result<DataFrame> {
 /// A DataFrame with [`ResultRow`]'s columns → rows (for `xrai-bench table`).
 pub fn from_dataframe(df: &DataFrame, source: &Path) -> Result<Vec<ResultRow>> {
     let s = |name: &str| -> Result<Vec<String>> {
-        let c = df.column(name).with_context(|| format!("{}: no column {name:?} (not a table written by xrai-bench)", source.display()))?;
+        let c = df.column(name).with_context(|| {
+            format!(
+                "{}: no column {name:?} (not a table written by xrai-bench)",
+                source.display()
+            )
+        })?;
         let c = c.cast(&DataType::String)?;
         Ok(c.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
     };
     let f = |name: &str| -> Result<Vec<f64>> {
-        let c = df.column(name).with_context(|| format!("{}: no column {name:?} (not a table written by xrai-bench)", source.display()))?;
+        let c = df.column(name).with_context(|| {
+            format!(
+                "{}: no column {name:?} (not a table written by xrai-bench)",
+                source.display()
+            )
+        })?;
         let c = c.cast(&DataType::Float64)?;
         Ok(c.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
     };
-    let u = |name: &str| -> Result<Vec<u64>> { Ok(f(name)?.into_iter().map(|v| if v.is_finite() { v as u64 } else { 0 }).collect()) };
+    let u = |name: &str| -> Result<Vec<u64>> {
+        Ok(f(name)?
+            .into_iter()
+            .map(|v| if v.is_finite() { v as u64 } else { 0 })
+            .collect())
+    };
     let (pdb, chain, method, status, hm, noise, version, commit, params, dir, ts) = (
         s("pdb_id")?,
         s("chain")?,
@@ -173,7 +190,10 @@ pub fn write_table(dir: &Path, rows: &[ResultRow]) -> Result<(PathBuf, PathBuf)>
 fn write_csv(path: &Path, df: &mut DataFrame) -> Result<()> {
     let tmp = path.with_extension("csv.tmp");
     let mut file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    CsvWriter::new(&mut file).include_header(true).finish(df).with_context(|| format!("writing {}", path.display()))?;
+    CsvWriter::new(&mut file)
+        .include_header(true)
+        .finish(df)
+        .with_context(|| format!("writing {}", path.display()))?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
@@ -181,7 +201,9 @@ fn write_csv(path: &Path, df: &mut DataFrame) -> Result<()> {
 fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<()> {
     let tmp = path.with_extension("parquet.tmp");
     let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    ParquetWriter::new(file).finish(df).with_context(|| format!("writing {}", path.display()))?;
+    ParquetWriter::new(file)
+        .finish(df)
+        .with_context(|| format!("writing {}", path.display()))?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
@@ -190,7 +212,9 @@ fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<()> {
 pub fn read_table(path: &Path) -> Result<Vec<ResultRow>> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let df = match path.extension().and_then(|e| e.to_str()) {
-        Some("parquet") => ParquetReader::new(file).finish().with_context(|| format!("{}: not a readable Parquet file", path.display()))?,
+        Some("parquet") => ParquetReader::new(file)
+            .finish()
+            .with_context(|| format!("{}: not a readable Parquet file", path.display()))?,
         Some("csv") => CsvReadOptions::default()
             .with_has_header(true)
             .into_reader_with_file_handle(file)
@@ -208,7 +232,12 @@ pub fn append_summary(dir: &Path, rows: &[ResultRow]) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let parquet = dir.join("summary.parquet");
     let mut all = if parquet.exists() {
-        read_table(&parquet).with_context(|| format!("{} exists but cannot be read; move it aside to start a new summary", parquet.display()))?
+        read_table(&parquet).with_context(|| {
+            format!(
+                "{} exists but cannot be read; move it aside to start a new summary",
+                parquet.display()
+            )
+        })?
     } else {
         Vec::new()
     };
@@ -242,7 +271,10 @@ pub fn collect_tables(paths: &[PathBuf]) -> Result<Vec<ResultRow>> {
             .collect();
         subdirs.sort();
         if subdirs.is_empty() {
-            bail!("{}: no table.parquet here or in its sub-directories (run `xrai-bench run` first)", p.display());
+            bail!(
+                "{}: no table.parquet here or in its sub-directories (run `xrai-bench run` first)",
+                p.display()
+            );
         }
         for d in subdirs {
             rows.extend(read_table(&d.join("table.parquet"))?);
@@ -276,23 +308,51 @@ pub fn markdown(rows: &[ResultRow]) -> String {
     let mut rows: Vec<&ResultRow> = rows.iter().collect();
     rows.sort_by(|a, b| (&a.pdb_id, a.n_train, &b.method).cmp(&(&b.pdb_id, b.n_train, &a.method)));
     let best = |pdb: &str, key: fn(&ResultRow) -> f64| -> f64 {
-        rows.iter().filter(|r| r.pdb_id == pdb && r.status == "ok").map(|r| key(r)).filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min)
+        rows.iter()
+            .filter(|r| r.pdb_id == pdb && r.status == "ok")
+            .map(|r| key(r))
+            .filter(|v| v.is_finite())
+            .fold(f64::INFINITY, f64::min)
     };
-    let bold = |v: f64, best: f64, text: String| if v.is_finite() && v <= best { format!("**{text}**") } else { text };
-    let num = |v: f64, digits: usize| if v.is_finite() { format!("{v:.digits$}") } else { "—".into() };
+    let bold = |v: f64, best: f64, text: String| {
+        if v.is_finite() && v <= best {
+            format!("**{text}**")
+        } else {
+            text
+        }
+    };
+    let num = |v: f64, digits: usize| {
+        if v.is_finite() {
+            format!("{v:.digits$}")
+        } else {
+            "—".into()
+        }
+    };
     let mut out = String::new();
     out.push_str("| Dataset | Method | Time | Resolution (px) ↓ | Train error (med / RMS, °) ↓ | Test error (med / RMS, °) ↓ |\n");
     out.push_str("|---|---|---|---|---|---|\n");
     let mut last_group: Option<(String, u64)> = None;
     for r in &rows {
         let group = (r.pdb_id.clone(), r.n_train);
-        let label = if last_group.as_ref() == Some(&group) { String::new() } else { format!("{} (Train: {})", r.pdb_id, size_label(r.n_train)) };
+        let label = if last_group.as_ref() == Some(&group) {
+            String::new()
+        } else {
+            format!("{} (Train: {})", r.pdb_id, size_label(r.n_train))
+        };
         last_group = Some(group);
         if r.status != "ok" {
-            out.push_str(&format!("| {label} | {} | {} | | | |\n", method_label(&r.method), r.status));
+            out.push_str(&format!(
+                "| {label} | {} | {} | | | |\n",
+                method_label(&r.method),
+                r.status
+            ));
             continue;
         }
-        let res = bold(r.resolution_px, best(&r.pdb_id, |r| r.resolution_px), num(r.resolution_px, 2));
+        let res = bold(
+            r.resolution_px,
+            best(&r.pdb_id, |r| r.resolution_px),
+            num(r.resolution_px, 2),
+        );
         let tr = bold(
             r.train_median_deg,
             best(&r.pdb_id, |r| r.train_median_deg),
@@ -303,7 +363,11 @@ pub fn markdown(rows: &[ResultRow]) -> String {
             best(&r.pdb_id, |r| r.test_median_deg),
             format!("{} / {}", num(r.test_median_deg, 1), num(r.test_rms_deg, 1)),
         );
-        out.push_str(&format!("| {label} | {} | {} | {res} | {tr} | {te} |\n", method_label(&r.method), r.wall_time_hm));
+        out.push_str(&format!(
+            "| {label} | {} | {} | {res} | {tr} | {te} |\n",
+            method_label(&r.method),
+            r.wall_time_hm
+        ));
     }
     out
 }

@@ -166,11 +166,20 @@ impl XraiConfig {
             self.working_size,
             self.widths.len()
         );
-        anyhow::ensure!(self.volume_size % 2 == 1 && self.volume_size >= 5, "--volume-size must be odd and ≥ 5");
-        anyhow::ensure!(self.siren_layers >= 1 && self.siren_width >= 1, "--siren-layers and --siren-width must be at least 1");
+        anyhow::ensure!(
+            self.volume_size % 2 == 1 && self.volume_size >= 5,
+            "--volume-size must be odd and ≥ 5"
+        );
+        anyhow::ensure!(
+            self.siren_layers >= 1 && self.siren_width >= 1,
+            "--siren-layers and --siren-width must be at least 1"
+        );
         anyhow::ensure!(self.pyramid_levels <= 8, "--pyramid-levels must be at most 8");
         anyhow::ensure!(self.batch >= 2, "--batch must be at least 2 (batch norm)");
-        anyhow::ensure!(self.lr_encoder > 0.0 && self.lr_volume >= 0.0, "learning rates must be positive");
+        anyhow::ensure!(
+            self.lr_encoder > 0.0 && self.lr_volume >= 0.0,
+            "learning rates must be positive"
+        );
         Ok(())
     }
 }

@@ -64,7 +64,10 @@ fn weight_dims(l: &Layout, c: Option<usize>) -> Result<(usize, usize)> {
     }
     if let Some(c) = c {
         if wc != c {
-            candle_core::bail!("conv3x3: weight has {wc} input channels, x has {c} (weight {:?})", l.dims());
+            candle_core::bail!(
+                "conv3x3: weight has {wc} input channels, x has {c} (weight {:?})",
+                l.dims()
+            );
         }
     }
     Ok((o, wc))
@@ -145,7 +148,8 @@ fn gather_dy(dy: &[f32], g: usize, o: usize, hw: usize, out: &mut [f32]) {
     let n = g * hw;
     for gi in 0..g {
         for oi in 0..o {
-            out[oi * n + gi * hw..oi * n + (gi + 1) * hw].copy_from_slice(&dy[(gi * o + oi) * hw..(gi * o + oi + 1) * hw]);
+            out[oi * n + gi * hw..oi * n + (gi + 1) * hw]
+                .copy_from_slice(&dy[(gi * o + oi) * hw..(gi * o + oi + 1) * hw]);
         }
     }
 }
@@ -160,10 +164,14 @@ where
     F: Fn(&mut Scratch, &mut [f32], &[f32]) + Sync,
 {
     if rayon::current_num_threads() > 1 {
-        out.par_chunks_mut(out_chunk).zip(inp.par_chunks(in_chunk)).for_each_init(Scratch::default, |s, (o, i)| f(s, o, i));
+        out.par_chunks_mut(out_chunk)
+            .zip(inp.par_chunks(in_chunk))
+            .for_each_init(Scratch::default, |s, (o, i)| f(s, o, i));
     } else {
         let mut s = Scratch::default();
-        out.chunks_mut(out_chunk).zip(inp.chunks(in_chunk)).for_each(|(o, i)| f(&mut s, o, i));
+        out.chunks_mut(out_chunk)
+            .zip(inp.chunks(in_chunk))
+            .for_each(|(o, i)| f(&mut s, o, i));
     }
 }
 
@@ -187,7 +195,8 @@ pub fn conv3x3_forward(x: &[f32], w: &[f32], b: usize, c: usize, h: usize, wd: u
             gemm(o, c9, n, 1.0, w, (c9, 1), cols, (n, 1), 0.0, tmp, (n, 1));
             for gi in 0..gi_n {
                 for oi in 0..o {
-                    yc[(gi * o + oi) * hw..(gi * o + oi + 1) * hw].copy_from_slice(&tmp[oi * n + gi * hw..oi * n + (gi + 1) * hw]);
+                    yc[(gi * o + oi) * hw..(gi * o + oi + 1) * hw]
+                        .copy_from_slice(&tmp[oi * n + gi * hw..oi * n + (gi + 1) * hw]);
                 }
             }
         }
@@ -196,7 +205,16 @@ pub fn conv3x3_forward(x: &[f32], w: &[f32], b: usize, c: usize, h: usize, wd: u
 
 /// One chunk's contribution to the weight gradient: `gw[O, C·9] += dY[O, n] · colsᵀ[n, C·9]`.
 #[allow(clippy::too_many_arguments)]
-fn grad_w_chunk(xc: &[f32], dc: &[f32], c: usize, h: usize, wd: usize, o: usize, (cols, dyc): &mut Scratch, gw: &mut [f32]) {
+fn grad_w_chunk(
+    xc: &[f32],
+    dc: &[f32],
+    c: usize,
+    h: usize,
+    wd: usize,
+    o: usize,
+    (cols, dyc): &mut Scratch,
+    gw: &mut [f32],
+) {
     let hw = h * wd;
     let (c9, gi_n) = (c * 9, xc.len() / (c * hw));
     let n = gi_n * hw;
@@ -295,8 +313,16 @@ impl CustomOp2 for Conv3x3 {
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         // Skip the gradient of an input that needs none (e.g. the encoder's data images).
-        let gx = if x.track_op() { Some(w.apply_op2_no_bwd(&grad, &Conv3x3GradX)?) } else { None };
-        let gw = if w.track_op() { Some(x.apply_op2_no_bwd(&grad, &Conv3x3GradW)?) } else { None };
+        let gx = if x.track_op() {
+            Some(w.apply_op2_no_bwd(&grad, &Conv3x3GradX)?)
+        } else {
+            None
+        };
+        let gw = if w.track_op() {
+            Some(x.apply_op2_no_bwd(&grad, &Conv3x3GradW)?)
+        } else {
+            None
+        };
         Ok((gx, gw))
     }
 }
@@ -321,11 +347,19 @@ impl CustomOp2 for Conv3x3GradW {
         let [b, c, h, wd] = dims4(l1, "x", "[B, C, H, W]")?;
         let [gb, o, gh, gwd] = grad_dims(l2, None)?;
         if (gb, gh, gwd) != (b, h, wd) {
-            candle_core::bail!("conv3x3: output gradient {:?} does not match x {:?}", l2.dims(), l1.dims());
+            candle_core::bail!(
+                "conv3x3: output gradient {:?} does not match x {:?}",
+                l2.dims(),
+                l1.dims()
+            );
         }
         let x = contiguous_f32(s1, l1, "conv3x3", "x")?;
         let dy = contiguous_f32(s2, l2, "conv3x3", "output gradient")?;
-        let gw = if b * c * h * wd * o == 0 { vec![0f32; o * c * 9] } else { conv3x3_grad_w(x, dy, b, c, h, wd, o) };
+        let gw = if b * c * h * wd * o == 0 {
+            vec![0f32; o * c * 9]
+        } else {
+            conv3x3_grad_w(x, dy, b, c, h, wd, o)
+        };
         Ok((CpuStorage::F32(gw), Shape::from((o, c, 3, 3))))
     }
 }

@@ -34,7 +34,10 @@ fn sample_one(vol: &[f32], m: usize, p: [f32; 3]) -> f32 {
 pub fn trilinear_forward(vol: &[f32], m: usize, coords: &[f32], out: &mut [f32]) {
     let work = |(o, c): (&mut f32, &[f32])| *o = sample_one(vol, m, [c[0], c[1], c[2]]);
     if out.len() >= 16384 {
-        out.par_iter_mut().zip(coords.par_chunks_exact(3)).with_min_len(4096).for_each(work);
+        out.par_iter_mut()
+            .zip(coords.par_chunks_exact(3))
+            .with_min_len(4096)
+            .for_each(work);
     } else {
         out.iter_mut().zip(coords.chunks_exact(3)).for_each(work);
     }
@@ -138,9 +141,17 @@ impl CustomOp2 for Trilinear {
         Ok((CpuStorage::F32(out), Shape::from(&cd[..cd.len() - 1])))
     }
 
-    fn bwd(&self, vol: &Tensor, coords: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        vol: &Tensor,
+        coords: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let m = vol.dim(0)?;
-        let (gv, gc) = with_f32("trilinear backward", [vol, coords, grad], |[v, c, g]| trilinear_backward(v, m, c, g))?;
+        let (gv, gc) = with_f32("trilinear backward", [vol, coords, grad], |[v, c, g]| {
+            trilinear_backward(v, m, c, g)
+        })?;
         let gv = Tensor::from_vec(gv, vol.shape(), vol.device())?;
         let gc = Tensor::from_vec(gc, coords.shape(), coords.device())?;
         Ok((Some(gv), Some(gc)))
@@ -234,10 +245,21 @@ impl CustomOp2 for RotatedSlice {
         Ok((CpuStorage::F32(out), Shape::from((n, self.s.len()))))
     }
 
-    fn bwd(&self, vol: &Tensor, rots: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        vol: &Tensor,
+        rots: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let m = vol.dim(0)?;
-        let (gv, gr) = with_f32("rotated slice backward", [vol, rots, grad], |[v, r, g]| self.backward_slices(v, m, r, g))?;
-        Ok((Some(Tensor::from_vec(gv, vol.shape(), vol.device())?), Some(Tensor::from_vec(gr, rots.shape(), rots.device())?)))
+        let (gv, gr) = with_f32("rotated slice backward", [vol, rots, grad], |[v, r, g]| {
+            self.backward_slices(v, m, r, g)
+        })?;
+        Ok((
+            Some(Tensor::from_vec(gv, vol.shape(), vol.device())?),
+            Some(Tensor::from_vec(gr, rots.shape(), rots.device())?),
+        ))
     }
 }
 
@@ -260,16 +282,28 @@ pub fn trilinear_generic(vol: &Tensor, coords: &Tensor) -> Result<Tensor> {
         for (a, oa) in o.iter().enumerate().rev() {
             let f = fr.narrow(1, a, 1)?.squeeze(1)?;
             let wa = if *oa == 1.0 { f } else { f.affine(-1.0, 1.0)? };
-            w = Some(match w { None => wa, Some(w) => (w * wa)? });
+            w = Some(match w {
+                None => wa,
+                Some(w) => (w * wa)?,
+            });
             let ia = (fl.narrow(1, a, 1)?.squeeze(1)? + *oa)?;
             let ok = (ia.ge(0.0)?.to_dtype(DType::F32)? * ia.le((m - 1) as f64)?.to_dtype(DType::F32)?)?;
-            valid = Some(match valid { None => ok, Some(v) => (v * ok)? });
+            valid = Some(match valid {
+                None => ok,
+                Some(v) => (v * ok)?,
+            });
             let ia = ia.clamp(0.0, (m - 1) as f64)?;
-            idx = Some(match idx { None => ia, Some(i) => ((i * m as f64)? + ia)? });
+            idx = Some(match idx {
+                None => ia,
+                Some(i) => ((i * m as f64)? + ia)?,
+            });
         }
         let idx = idx.unwrap().to_dtype(DType::U32)?;
         let term = (flat.index_select(&idx, 0)? * (w.unwrap() * valid.unwrap())?)?;
-        acc = Some(match acc { None => term, Some(a) => (a + term)? });
+        acc = Some(match acc {
+            None => term,
+            Some(a) => (a + term)?,
+        });
     }
     acc.unwrap().reshape(out_shape)
 }
@@ -297,12 +331,25 @@ pub struct Siren {
 impl Siren {
     /// Weights from a seeded generator (candle's own cannot be seeded): the first layer
     /// uniform in ±1/fan-in, later ones in ±√(6/fan-in)/ω₀ (the SIREN initialisation).
-    pub fn new(inputs: usize, width: usize, layers: usize, omega: f64, vb: candle_nn::VarBuilder, rng: &mut impl rand::Rng) -> Result<Siren> {
+    pub fn new(
+        inputs: usize,
+        width: usize,
+        layers: usize,
+        omega: f64,
+        vb: candle_nn::VarBuilder,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Siren> {
         let mut linear = |fan_in: usize, fan_out: usize, bound: f64, name: String| -> Result<candle_nn::Linear> {
-            let mut uniform = |n: usize, b: f64| -> Vec<f32> { (0..n).map(|_| (b * (2.0 * rng.random::<f64>() - 1.0)) as f32).collect() };
+            let mut uniform = |n: usize, b: f64| -> Vec<f32> {
+                (0..n).map(|_| (b * (2.0 * rng.random::<f64>() - 1.0)) as f32).collect()
+            };
             let w = Tensor::from_vec(uniform(fan_in * fan_out, bound), (fan_out, fan_in), vb.device())?;
             let b = Tensor::from_vec(uniform(fan_out, 1.0 / (fan_in as f64).sqrt()), fan_out, vb.device())?;
-            let vw = vb.get_with_hints((fan_out, fan_in), &format!("{name}.weight"), candle_nn::Init::Const(0.0))?;
+            let vw = vb.get_with_hints(
+                (fan_out, fan_in),
+                &format!("{name}.weight"),
+                candle_nn::Init::Const(0.0),
+            )?;
             let vbias = vb.get_with_hints(fan_out, &format!("{name}.bias"), candle_nn::Init::Const(0.0))?;
             // get_with_hints returns the VarMap's tensor: overwrite it in place with the seeded values
             set_in_place(&vw, &w)?;
@@ -312,7 +359,11 @@ impl Siren {
         let mut hidden = Vec::with_capacity(layers);
         let mut fan_in = inputs;
         for l in 0..layers {
-            let bound = if l == 0 { 1.0 / fan_in as f64 } else { (6.0 / fan_in as f64).sqrt() / omega };
+            let bound = if l == 0 {
+                1.0 / fan_in as f64
+            } else {
+                (6.0 / fan_in as f64).sqrt() / omega
+            };
             hidden.push(linear(fan_in, width, bound, format!("l{l}"))?);
             fan_in = width;
         }
@@ -349,12 +400,23 @@ pub struct FourierNet {
 }
 
 impl FourierNet {
-    pub fn new(width: usize, layers: usize, omega: f64, half_extent_voxels: f64, vb: candle_nn::VarBuilder, seed: u64) -> Result<FourierNet> {
+    pub fn new(
+        width: usize,
+        layers: usize,
+        omega: f64,
+        half_extent_voxels: f64,
+        vb: candle_nn::VarBuilder,
+        seed: u64,
+    ) -> Result<FourierNet> {
         use rand::SeedableRng;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5157_4e45_54);
         let envelope = Siren::new(3, width, layers, omega, vb.pp("envelope"), &mut rng)?;
         let modulant = Siren::new(3, width, layers, omega, vb.pp("modulant"), &mut rng)?;
-        Ok(FourierNet { envelope, modulant, scale: half_extent_voxels })
+        Ok(FourierNet {
+            envelope,
+            modulant,
+            scale: half_extent_voxels,
+        })
     }
 
     /// Amplitudes at points `[N, 3]` given in voxel units relative to the grid centre → `[N]`.
@@ -395,7 +457,15 @@ impl Decoder {
     /// `s`: working-pixel s-vectors (Å⁻¹), `pixel_weight`: per-pixel amplitude factor.
     /// `m`, `spacing`: the grid the amplitudes live on (FourierNet: where it is evaluated for
     /// output, and its coordinate scale).
-    pub fn new(amplitudes: Amplitudes, m: usize, spacing: f64, s: &[[f64; 3]], pixel_weight: &[f32], normalize_total: Option<f64>, dev: &Device) -> Result<Decoder> {
+    pub fn new(
+        amplitudes: Amplitudes,
+        m: usize,
+        spacing: f64,
+        s: &[[f64; 3]],
+        pixel_weight: &[f32],
+        normalize_total: Option<f64>,
+        dev: &Device,
+    ) -> Result<Decoder> {
         let p = s.len();
         let mut sg = vec![0f32; 3 * p];
         for (j, v) in s.iter().enumerate() {
@@ -410,14 +480,36 @@ impl Decoder {
         };
         let s_grid = Tensor::from_vec(sg, (3, p), dev)?;
         let pixel_weight = Tensor::from_vec(pixel_weight.to_vec(), (1, p), dev)?;
-        Ok(Decoder { amplitudes, m, spacing, s_grid, pixel_weight, normalize_total, slice_op })
+        Ok(Decoder {
+            amplitudes,
+            m,
+            spacing,
+            s_grid,
+            pixel_weight,
+            normalize_total,
+            slice_op,
+        })
     }
 
     /// A voxel decoder (`volume` `[M, M, M]`).
-    pub fn voxel(volume: Tensor, spacing: f64, s: &[[f64; 3]], pixel_weight: &[f32], normalize_total: Option<f64>) -> Result<Decoder> {
+    pub fn voxel(
+        volume: Tensor,
+        spacing: f64,
+        s: &[[f64; 3]],
+        pixel_weight: &[f32],
+        normalize_total: Option<f64>,
+    ) -> Result<Decoder> {
         let m = volume.dim(0)?;
         let dev = volume.device().clone();
-        Decoder::new(Amplitudes::Voxel(volume), m, spacing, s, pixel_weight, normalize_total, &dev)
+        Decoder::new(
+            Amplitudes::Voxel(volume),
+            m,
+            spacing,
+            s,
+            pixel_weight,
+            normalize_total,
+            &dev,
+        )
     }
 
     pub fn pixels(&self) -> usize {
@@ -430,15 +522,18 @@ impl Decoder {
         let p = self.pixels();
         let centre = ((self.m - 1) / 2) as f64;
         let rs = rots.reshape((n * 3, 3))?.matmul(&self.s_grid)?; // [N*3, P]
-        rs.reshape((n, 3, p))?.transpose(1, 2)?.affine(1.0, centre)?.contiguous()
+        rs.reshape((n, 3, p))?
+            .transpose(1, 2)?
+            .affine(1.0, centre)?
+            .contiguous()
     }
 
     /// Predicted amplitude images for rotations `[N, 3, 3]` → `[N, P]`.
     pub fn forward(&self, rots: &Tensor) -> Result<Tensor> {
         let a = match &self.amplitudes {
-            Amplitudes::Voxel(volume) if volume.device().is_cpu() => {
-                friedel_symmetrize(volume)?.contiguous()?.apply_op2(&rots.contiguous()?, self.slice_op.clone())?
-            }
+            Amplitudes::Voxel(volume) if volume.device().is_cpu() => friedel_symmetrize(volume)?
+                .contiguous()?
+                .apply_op2(&rots.contiguous()?, self.slice_op.clone())?,
             amplitudes => self.forward_unfused(amplitudes, rots)?,
         };
         match self.normalize_total {

@@ -22,7 +22,10 @@ impl Encoder {
     pub fn new(cfg: &XraiConfig, vb: VarBuilder) -> Result<Encoder> {
         let mut blocks = Vec::with_capacity(cfg.widths.len());
         let mut in_ch = 1 + cfg.pyramid_levels;
-        let conv_cfg = Conv2dConfig { padding: 1, ..Default::default() };
+        let conv_cfg = Conv2dConfig {
+            padding: 1,
+            ..Default::default()
+        };
         for (i, &w) in cfg.widths.iter().enumerate() {
             let conv = conv2d_no_bias(in_ch, w, 3, conv_cfg, vb.pp(format!("conv{i}")))?;
             let bn = BatchNorm2d::new(w, 1e-5, vb.pp(format!("bn{i}")))?;
@@ -33,7 +36,13 @@ impl Encoder {
         let features = in_ch * side * side;
         let fc = linear(features, cfg.mlp_hidden, vb.pp("fc"))?;
         let out = linear(cfg.mlp_hidden, cfg.heads * 6, vb.pp("out"))?;
-        Ok(Encoder { blocks, fc, out, heads: cfg.heads, candle_conv: false })
+        Ok(Encoder {
+            blocks,
+            fc,
+            out,
+            heads: cfg.heads,
+            candle_conv: false,
+        })
     }
 
     /// `x`: standardised amplitude images `[B, 1 + pyramid levels, S, S]` → 6D vectors `[B, K, 6]`.
@@ -41,7 +50,11 @@ impl Encoder {
         let b = x.dim(0)?;
         let mut h = x.clone();
         for (conv, bn) in &self.blocks {
-            h = if self.candle_conv { conv.forward(&h)? } else { conv3x3(&h, conv.weight())? };
+            h = if self.candle_conv {
+                conv.forward(&h)?
+            } else {
+                conv3x3(&h, conv.weight())?
+            };
             h = relu_max_pool2(&bn.forward_t(&h, train)?)?;
         }
         let h = h.flatten_from(1)?;

@@ -36,7 +36,11 @@ impl WorkingGeometry {
             "--working-size {side} must divide the detector's {full} pixels (images are binned by summing blocks)"
         );
         let factor = full / side;
-        let small = Detector { pixels: side, side_m: det.side_m, distance_m: det.distance_m };
+        let small = Detector {
+            pixels: side,
+            side_m: det.side_m,
+            distance_m: det.distance_m,
+        };
         let g = small.geometry(&config.beam);
         let mut block = vec![0f64; side * side];
         for (i, w) in full_geometry.scale.iter().enumerate() {
@@ -45,7 +49,14 @@ impl WorkingGeometry {
         }
         let mean = block.iter().sum::<f64>() / block.len() as f64;
         let pixel_weight = block.iter().map(|b| (b / mean).sqrt() as f32).collect();
-        Ok(WorkingGeometry { side, factor, full_side: full, s_max: g.s_max(), s: g.s, pixel_weight })
+        Ok(WorkingGeometry {
+            side,
+            factor,
+            full_side: full,
+            s_max: g.s_max(),
+            s: g.s,
+            pixel_weight,
+        })
     }
 
     pub fn pixels(&self) -> usize {
@@ -66,7 +77,12 @@ impl WorkingGeometry {
 
 /// Working-size amplitude images `start .. start + n` (clamped to the end) of a full-size
 /// source and their true poses (empty where the source has none).
-pub fn amplitudes(source: &Source, geo: &WorkingGeometry, start: u64, n: usize) -> anyhow::Result<(Vec<f32>, Vec<UnitQuaternion<f64>>)> {
+pub fn amplitudes(
+    source: &Source,
+    geo: &WorkingGeometry,
+    start: u64,
+    n: usize,
+) -> anyhow::Result<(Vec<f32>, Vec<UnitQuaternion<f64>>)> {
     ensure!(
         source.bin() == 1 && source.full_detector().pixels == geo.full_side,
         "images are {}² but the working geometry is for {}² pixels",
@@ -98,6 +114,12 @@ pub fn amplitudes(source: &Source, geo: &WorkingGeometry, start: u64, n: usize) 
 const READ_CHUNK: usize = 256;
 
 /// Working-size amplitude images `start .. start + n` of one split of the simulator's stream.
-pub fn load_amplitudes(sim: &ImageSimulator, geo: &WorkingGeometry, split: Split, start: u64, n: usize) -> (Vec<f32>, Vec<UnitQuaternion<f64>>) {
+pub fn load_amplitudes(
+    sim: &ImageSimulator,
+    geo: &WorkingGeometry,
+    split: Split,
+    start: u64,
+    n: usize,
+) -> (Vec<f32>, Vec<UnitQuaternion<f64>>) {
     amplitudes(&Source::stream(sim, split, None), geo, start, n).expect("a stream of the geometry's own detector")
 }

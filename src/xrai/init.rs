@@ -28,7 +28,10 @@ impl InputStats {
         }
         let mean: Vec<f32> = s1.iter().map(|s| (s / n as f64) as f32).collect();
         let global_sd = {
-            let var: f64 = (0..pixels).map(|p| s2[p] / n as f64 - (s1[p] / n as f64).powi(2)).sum::<f64>() / pixels as f64;
+            let var: f64 = (0..pixels)
+                .map(|p| s2[p] / n as f64 - (s1[p] / n as f64).powi(2))
+                .sum::<f64>()
+                / pixels as f64;
             var.max(0.0).sqrt()
         };
         let std = (0..pixels)
@@ -58,8 +61,14 @@ pub fn radial_volume(geo: &WorkingGeometry, amps: &[f32], m: usize, spacing: f64
         }
     }
     // Fill empty bins from the nearest filled one below (or above for the centre).
-    let mut prof: Vec<Option<f64>> = (0..nbins).map(|b| (count[b] > 0.0).then(|| sum[b] / count[b])).collect();
-    let first = prof.iter().position(|v| v.is_some()).map(|i| prof[i].unwrap()).unwrap_or(1.0);
+    let mut prof: Vec<Option<f64>> = (0..nbins)
+        .map(|b| (count[b] > 0.0).then(|| sum[b] / count[b]))
+        .collect();
+    let first = prof
+        .iter()
+        .position(|v| v.is_some())
+        .map(|i| prof[i].unwrap())
+        .unwrap_or(1.0);
     let mut last = first;
     for v in prof.iter_mut() {
         match v {

@@ -59,14 +59,26 @@ impl CustomOp3 for BatchNormTrain {
         "batch-norm-train"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let d = dims4(l1, "batch norm")?;
         let [b, c, h, w] = d;
         let x = contiguous_f32(s1, l1, "batch norm", "x")?;
         let gamma = contiguous_f32(s2, l2, "batch norm", "weight")?;
         let beta = contiguous_f32(s3, l3, "batch norm", "bias")?;
         if gamma.len() != c || beta.len() != c {
-            candle_core::bail!("batch norm: {c} channels but weight {} and bias {}", gamma.len(), beta.len());
+            candle_core::bail!(
+                "batch norm: {c} channels but weight {} and bias {}",
+                gamma.len(),
+                beta.len()
+            );
         }
         let (mean, var) = channel_stats(x, d);
         let hw = h * w;
@@ -88,7 +100,14 @@ impl CustomOp3 for BatchNormTrain {
     /// dγ = Σ dy·x̂, dβ = Σ dy, dx = γ/(σ N) · (N dy − Σ dy − x̂ Σ dy·x̂), sums over (B, H, W).
     /// The batch statistics are the forward pass's; the sums run in parallel over channels and
     /// dx over (image, channel) planes.
-    fn bwd(&self, x: &Tensor, gamma: &Tensor, _beta: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (b, c, h, w) = x.dims4()?;
         let hw = h * w;
         let n = (b * hw) as f64;
@@ -96,7 +115,10 @@ impl CustomOp3 for BatchNormTrain {
         let cached = self.stats.lock().unwrap().clone();
         let (dx, dgamma, dbeta) = with_f32("batch norm backward", [x, grad], |[xs, dy]| {
             let (mean, var) = cached.unwrap_or_else(|| channel_stats(xs, [b, c, h, w]));
-            let inv: Vec<f32> = var.iter().map(|v| (1.0 / (*v as f64 + self.eps).sqrt()) as f32).collect();
+            let inv: Vec<f32> = var
+                .iter()
+                .map(|v| (1.0 / (*v as f64 + self.eps).sqrt()) as f32)
+                .collect();
             // per channel: (Σ dy, Σ dy·x̂), f32 within a plane, f64 across planes
             let sums: Vec<(f64, f64)> = (0..c)
                 .into_par_iter()
@@ -183,7 +205,9 @@ impl BatchNorm2d {
                 for ch in 0..c {
                     let scale = g[ch] / (rv[ch] as f64 + self.eps).sqrt() as f32;
                     let shift = be[ch] - scale * rm[ch];
-                    y[(img * c + ch) * hw..][..hw].iter_mut().for_each(|v| *v = *v * scale + shift);
+                    y[(img * c + ch) * hw..][..hw]
+                        .iter_mut()
+                        .for_each(|v| *v = *v * scale + shift);
                 }
             }
             return Tensor::from_vec(y, (b, c, h, w), x.device());
@@ -193,15 +217,28 @@ impl BatchNorm2d {
             let (mean, var) = if train {
                 // non-CPU devices: batch statistics with tensor ops
                 let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
-                let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+                let var = x
+                    .broadcast_sub(&mean)?
+                    .sqr()?
+                    .mean_keepdim(0)?
+                    .mean_keepdim(2)?
+                    .mean_keepdim(3)?;
                 (mean, var)
             } else {
-                (self.running_mean.as_detached_tensor().reshape(shape)?, self.running_var.as_detached_tensor().reshape(shape)?)
+                (
+                    self.running_mean.as_detached_tensor().reshape(shape)?,
+                    self.running_var.as_detached_tensor().reshape(shape)?,
+                )
             };
             let xhat = x.broadcast_sub(&mean)?.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-            return xhat.broadcast_mul(&self.weight.reshape(shape)?)?.broadcast_add(&self.bias.reshape(shape)?);
+            return xhat
+                .broadcast_mul(&self.weight.reshape(shape)?)?
+                .broadcast_add(&self.bias.reshape(shape)?);
         }
-        let op = BatchNormTrain { eps: self.eps, stats: Arc::new(Mutex::new(None)) };
+        let op = BatchNormTrain {
+            eps: self.eps,
+            stats: Arc::new(Mutex::new(None)),
+        };
         let y = x.contiguous()?.apply_op3(&self.weight, &self.bias, op.clone())?;
         if let Some((mean, var)) = op.stats.lock().unwrap().clone() {
             let (b, _, h, w) = x.dims4()?;
@@ -210,8 +247,16 @@ impl BatchNorm2d {
             let m = self.momentum;
             let rm = self.running_mean.as_tensor().to_vec1::<f32>()?;
             let rv = self.running_var.as_tensor().to_vec1::<f32>()?;
-            let new_mean: Vec<f32> = rm.iter().zip(&mean).map(|(r, b)| ((1.0 - m) * *r as f64 + m * *b as f64) as f32).collect();
-            let new_var: Vec<f32> = rv.iter().zip(&var).map(|(r, b)| ((1.0 - m) * *r as f64 + m * unbias * *b as f64) as f32).collect();
+            let new_mean: Vec<f32> = rm
+                .iter()
+                .zip(&mean)
+                .map(|(r, b)| ((1.0 - m) * *r as f64 + m * *b as f64) as f32)
+                .collect();
+            let new_var: Vec<f32> = rv
+                .iter()
+                .zip(&var)
+                .map(|(r, b)| ((1.0 - m) * *r as f64 + m * unbias * *b as f64) as f32)
+                .collect();
             self.running_mean.set(&Tensor::from_vec(new_mean, c, x.device())?)?;
             self.running_var.set(&Tensor::from_vec(new_var, c, x.device())?)?;
         }
@@ -242,26 +287,29 @@ impl CustomOp1 for ReluMaxPool2 {
         let (ho, wo) = (h / 2, w / 2);
         let mut y = vec![0f32; b * c * ho * wo];
         let mut win = vec![0u8; y.len()];
-        y.par_chunks_mut(ho * wo).zip(win.par_chunks_mut(ho * wo)).zip(x.par_chunks(h * w)).for_each(|((out, wn), plane)| {
-            for i in 0..ho {
-                let (r0, r1) = (&plane[2 * i * w..][..w], &plane[(2 * i + 1) * w..][..w]);
-                for j in 0..wo {
-                    // the first maximum in row-major order (strict >), as in the gradient rule
-                    let (mut m, mut k) = (r0[2 * j], 0u8);
-                    if r0[2 * j + 1] > m {
-                        (m, k) = (r0[2 * j + 1], 1);
+        y.par_chunks_mut(ho * wo)
+            .zip(win.par_chunks_mut(ho * wo))
+            .zip(x.par_chunks(h * w))
+            .for_each(|((out, wn), plane)| {
+                for i in 0..ho {
+                    let (r0, r1) = (&plane[2 * i * w..][..w], &plane[(2 * i + 1) * w..][..w]);
+                    for j in 0..wo {
+                        // the first maximum in row-major order (strict >), as in the gradient rule
+                        let (mut m, mut k) = (r0[2 * j], 0u8);
+                        if r0[2 * j + 1] > m {
+                            (m, k) = (r0[2 * j + 1], 1);
+                        }
+                        if r1[2 * j] > m {
+                            (m, k) = (r1[2 * j], 2);
+                        }
+                        if r1[2 * j + 1] > m {
+                            (m, k) = (r1[2 * j + 1], 3);
+                        }
+                        out[i * wo + j] = m.max(0.0);
+                        wn[i * wo + j] = if m > 0.0 { k } else { 4 };
                     }
-                    if r1[2 * j] > m {
-                        (m, k) = (r1[2 * j], 2);
-                    }
-                    if r1[2 * j + 1] > m {
-                        (m, k) = (r1[2 * j + 1], 3);
-                    }
-                    out[i * wo + j] = m.max(0.0);
-                    wn[i * wo + j] = if m > 0.0 { k } else { 4 };
                 }
-            }
-        });
+            });
         *self.winners.lock().unwrap() = Some(win);
         Ok((CpuStorage::F32(y), Shape::from_dims(&[b, c, ho, wo])))
     }
@@ -277,16 +325,19 @@ impl CustomOp1 for ReluMaxPool2 {
         };
         let mut dx = vec![0f32; b * c * h * w];
         with_f32("relu max pool backward", [grad], |[gs]| {
-            dx.par_chunks_mut(h * w).zip(win.par_chunks(ho * wo)).zip(gs.par_chunks(ho * wo)).for_each(|((d, wn), g)| {
-                for i in 0..ho {
-                    for j in 0..wo {
-                        let k = wn[i * wo + j] as usize;
-                        if k < 4 {
-                            d[(2 * i + k / 2) * w + 2 * j + k % 2] = g[i * wo + j];
+            dx.par_chunks_mut(h * w)
+                .zip(win.par_chunks(ho * wo))
+                .zip(gs.par_chunks(ho * wo))
+                .for_each(|((d, wn), g)| {
+                    for i in 0..ho {
+                        for j in 0..wo {
+                            let k = wn[i * wo + j] as usize;
+                            if k < 4 {
+                                d[(2 * i + k / 2) * w + 2 * j + k % 2] = g[i * wo + j];
+                            }
                         }
                     }
-                }
-            })
+                })
         })?;
         Ok(Some(Tensor::from_vec(dx, (b, c, h, w), x.device())?))
     }

@@ -13,10 +13,20 @@ pub use super::config::DataLoss;
 /// of order 1). `pred`: `[B, K, P]` amplitudes for branch 0; `pred_pi`: `[B, K, P]` for branch 1
 /// (the same tensor in the cheap form); `target`, `target_pi`: `[B, P]` amplitudes. Returns
 /// `[B, K, 2]`.
-pub fn branch_errors(pred: &Tensor, pred_pi: &Tensor, target: &Tensor, target_pi: &Tensor, norm: f64, kind: DataLoss) -> Result<Tensor> {
+pub fn branch_errors(
+    pred: &Tensor,
+    pred_pi: &Tensor,
+    target: &Tensor,
+    target_pi: &Tensor,
+    norm: f64,
+    kind: DataLoss,
+) -> Result<Tensor> {
     if kind == DataLoss::Mse && pred.id() == pred_pi.id() && pred.device().is_cpu() {
         // the cheap π branch on CPU: both squared errors in one pass
-        return pred.contiguous()?.apply_op3(&target.contiguous()?, &target_pi.contiguous()?, MseBranches)? / norm;
+        return pred
+            .contiguous()?
+            .apply_op3(&target.contiguous()?, &target_pi.contiguous()?, MseBranches)?
+            / norm;
     }
     let term = |p: &Tensor, t: &Tensor| -> Result<Tensor> {
         let t = t.unsqueeze(1)?;
@@ -42,45 +52,74 @@ impl CustomOp3 for MseBranches {
         "mse-branches"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (b, k, p) = match l1.dims() {
             &[b, k, p] => (b, k, p),
             d => candle_core::bail!("mse branches: predictions must be [B, K, P], got {d:?}"),
         };
         if l2.dims() != [b, p] || l3.dims() != [b, p] {
-            candle_core::bail!("mse branches: targets must be [{b}, {p}], got {:?} and {:?}", l2.dims(), l3.dims());
+            candle_core::bail!(
+                "mse branches: targets must be [{b}, {p}], got {:?} and {:?}",
+                l2.dims(),
+                l3.dims()
+            );
         }
         let pred = contiguous_f32(s1, l1, "mse branches", "predictions")?;
         let t = contiguous_f32(s2, l2, "mse branches", "target")?;
         let tp = contiguous_f32(s3, l3, "mse branches", "π target")?;
         let mut out = vec![0f32; b * k * 2];
-        out.par_chunks_mut(2).zip(pred.par_chunks(p)).enumerate().for_each(|(row, (o, pr))| {
-            let img = row / k;
-            let (t, tp) = (&t[img * p..][..p], &tp[img * p..][..p]);
-            let (mut e0, mut e1) = (0f32, 0f32);
-            for ((&x, &a), &c) in pr.iter().zip(t).zip(tp) {
-                e0 += (x - a) * (x - a);
-                e1 += (x - c) * (x - c);
-            }
-            o[0] = e0 / p as f32;
-            o[1] = e1 / p as f32;
-        });
+        out.par_chunks_mut(2)
+            .zip(pred.par_chunks(p))
+            .enumerate()
+            .for_each(|(row, (o, pr))| {
+                let img = row / k;
+                let (t, tp) = (&t[img * p..][..p], &tp[img * p..][..p]);
+                let (mut e0, mut e1) = (0f32, 0f32);
+                for ((&x, &a), &c) in pr.iter().zip(t).zip(tp) {
+                    e0 += (x - a) * (x - a);
+                    e1 += (x - c) * (x - c);
+                }
+                o[0] = e0 / p as f32;
+                o[1] = e1 / p as f32;
+            });
         Ok((CpuStorage::F32(out), Shape::from((b, k, 2))))
     }
 
-    fn bwd(&self, pred: &Tensor, target: &Tensor, target_pi: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        pred: &Tensor,
+        target: &Tensor,
+        target_pi: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (b, k, p) = pred.dims3()?;
         let mut dp = vec![0f32; b * k * p];
-        with_f32("mse branches backward", [pred, target, target_pi, grad], |[pr, t, tp, g]| {
-            dp.par_chunks_mut(p).zip(pr.par_chunks(p)).enumerate().for_each(|(row, (d, pr))| {
-                let img = row / k;
-                let (t, tp) = (&t[img * p..][..p], &tp[img * p..][..p]);
-                let (g0, g1) = (2.0 * g[2 * row] / p as f32, 2.0 * g[2 * row + 1] / p as f32);
-                for (((d, &x), &a), &c) in d.iter_mut().zip(pr).zip(t).zip(tp) {
-                    *d = g0 * (x - a) + g1 * (x - c);
-                }
-            })
-        })?;
+        with_f32(
+            "mse branches backward",
+            [pred, target, target_pi, grad],
+            |[pr, t, tp, g]| {
+                dp.par_chunks_mut(p)
+                    .zip(pr.par_chunks(p))
+                    .enumerate()
+                    .for_each(|(row, (d, pr))| {
+                        let img = row / k;
+                        let (t, tp) = (&t[img * p..][..p], &tp[img * p..][..p]);
+                        let (g0, g1) = (2.0 * g[2 * row] / p as f32, 2.0 * g[2 * row + 1] / p as f32);
+                        for (((d, &x), &a), &c) in d.iter_mut().zip(pr).zip(t).zip(tp) {
+                            *d = g0 * (x - a) + g1 * (x - c);
+                        }
+                    })
+            },
+        )?;
         Ok((Some(Tensor::from_vec(dp, (b, k, p), pred.device())?), None, None))
     }
 }
@@ -119,7 +158,10 @@ pub fn winners(errors: &Tensor) -> Result<Vec<(usize, usize)>> {
     Ok((0..b)
         .map(|i| {
             let row = &e[i * k * 2..(i + 1) * k * 2];
-            let (arg, _) = row.iter().enumerate().fold((0, f32::INFINITY), |acc, (j, &v)| if v < acc.1 { (j, v) } else { acc });
+            let (arg, _) = row
+                .iter()
+                .enumerate()
+                .fold((0, f32::INFINITY), |acc, (j, &v)| if v < acc.1 { (j, v) } else { acc });
             (arg / 2, arg % 2)
         })
         .collect())

@@ -18,10 +18,10 @@ pub mod config;
 pub mod conv;
 pub mod decoder;
 pub mod encoder;
-pub mod layers;
-pub mod loss;
 pub mod geometry;
 pub mod init;
+pub mod layers;
+pub mod loss;
 pub mod optim;
 pub mod pyramid;
 pub mod run;
@@ -63,7 +63,11 @@ const INPUT_NAMES: [&str; 4] = ["input 0", "input 1", "input 2", "input 3"];
 /// Runs `f` on the f32 data of N CPU tensors at once, without copying contiguous ones — for
 /// the custom ops' backward passes, which receive tensors rather than storages. `op` names the
 /// operation in the error.
-pub(crate) fn with_f32<R, const N: usize>(op: &str, tensors: [&Tensor; N], f: impl FnOnce([&[f32]; N]) -> R) -> candle_core::Result<R> {
+pub(crate) fn with_f32<R, const N: usize>(
+    op: &str,
+    tensors: [&Tensor; N],
+    f: impl FnOnce([&[f32]; N]) -> R,
+) -> candle_core::Result<R> {
     let tensors = tensors.map(|t| t.contiguous());
     let mut owned = Vec::with_capacity(N);
     for t in tensors {
@@ -73,7 +77,12 @@ pub(crate) fn with_f32<R, const N: usize>(op: &str, tensors: [&Tensor; N], f: im
     let mut slices: Vec<&[f32]> = Vec::with_capacity(N);
     for (i, (storage, layout)) in guards.iter().enumerate() {
         match &**storage {
-            candle_core::Storage::Cpu(s) => slices.push(contiguous_f32(s, layout, op, INPUT_NAMES.get(i).copied().unwrap_or("an input"))?),
+            candle_core::Storage::Cpu(s) => slices.push(contiguous_f32(
+                s,
+                layout,
+                op,
+                INPUT_NAMES.get(i).copied().unwrap_or("an input"),
+            )?),
             _ => candle_core::bail!("{op}: input {i} must be on the CPU"),
         }
     }

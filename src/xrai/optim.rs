@@ -43,12 +43,25 @@ impl Adam {
                     .iter()
                     .map(|v| {
                         let z = v.as_tensor().zeros_like()?;
-                        Ok(State { m: z.clone(), v: z.clone(), vmax: amsgrad.then(|| z.clone()) })
+                        Ok(State {
+                            m: z.clone(),
+                            v: z.clone(),
+                            vmax: amsgrad.then(|| z.clone()),
+                        })
                     })
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Adam { groups, state, beta1: 0.9, beta2: 0.999, eps: 1e-8, clip, amsgrad, step: 0 })
+        Ok(Adam {
+            groups,
+            state,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            clip,
+            amsgrad,
+            step: 0,
+        })
     }
 
     /// Global L2 norm of the gradients of all parameters.
@@ -57,7 +70,11 @@ impl Adam {
         for g in &self.groups {
             for v in &g.vars {
                 if let Some(gr) = grads.get(v.as_tensor()) {
-                    sq += gr.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                    sq += gr
+                        .sqr()?
+                        .sum_all()?
+                        .to_dtype(candle_core::DType::F64)?
+                        .to_scalar::<f64>()?;
                 }
             }
         }
@@ -87,7 +104,9 @@ impl Adam {
                 let (dims, device) = (st.m.dims().to_vec(), st.m.device().clone());
                 let get = |k: &str| -> Result<Tensor> {
                     let key = format!("{}.{i}.{k}", g.name);
-                    let t = tensors.get(&key).ok_or_else(|| candle_core::Error::Msg(format!("optimizer state has no {key}")))?;
+                    let t = tensors
+                        .get(&key)
+                        .ok_or_else(|| candle_core::Error::Msg(format!("optimizer state has no {key}")))?;
                     if t.dims() != dims.as_slice() {
                         candle_core::bail!("optimizer state {key}: shape {:?}, expected {dims:?}", t.dims());
                     }
@@ -116,7 +135,9 @@ impl Adam {
         let bc2 = 1.0 - b2.powi(t);
         for (g, states) in self.groups.iter().zip(self.state.iter_mut()) {
             for (var, st) in g.vars.iter().zip(states.iter_mut()) {
-                let Some(grad) = grads.get(var.as_tensor()) else { continue };
+                let Some(grad) = grads.get(var.as_tensor()) else {
+                    continue;
+                };
                 let grad = if scale != 1.0 { (grad * scale)? } else { grad.clone() };
                 st.m = ((&st.m * b1)? + (&grad * (1.0 - b1))?)?.detach();
                 st.v = ((&st.v * b2)? + (grad.sqr()? * (1.0 - b2))?)?.detach();

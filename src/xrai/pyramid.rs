@@ -10,7 +10,9 @@ pub fn gaussian_pyramid(images: &[f32], side: usize, levels: usize) -> Vec<f32> 
     for level in 0..levels {
         let sigma = 0.5 * (1 << level) as f64;
         let r = (3.0 * sigma).ceil() as i64;
-        let kernel: Vec<f32> = (-r..=r).map(|d| (-(d * d) as f64 / (2.0 * sigma * sigma)).exp() as f32).collect();
+        let kernel: Vec<f32> = (-r..=r)
+            .map(|d| (-(d * d) as f64 / (2.0 * sigma * sigma)).exp() as f32)
+            .collect();
         let total: f32 = kernel.iter().sum();
         let kernel: Vec<f32> = kernel.iter().map(|k| k / total).collect();
         for (i, img) in images.chunks_exact(side * side).enumerate() {

@@ -20,10 +20,12 @@ use super::init::{radial_volume, true_amplitude_volume, InputStats};
 use super::train::{train_loop, LoopOptions};
 use super::trainer::{read_config, CheckpointState, Trainer, VolumeInit};
 use super::{SymmetricBranch, XraiConfig};
-use crate::data::options::{MoleculeArgs, PhysicsArgs};
 use crate::data::dataset::write_atomically;
+use crate::data::options::{MoleculeArgs, PhysicsArgs};
 use crate::data::{Dataset, ImageSimulator, Rescale, Source, Split};
-use crate::method::output::{self, BudgetRecord, MethodOutput, Objective, PoseCounts, PoseErrors, ProgressPoint, Software, Timings, VolumeGrid};
+use crate::method::output::{
+    self, BudgetRecord, MethodOutput, Objective, PoseCounts, PoseErrors, ProgressPoint, Software, Timings, VolumeGrid,
+};
 use crate::method::{command_of, options_of, Budget, Job, Method};
 use crate::rotation::write_poses_csv;
 use crate::volume::Volume;
@@ -48,7 +50,11 @@ impl Method for XraiMethod {
     fn job_args(&self, job: &Job) -> Vec<String> {
         let mut argv: Vec<String> = vec!["xrai".into()];
         argv.extend_from_slice(job.data_args);
-        for (k, v) in [("--n", job.n_train.to_string()), ("--test-images", job.n_test.to_string()), ("--init-seed", job.repeat.to_string())] {
+        for (k, v) in [
+            ("--n", job.n_train.to_string()),
+            ("--test-images", job.n_test.to_string()),
+            ("--init-seed", job.repeat.to_string()),
+        ] {
             argv.extend([k.to_string(), v]);
         }
         argv.extend(["--budget".into(), job.budget.to_string()]);
@@ -81,8 +87,10 @@ fn interrupted_checkpoint(dir: &Path) -> Option<PathBuf> {
 }
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Example: train X-RAI for 55 minutes on images simulated on the fly:\n  \
-    xrai-bench xrai --budget 55m --out runs/xrai55m")]
+#[command(
+    after_help = "Example: train X-RAI for 55 minutes on images simulated on the fly:\n  \
+    xrai-bench xrai --budget 55m --out runs/xrai55m"
+)]
 pub struct Options {
     #[command(flatten)]
     pub molecule: MoleculeArgs,
@@ -212,14 +220,17 @@ pub enum DeviceArg {
     Cuda,
 }
 
-
 /// The configuration: a checkpoint's own (resume), else the defaults (or `--paper`) with the
 /// options given on top.
 fn config(args: &Options) -> Result<XraiConfig> {
     if let Some(dir) = &args.resume {
         return read_config(dir);
     }
-    let mut c = if args.paper { XraiConfig::paper() } else { XraiConfig::default() };
+    let mut c = if args.paper {
+        XraiConfig::paper()
+    } else {
+        XraiConfig::default()
+    };
     if let Some(h) = args.heads {
         c.heads = h;
     }
@@ -235,9 +246,18 @@ fn config(args: &Options) -> Result<XraiConfig> {
     macro_rules! set {
         ($($field:ident = $arg:expr),*) => { $(if let Some(v) = $arg { c.$field = v; })* };
     }
-    set!(working_size = args.working_size, volume_size = args.volume_size, lr_encoder = args.lr_encoder,
-         lr_volume = args.lr_volume, batch = args.batch, loss = args.loss, decoder = args.decoder,
-         siren_width = args.siren_width, siren_layers = args.siren_layers, pyramid_levels = args.pyramid_levels);
+    set!(
+        working_size = args.working_size,
+        volume_size = args.volume_size,
+        lr_encoder = args.lr_encoder,
+        lr_volume = args.lr_volume,
+        batch = args.batch,
+        loss = args.loss,
+        decoder = args.decoder,
+        siren_width = args.siren_width,
+        siren_layers = args.siren_layers,
+        pyramid_levels = args.pyramid_levels
+    );
     if args.clip.is_some() {
         c.grad_clip = args.clip;
     }
@@ -266,7 +286,12 @@ impl Stored {
         let dataset = Dataset::open(train)?;
         let (config, grid) = (dataset.config()?, dataset.grid()?);
         let test = test.map(|t| Dataset::open(t).and_then(Source::dataset)).transpose()?;
-        Ok(Stored { train: Source::dataset(dataset)?, test, config, grid })
+        Ok(Stored {
+            train: Source::dataset(dataset)?,
+            test,
+            config,
+            grid,
+        })
     }
 }
 
@@ -282,32 +307,63 @@ pub fn run(mut args: Options) -> Result<()> {
     cfg.validate()?;
     let steps = match (args.steps, args.epochs, args.n) {
         (Some(s), _, _) => Some(s),
-        (None, Some(e), Some(n)) => Some(e.checked_mul((n as usize).div_ceil(cfg.batch)).context("--epochs × --n is too large")?),
+        (None, Some(e), Some(n)) => Some(
+            e.checked_mul((n as usize).div_ceil(cfg.batch))
+                .context("--epochs × --n is too large")?,
+        ),
         (None, Some(_), None) => anyhow::bail!("--epochs needs --n (the training-set size)"),
         (None, None, _) => None,
     };
-    ensure!(steps.is_some() || budget.limit_s().is_some(), "give --steps, --epochs (with --n) or --budget");
+    ensure!(
+        steps.is_some() || budget.limit_s().is_some(),
+        "give --steps, --epochs (with --n) or --budget"
+    );
     ensure!(args.n.is_none_or(|n| n >= 2), "--n must be at least 2");
     let device = match args.device {
         DeviceArg::Cpu => Device::Cpu,
-        DeviceArg::Cuda => Device::new_cuda(0).context("--device cuda: build with --features cuda on a machine with a GPU")?,
+        DeviceArg::Cuda => {
+            Device::new_cuda(0).context("--device cuda: build with --features cuda on a machine with a GPU")?
+        }
     };
     let data = match &args.data {
         Some(dir) => Data::Stored(Box::new(Stored::open(dir, args.test_data.as_deref())?)),
-        None => Data::Simulated(Box::new(ImageSimulator::new(args.molecule.load()?, args.physics.config())?)),
+        None => Data::Simulated(Box::new(ImageSimulator::new(
+            args.molecule.load()?,
+            args.physics.config(),
+        )?)),
     };
     // A run that stops on NaN/Inf or an error keeps its checkpoints in the staging directory.
-    let done = write_atomically(&args.out, args.force, true, |staging| train(&args, &cfg, steps, data, device, budget, staging))?;
+    let done = write_atomically(&args.out, args.force, true, |staging| {
+        train(&args, &cfg, steps, data, device, budget, staging)
+    })?;
     let test_line = match done.pose_error.test {
-        Some(e) => format!("test pose error median {:.2}° (rms {:.2}°) on {} images, ", e.median_deg, e.rms_deg, e.images),
+        Some(e) => format!(
+            "test pose error median {:.2}° (rms {:.2}°) on {} images, ",
+            e.median_deg, e.rms_deg, e.images
+        ),
         None => "no test set, ".into(),
     };
-    let train_line = done.pose_error.train.map_or(String::new(), |e| format!("train median {:.2}°; ", e.median_deg));
-    eprintln!("done in {:.0} s; {test_line}{train_line}results in {}", done.timings.wall_s, args.out.display());
+    let train_line = done
+        .pose_error
+        .train
+        .map_or(String::new(), |e| format!("train median {:.2}°; ", e.median_deg));
+    eprintln!(
+        "done in {:.0} s; {test_line}{train_line}results in {}",
+        done.timings.wall_s,
+        args.out.display()
+    );
     Ok(())
 }
 
-fn train(args: &Options, cfg: &XraiConfig, steps: Option<usize>, data: Data, device: Device, budget: Budget, staging: &Path) -> Result<MethodOutput> {
+fn train(
+    args: &Options,
+    cfg: &XraiConfig,
+    steps: Option<usize>,
+    data: Data,
+    device: Device,
+    budget: Budget,
+    staging: &Path,
+) -> Result<MethodOutput> {
     let (sim, stored) = match data {
         Data::Simulated(sim) => (Some(sim), None),
         Data::Stored(stored) => (None, Some(stored)),
@@ -340,18 +396,48 @@ fn train(args: &Options, cfg: &XraiConfig, steps: Option<usize>, data: Data, dev
     let (stat_amps, stat_poses) = amplitudes(&train_source, &geo, 0, stats_n)?;
     let stats = InputStats::from_amplitudes(&stat_amps, geo.pixels());
     let mut trainer = if args.frozen_true_volume {
-        let sim = sim.as_ref().context("--frozen-true-volume needs simulated data (not --data)")?;
+        let sim = sim
+            .as_ref()
+            .context("--frozen-true-volume needs simulated data (not --data)")?;
         let truth = true_amplitude_volume(sim, m, spacing);
-        let t = Trainer::new(cfg.clone(), geo.clone(), Some(&stats), VolumeInit::Frozen(truth.clone()), normalize_total, device.clone())?;
+        let t = Trainer::new(
+            cfg.clone(),
+            geo.clone(),
+            Some(&stats),
+            VolumeInit::Frozen(truth.clone()),
+            normalize_total,
+            device.clone(),
+        )?;
         let k = t.fit_volume_scale(&stat_amps, &stat_poses)? as f32;
-        Trainer::new(cfg.clone(), geo.clone(), Some(&stats), VolumeInit::Frozen(truth.iter().map(|v| v * k).collect()), normalize_total, device)?
+        Trainer::new(
+            cfg.clone(),
+            geo.clone(),
+            Some(&stats),
+            VolumeInit::Frozen(truth.iter().map(|v| v * k).collect()),
+            normalize_total,
+            device,
+        )?
     } else if let Some(dir) = &args.resume {
-        let mut t = Trainer::new(cfg.clone(), geo.clone(), None, VolumeInit::FromCheckpoint, normalize_total, device)?;
+        let mut t = Trainer::new(
+            cfg.clone(),
+            geo.clone(),
+            None,
+            VolumeInit::FromCheckpoint,
+            normalize_total,
+            device,
+        )?;
         t.load_checkpoint(dir)?;
         t
     } else {
         let v0 = radial_volume(&geo, &stat_amps, m, spacing, cfg.init_noise, cfg.seed);
-        Trainer::new(cfg.clone(), geo.clone(), Some(&stats), VolumeInit::Learned(v0), normalize_total, device)?
+        Trainer::new(
+            cfg.clone(),
+            geo.clone(),
+            Some(&stats),
+            VolumeInit::Learned(v0),
+            normalize_total,
+            device,
+        )?
     };
     // A resumed run's earlier process counts against the budget too.
     let budget = match &args.resume {
@@ -386,7 +472,10 @@ fn train(args: &Options, cfg: &XraiConfig, steps: Option<usize>, data: Data, dev
     let n_train_poses = train_n.map_or(args.train_pose_images, |n| (n as usize).min(args.train_pose_images));
     let preparation_s = budget.elapsed_s();
     let mut curve_file = std::io::BufWriter::new(std::fs::File::create(staging.join("curve.csv"))?);
-    writeln!(curve_file, "step,elapsed_s,images,loss,data,uniformity,test_median_deg,test_mean_deg,test_rms_deg")?;
+    writeln!(
+        curve_file,
+        "step,elapsed_s,images,loss,data,uniformity,test_median_deg,test_mean_deg,test_rms_deg"
+    )?;
     let opts = LoopOptions {
         steps,
         budget,
@@ -398,28 +487,47 @@ fn train(args: &Options, cfg: &XraiConfig, steps: Option<usize>, data: Data, dev
         rescale: Some(sim_config.rescale),
     };
     let mut progress = Vec::new();
-    let state = train_loop(&mut trainer, &train_source, &opts, (&test_amps, &test_poses), args.eval_images, &mut |r| {
-        writeln!(
-            curve_file,
-            "{},{:.2},{},{:.6},{:.6},{:.6},{:.4},{:.4},{:.4}",
-            r.step, r.elapsed_s, r.images, r.loss, r.data, r.uniformity, r.test_median_deg, r.test_mean_deg, r.test_rms_deg
-        )?;
-        curve_file.flush()?;
-        progress.push(ProgressPoint {
-            step: r.step as u64,
-            elapsed_s: r.elapsed_s,
-            objective: r.loss,
-            test_median_deg: Some(r.test_median_deg),
-            beta: None,
-        });
-        Ok(())
-    })?;
+    let state = train_loop(
+        &mut trainer,
+        &train_source,
+        &opts,
+        (&test_amps, &test_poses),
+        args.eval_images,
+        &mut |r| {
+            writeln!(
+                curve_file,
+                "{},{:.2},{},{:.6},{:.6},{:.6},{:.4},{:.4},{:.4}",
+                r.step,
+                r.elapsed_s,
+                r.images,
+                r.loss,
+                r.data,
+                r.uniformity,
+                r.test_median_deg,
+                r.test_mean_deg,
+                r.test_rms_deg
+            )?;
+            curve_file.flush()?;
+            progress.push(ProgressPoint {
+                step: r.step as u64,
+                elapsed_s: r.elapsed_s,
+                objective: r.loss,
+                test_median_deg: Some(r.test_median_deg),
+                beta: None,
+            });
+            Ok(())
+        },
+    )?;
     drop(curve_file);
     let reconstruction_s = budget.elapsed_s() - preparation_s;
     let out_of_budget = steps.is_some_and(|s| state.step < s);
     // Closing work: the test set's poses (inferred, not trained) and the training poses.
     let t0 = std::time::Instant::now();
-    let test_est = if n_test > 0 { trainer.predict(&test_amps)? } else { Vec::new() };
+    let test_est = if n_test > 0 {
+        trainer.predict(&test_amps)?
+    } else {
+        Vec::new()
+    };
     let test_s = t0.elapsed().as_secs_f64();
     write_poses_csv(&staging.join(output::TEST_POSES_FILE), &test_est)?;
     let test_err = if test_poses.is_empty() {
@@ -439,7 +547,11 @@ fn train(args: &Options, cfg: &XraiConfig, steps: Option<usize>, data: Data, dev
     };
     // The learned grid as it is, and resampled onto the evaluation grid (the simulator's, the
     // one EMC uses) for `phase` and `fsc`; beyond the working detector's s_max: −1.
-    let vol = Volume { m, spacing, data: trainer.decoder.symmetrized_volume()? };
+    let vol = Volume {
+        m,
+        spacing,
+        data: trainer.decoder.symmetrized_volume()?,
+    };
     crate::mrc::write_mrc(staging.join("amplitude_voxels.mrc"), &vol, true)?;
     let on_eval_grid = vol.resampled(eval_m, eval_spacing, geo.s_max, -1.0);
     crate::mrc::write_mrc(staging.join(output::AMPLITUDE_FILE), &on_eval_grid, true)?;
@@ -464,11 +576,28 @@ fn train(args: &Options, cfg: &XraiConfig, steps: Option<usize>, data: Data, dev
     let out = MethodOutput {
         method: "xrai".into(),
         software: Software::this(),
-        amplitude: VolumeGrid { m: eval_m, spacing_per_angstrom: eval_spacing },
-        poses: PoseCounts { train: train_est.len(), test: test_est.len() },
-        pose_error: PoseErrors { train: train_err, test: test_err },
-        timings: Timings { wall_s: budget.elapsed_s(), preparation_s, reconstruction_s, test_s },
-        budget: BudgetRecord { budget_s: budget.limit_s(), out_of_budget },
+        amplitude: VolumeGrid {
+            m: eval_m,
+            spacing_per_angstrom: eval_spacing,
+        },
+        poses: PoseCounts {
+            train: train_est.len(),
+            test: test_est.len(),
+        },
+        pose_error: PoseErrors {
+            train: train_err,
+            test: test_err,
+        },
+        timings: Timings {
+            wall_s: budget.elapsed_s(),
+            preparation_s,
+            reconstruction_s,
+            test_s,
+        },
+        budget: BudgetRecord {
+            budget_s: budget.limit_s(),
+            out_of_budget,
+        },
         peak_memory_mib: output::own_peak_memory_mib(),
         images_per_s: state.images_seen as f64 / training_s.max(1e-9),
         objective: Objective::Loss,

@@ -9,7 +9,6 @@ use super::trainer::{CheckpointState, StepStats, Trainer};
 use crate::data::{Rescale, Source};
 use crate::method::Budget;
 
-
 /// How long and how a run trains.
 #[derive(Clone, Debug)]
 pub struct LoopOptions {
@@ -43,7 +42,12 @@ pub struct CurveRow {
 }
 
 /// Test pose error of the first `n` cached test images.
-pub fn test_error(t: &Trainer, amps: &[f32], poses: &[UnitQuaternion<f64>], n: usize) -> anyhow::Result<crate::eval::pose_error::PoseErrorSummary> {
+pub fn test_error(
+    t: &Trainer,
+    amps: &[f32],
+    poses: &[UnitQuaternion<f64>],
+    n: usize,
+) -> anyhow::Result<crate::eval::pose_error::PoseErrorSummary> {
     let n = n.min(poses.len());
     let est = t.predict(&amps[..n * t.geometry.pixels()])?;
     Ok(crate::eval::pose_error::pose_error(&poses[..n], &est)?.summary)
@@ -113,7 +117,11 @@ pub fn train_loop(
         let read_start = std::time::Instant::now();
         let (amps, _) = amplitudes(source, &t.geometry, from, b)?;
         let per_image = read_start.elapsed().as_secs_f64() / (amps.len() / p).max(1) as f64;
-        read_s_per_image = if read_s_per_image == 0.0 { per_image } else { 0.9 * read_s_per_image + 0.1 * per_image };
+        read_s_per_image = if read_s_per_image == 0.0 {
+            per_image
+        } else {
+            0.9 * read_s_per_image + 0.1 * per_image
+        };
         if amps.len() / p < 2 {
             t.step += 1; // a one-image tail of an epoch: batch norm needs two
             continue;
@@ -130,7 +138,10 @@ pub fn train_loop(
             }
         }
         rate_steps += 1;
-        ema = Some(match ema { None => last.loss, Some(e) => 0.98 * e + 0.02 * last.loss });
+        ema = Some(match ema {
+            None => last.loss,
+            Some(e) => 0.98 * e + 0.02 * last.loss,
+        });
         if rate_steps >= 20 {
             let ips = (rate_steps * b) as f64 / rate_t.elapsed().as_secs_f64();
             bar.set_message(format!("loss {:.4}  {ips:.0} images/s", ema.unwrap()));
@@ -178,4 +189,3 @@ pub fn train_loop(
     }
     Ok(st)
 }
-

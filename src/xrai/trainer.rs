@@ -89,7 +89,12 @@ impl Trainer {
     ) -> anyhow::Result<Trainer> {
         cfg.validate()?;
         let p = geometry.pixels();
-        ensure!(geometry.side == cfg.working_size, "geometry side {} ≠ working size {}", geometry.side, cfg.working_size);
+        ensure!(
+            geometry.side == cfg.working_size,
+            "geometry side {} ≠ working size {}",
+            geometry.side,
+            cfg.working_size
+        );
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
         let encoder = Encoder::new(&cfg, vb.pp("encoder"))?;
@@ -106,7 +111,11 @@ impl Trainer {
                 var.set(&Tensor::from_vec(v, var.shape(), &device)?)?;
                 Ok(())
             };
-            let std = if cfg.standardize { s.std.clone() } else { vec![s.mean.iter().sum::<f32>() / p as f32; p] };
+            let std = if cfg.standardize {
+                s.std.clone()
+            } else {
+                vec![s.mean.iter().sum::<f32>() / p as f32; p]
+            };
             let mean = if cfg.standardize { s.mean.clone() } else { vec![0.0; p] };
             set("stats.mean", mean)?;
             set("stats.std", std)?;
@@ -141,7 +150,15 @@ impl Trainer {
             }
             (DecoderKind::Voxel, VolumeInit::Frozen(v)) => Amplitudes::Voxel(Tensor::from_vec(v, (m, m, m), &device)?),
         };
-        let decoder = Decoder::new(amplitudes, m, spacing, &geometry.s, &geometry.pixel_weight, normalize_total, &device)?;
+        let decoder = Decoder::new(
+            amplitudes,
+            m,
+            spacing,
+            &geometry.s,
+            &geometry.pixel_weight,
+            normalize_total,
+            &device,
+        )?;
         let mut enc_vars = Vec::new();
         let mut vol_vars = Vec::new();
         {
@@ -156,9 +173,17 @@ impl Trainer {
                 }
             }
         }
-        let mut groups = vec![ParamGroup { name: "encoder".into(), vars: enc_vars, lr: cfg.lr_encoder }];
+        let mut groups = vec![ParamGroup {
+            name: "encoder".into(),
+            vars: enc_vars,
+            lr: cfg.lr_encoder,
+        }];
         if learned {
-            groups.push(ParamGroup { name: "volume".into(), vars: vol_vars, lr: cfg.lr_volume });
+            groups.push(ParamGroup {
+                name: "volume".into(),
+                vars: vol_vars,
+                lr: cfg.lr_volume,
+            });
         }
         let optimizer = Adam::new(groups, cfg.grad_clip, cfg.amsgrad)?;
         let mut t = Trainer {
@@ -193,7 +218,10 @@ impl Trainer {
     fn input(&self, amps: &Tensor) -> candle_core::Result<Tensor> {
         let (b, _) = amps.dims2()?;
         let s = self.cfg.working_size;
-        let x = amps.reshape((b, 1, s, s))?.broadcast_sub(&self.mean)?.broadcast_mul(&self.inv_std)?;
+        let x = amps
+            .reshape((b, 1, s, s))?
+            .broadcast_sub(&self.mean)?
+            .broadcast_mul(&self.inv_std)?;
         let levels = self.cfg.pyramid_levels;
         if levels == 0 {
             return Ok(x);
@@ -235,7 +263,10 @@ impl Trainer {
         let data = symmetric_multihead(&errors, self.cfg.mean_head_weight)?;
         let (loss, unif) = if self.cfg.uniformity_weight > 0.0 {
             let u = uniformity(&rots)?;
-            ((&data + (&u * self.cfg.uniformity_weight)?)?, u.to_scalar::<f32>()? as f64)
+            (
+                (&data + (&u * self.cfg.uniformity_weight)?)?,
+                u.to_scalar::<f32>()? as f64,
+            )
         } else {
             (data.clone(), 0.0)
         };
@@ -246,7 +277,12 @@ impl Trainer {
         let grads = loss.backward()?;
         let info = self.optimizer.step(&grads)?;
         self.step += 1;
-        Ok(StepStats { loss: loss_v, data: data.to_scalar::<f32>()? as f64, uniformity: unif, grad_norm: info.grad_norm })
+        Ok(StepStats {
+            loss: loss_v,
+            data: data.to_scalar::<f32>()? as f64,
+            uniformity: unif,
+            grad_norm: info.grad_norm,
+        })
     }
 
     /// Least-squares scale that makes the decoder's slices at the true poses match the data
@@ -318,8 +354,11 @@ impl Trainer {
         // Adam's moments (checkpoints from before they were saved resume with fresh moments)
         let opt = dir.join("optimizer.safetensors");
         if opt.exists() {
-            let tensors = candle_core::safetensors::load(&opt, &self.device).with_context(|| format!("cannot load {}", opt.display()))?;
-            self.optimizer.load_state_tensors(&tensors).with_context(|| format!("{}: does not match this model", opt.display()))?;
+            let tensors = candle_core::safetensors::load(&opt, &self.device)
+                .with_context(|| format!("cannot load {}", opt.display()))?;
+            self.optimizer
+                .load_state_tensors(&tensors)
+                .with_context(|| format!("{}: does not match this model", opt.display()))?;
         }
         let st: CheckpointState = serde_json::from_str(&std::fs::read_to_string(dir.join("state.json"))?)?;
         self.step = st.step;
@@ -340,7 +379,9 @@ pub struct CheckpointState {
 
 pub fn read_config(dir: &Path) -> anyhow::Result<XraiConfig> {
     let p = dir.join("config.json");
-    Ok(serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?)?)
+    Ok(serde_json::from_str(
+        &std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?,
+    )?)
 }
 
 fn write_json<T: Serialize>(path: &Path, v: &T) -> anyhow::Result<()> {
@@ -368,7 +409,12 @@ fn init_encoder(varmap: &VarMap, seed: u64) -> anyhow::Result<()> {
         let vals: Vec<f32> = if name.ends_with("weight") {
             let fan_in: usize = dims[1..].iter().product();
             let sd = (2.0 / fan_in as f64).sqrt();
-            (0..n).map(|_| { let z: f64 = StandardNormal.sample(&mut rng); (sd * z) as f32 }).collect::<Vec<_>>()
+            (0..n)
+                .map(|_| {
+                    let z: f64 = StandardNormal.sample(&mut rng);
+                    (sd * z) as f32
+                })
+                .collect::<Vec<_>>()
         } else if name.ends_with("bias") {
             continue; // set with the matching weight's fan-in below
         } else {
@@ -377,7 +423,11 @@ fn init_encoder(varmap: &VarMap, seed: u64) -> anyhow::Result<()> {
         var.set(&Tensor::from_vec(vals, dims.as_slice(), var.device())?)?;
     }
     // biases: uniform in ±1/√fan_in of their layer
-    let names: Vec<String> = data.keys().filter(|n| n.ends_with(".bias") && !n.contains(".bn")).cloned().collect();
+    let names: Vec<String> = data
+        .keys()
+        .filter(|n| n.ends_with(".bias") && !n.contains(".bn"))
+        .cloned()
+        .collect();
     let mut names = names;
     names.sort();
     for name in names {
@@ -386,7 +436,9 @@ fn init_encoder(varmap: &VarMap, seed: u64) -> anyhow::Result<()> {
         let bound = 1.0 / (fan_in as f64).sqrt();
         let var = &data[&name];
         let n = var.elem_count();
-        let vals: Vec<f32> = (0..n).map(|_| (bound * (2.0 * rand::Rng::random::<f64>(&mut rng) - 1.0)) as f32).collect();
+        let vals: Vec<f32> = (0..n)
+            .map(|_| (bound * (2.0 * rand::Rng::random::<f64>(&mut rng) - 1.0)) as f32)
+            .collect();
         var.set(&Tensor::from_vec(vals, var.dims(), var.device())?)?;
     }
     Ok(())

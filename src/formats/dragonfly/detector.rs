@@ -104,19 +104,14 @@ impl DetectorPixels {
     /// Expected photons per unit |F|² (electrons²) per pixel for `beam`: fluence · r_e² · P · Ω.
     pub fn scale(&self, beam: &Beam) -> Vec<f64> {
         let k = beam.fluence_per_m2() * CLASSICAL_ELECTRON_RADIUS_M * CLASSICAL_ELECTRON_RADIUS_M;
-        self.polarization_solid_angle
-            .iter()
-            .map(|c| k * c)
-            .collect()
+        self.polarization_solid_angle.iter().map(|c| k * c).collect()
     }
 }
 
 /// Why a Dragonfly detector cannot be turned into scattering vectors.
 #[derive(Debug, thiserror::Error)]
 pub enum ConversionError {
-    #[error(
-        "the detector has no ewald_rad (an old-format file); its q vectors cannot be put in 1/Å"
-    )]
+    #[error("the detector has no ewald_rad (an old-format file); its q vectors cannot be put in 1/Å")]
     NoEwaldRadius,
     #[error("wavelength {0} Å: must be a positive number")]
     Wavelength(f64),
@@ -142,11 +137,7 @@ impl DragonflyDetector {
     /// This program's detector and beam as a Dragonfly detector (see the module docs).
     pub fn from_detector(detector: &Detector, beam: &Beam) -> Self {
         let detd = detector.distance_m / (detector.side_m / detector.pixels as f64);
-        Self::from_pixels(
-            &DetectorPixels::from_geometry(&detector.geometry(beam)),
-            detd,
-            detd,
-        )
+        Self::from_pixels(&DetectorPixels::from_geometry(&detector.geometry(beam)), detd, detd)
     }
 
     /// Pixels with scattering vectors in Å⁻¹ as a Dragonfly detector with the given `detd`
@@ -190,9 +181,7 @@ impl DragonflyDetector {
         }
         let k = 1.0 / (wavelength * radius);
         Ok(DetectorPixels {
-            s: (0..n)
-                .map(|t| [self.qx[t] * k, self.qy[t] * k, qz(t) * k])
-                .collect(),
+            s: (0..n).map(|t| [self.qx[t] * k, self.qy[t] * k, qz(t) * k]).collect(),
             polarization_solid_angle: self.corr.clone(),
             mask: self.mask.clone(),
             wavelength,
@@ -206,12 +195,7 @@ pub fn read_detector(path: impl AsRef<Path>) -> Result<DragonflyDetector, Format
     let file = File::open(path).map_err(|e| FormatError::io(path, e))?;
     let len = file.metadata().map_err(|e| FormatError::io(path, e))?.len();
     let mut lines = BufReader::new(file).lines();
-    let mut next_line = || {
-        lines
-            .next()
-            .transpose()
-            .map_err(|e| FormatError::io(path, e))
-    };
+    let mut next_line = || lines.next().transpose().map_err(|e| FormatError::io(path, e));
 
     let header = next_line()?.ok_or_else(|| FormatError::invalid(path, "line 1", "empty file"))?;
     let fields: Vec<&str> = header.split_whitespace().collect();
@@ -275,10 +259,7 @@ pub fn read_detector(path: impl AsRef<Path>) -> Result<DragonflyDetector, Format
             return Err(FormatError::invalid(
                 path,
                 format!("line {number}"),
-                format!(
-                    "expected 5 fields `qx qy qz corr mask`, found {}",
-                    fields.len()
-                ),
+                format!("expected 5 fields `qx qy qz corr mask`, found {}", fields.len()),
             ));
         }
         if det.qx.len() == num_pix {
@@ -290,29 +271,15 @@ pub fn read_detector(path: impl AsRef<Path>) -> Result<DragonflyDetector, Format
         }
         let mut values = [0.0; 4];
         for (k, name) in ["qx", "qy", "qz", "corr"].into_iter().enumerate() {
-            values[k] = fields[k]
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| {
-                    FormatError::invalid(
-                        path,
-                        at(name),
-                        format!("'{}' is not a finite number", fields[k]),
-                    )
-                })?;
+            values[k] = fields[k].parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
+                FormatError::invalid(path, at(name), format!("'{}' is not a finite number", fields[k]))
+            })?;
         }
         let mask = fields[4]
             .parse::<u8>()
             .ok()
             .filter(|&m| m <= MASK_IGNORED)
-            .ok_or_else(|| {
-                FormatError::invalid(
-                    path,
-                    at("mask"),
-                    format!("'{}' is not 0, 1 or 2", fields[4]),
-                )
-            })?;
+            .ok_or_else(|| FormatError::invalid(path, at("mask"), format!("'{}' is not 0, 1 or 2", fields[4])))?;
         det.qx.push(values[0]);
         det.qy.push(values[1]);
         det.qz.push(values[2]);
@@ -342,11 +309,7 @@ fn c_exponential(v: f64) -> String {
 }
 
 /// Writes `det` as an ASCII detector file; refuses an existing file unless `overwrite`.
-pub fn write_detector(
-    path: impl AsRef<Path>,
-    det: &DragonflyDetector,
-    overwrite: bool,
-) -> Result<(), FormatError> {
+pub fn write_detector(path: impl AsRef<Path>, det: &DragonflyDetector, overwrite: bool) -> Result<(), FormatError> {
     let path = path.as_ref();
     let n = det.num_pix();
     if n == 0 || n > i32::MAX as usize {
@@ -378,16 +341,8 @@ pub fn write_detector(
             format!("{v:?}: Dragonfly needs a positive value"),
         )),
     };
-    let (detd, ewald_rad) = (
-        positive("detd", det.detd)?,
-        positive("ewald_rad", det.ewald_rad)?,
-    );
-    for (name, column) in [
-        ("qx", &det.qx),
-        ("qy", &det.qy),
-        ("qz", &det.qz),
-        ("corr", &det.corr),
-    ] {
+    let (detd, ewald_rad) = (positive("detd", det.detd)?, positive("ewald_rad", det.ewald_rad)?);
+    for (name, column) in [("qx", &det.qx), ("qy", &det.qy), ("qz", &det.qz), ("corr", &det.corr)] {
         if let Some(t) = column.iter().position(|v| !v.is_finite()) {
             return Err(FormatError::invalid(
                 path,

@@ -126,11 +126,7 @@ pub struct EmcReader {
 }
 
 fn overflow(path: &Path, field: &str) -> FormatError {
-    FormatError::invalid(
-        path,
-        field,
-        "sizes overflow 64-bit arithmetic; the header is corrupt",
-    )
+    FormatError::invalid(path, field, "sizes overflow 64-bit arithmetic; the header is corrupt")
 }
 
 impl EmcReader {
@@ -147,8 +143,7 @@ impl EmcReader {
             ));
         }
         let mut header = [0u8; HEADER_BYTES as usize];
-        file.read_exact(&mut header)
-            .map_err(|e| FormatError::io(path, e))?;
+        file.read_exact(&mut header).map_err(|e| FormatError::io(path, e))?;
         if header[..8] == HDF5_SIGNATURE {
             return Err(FormatError::invalid(
                 path,
@@ -157,15 +152,10 @@ impl EmcReader {
                  write the frames as a binary .emc file instead",
             ));
         }
-        let word =
-            |w: usize| i32::from_le_bytes(header[4 * w..4 * w + 4].try_into().expect("4 bytes"));
+        let word = |w: usize| i32::from_le_bytes(header[4 * w..4 * w + 4].try_into().expect("4 bytes"));
         let (num_data, num_pix, ftype) = (word(0), word(1), word(2));
         if num_data < 0 {
-            return Err(FormatError::invalid(
-                path,
-                "num_data",
-                format!("{num_data} frames"),
-            ));
+            return Err(FormatError::invalid(path, "num_data", format!("{num_data} frames")));
         }
         if num_pix <= 0 {
             return Err(FormatError::invalid(
@@ -211,9 +201,7 @@ impl EmcReader {
             return Err(FormatError::invalid(
                 path,
                 field,
-                format!(
-                    "truncated: the header and counts need {expected} bytes, the file has {len}"
-                ),
+                format!("truncated: the header and counts need {expected} bytes, the file has {len}"),
             ));
         }
         if len > expected {
@@ -241,7 +229,9 @@ impl EmcReader {
             return Err(FormatError::invalid(
                 &self.path,
                 "ones/multi",
-                format!("truncated: num_data = {n} needs {counts_end} bytes for the per-frame counts, the file has {len}"),
+                format!(
+                    "truncated: num_data = {n} needs {counts_end} bytes for the per-frame counts, the file has {len}"
+                ),
             ));
         }
         self.checkpoints = Vec::with_capacity(n.div_ceil(CHECKPOINT));
@@ -256,8 +246,7 @@ impl EmcReader {
                 if d % CHECKPOINT == 0 {
                     self.checkpoints.push((ones_total, multi_total));
                 }
-                for (field, what, v) in [("ones", "single-photon", o), ("multi", "multi-photon", m)]
-                {
+                for (field, what, v) in [("ones", "single-photon", o), ("multi", "multi-photon", m)] {
                     if v < 0 || v as usize > self.num_pix {
                         return Err(FormatError::invalid(
                             &self.path,
@@ -312,9 +301,7 @@ impl EmcReader {
     }
 
     fn read_i32s(&mut self, offset: u64, count: usize) -> Result<Vec<i32>, FormatError> {
-        let bytes = count
-            .checked_mul(4)
-            .ok_or_else(|| overflow(&self.path, "read"))?;
+        let bytes = count.checked_mul(4).ok_or_else(|| overflow(&self.path, "read"))?;
         let buf = self.read_bytes(offset, bytes)?;
         Ok(buf
             .chunks_exact(4)
@@ -400,10 +387,7 @@ impl EmcReader {
                 return Err(FormatError::invalid(
                     &self.path,
                     format!("{field}[{at}]"),
-                    format!(
-                        "frame {d}: pixel {v} is outside 0 … num_pix − 1 = {}",
-                        num_pix - 1
-                    ),
+                    format!("frame {d}: pixel {v} is outside 0 … num_pix − 1 = {}", num_pix - 1),
                 ));
             }
             Ok(v as u32)
@@ -413,16 +397,12 @@ impl EmcReader {
         for (i, d) in frames.enumerate() {
             let mut frame = SparseFrame::default();
             for _ in 0..ones[i] {
-                frame
-                    .ones
-                    .push(pixel("place_ones", o + io as u64, d, place_ones[io])?);
+                frame.ones.push(pixel("place_ones", o + io as u64, d, place_ones[io])?);
                 io += 1;
             }
             for _ in 0..multi[i] {
                 let at = m + im as u64;
-                frame
-                    .multi
-                    .push(pixel("place_multi", at, d, place_multi[im])?);
+                frame.multi.push(pixel("place_multi", at, d, place_multi[im])?);
                 let c = count_multi[im];
                 if c < 1 {
                     return Err(FormatError::invalid(
@@ -460,16 +440,10 @@ impl EmcReader {
                 }
                 Ok(out)
             }
-            EmcKind::DenseInt => Ok(self
-                .read_dense_ints(frames)?
-                .into_iter()
-                .map(|v| v as f32)
-                .collect()),
+            EmcKind::DenseInt => Ok(self.read_dense_ints(frames)?.into_iter().map(|v| v as f32).collect()),
             EmcKind::DenseDouble => {
                 let at = HEADER_BYTES + 8 * (frames.start as u64) * num_pix as u64;
-                let bytes = values
-                    .checked_mul(8)
-                    .ok_or_else(|| overflow(&self.path, "frames"))?;
+                let bytes = values.checked_mul(8).ok_or_else(|| overflow(&self.path, "frames"))?;
                 let raw = self.read_bytes(at, bytes)?;
                 Ok(raw
                     .chunks_exact(8)
@@ -522,11 +496,7 @@ const SPOOLS: [&str; 5] = ["ones", "multi", "place_ones", "place_multi", "count_
 
 impl EmcWriter {
     /// Starts `path` for frames of `num_pix` pixels; refuses an existing file unless `overwrite`.
-    pub fn create(
-        path: impl AsRef<Path>,
-        num_pix: usize,
-        overwrite: bool,
-    ) -> Result<Self, FormatError> {
+    pub fn create(path: impl AsRef<Path>, num_pix: usize, overwrite: bool) -> Result<Self, FormatError> {
         let path = path.as_ref();
         if num_pix == 0 || num_pix > i32::MAX as usize {
             return Err(FormatError::invalid(
@@ -568,11 +538,7 @@ impl EmcWriter {
             return Err(FormatError::invalid(
                 &self.path,
                 format!("frame {d}"),
-                format!(
-                    "{} values, but the file's num_pix is {}",
-                    frame.len(),
-                    self.num_pix
-                ),
+                format!("{} values, but the file's num_pix is {}", frame.len(), self.num_pix),
             ));
         }
         let sparse = SparseFrame::from_dense(frame).map_err(|(p, v)| {
@@ -588,23 +554,14 @@ impl EmcWriter {
     /// Writes a sparse frame; pixel numbers must be below `num_pix`, counts at least 1.
     pub fn write_sparse(&mut self, frame: &SparseFrame) -> Result<(), FormatError> {
         let d = self.num_data;
-        let bad = |field: &str, reason: String| {
-            FormatError::invalid(&self.path, format!("frame {d}, {field}"), reason)
-        };
+        let bad = |field: &str, reason: String| FormatError::invalid(&self.path, format!("frame {d}, {field}"), reason);
         if d >= i32::MAX as usize {
-            return Err(bad(
-                "num_data",
-                "the format holds at most 2³¹ − 1 frames".into(),
-            ));
+            return Err(bad("num_data", "the format holds at most 2³¹ − 1 frames".into()));
         }
         if frame.multi.len() != frame.counts.len() {
             return Err(bad(
                 "multi",
-                format!(
-                    "{} pixels but {} counts",
-                    frame.multi.len(),
-                    frame.counts.len()
-                ),
+                format!("{} pixels but {} counts", frame.multi.len(), frame.counts.len()),
             ));
         }
         if frame.ones.len() > self.num_pix || frame.multi.len() > self.num_pix {
@@ -621,10 +578,7 @@ impl EmcWriter {
         {
             return Err(bad(
                 "pixel",
-                format!(
-                    "pixel {p} is outside 0 … num_pix − 1 = {}",
-                    self.num_pix - 1
-                ),
+                format!("pixel {p} is outside 0 … num_pix − 1 = {}", self.num_pix - 1),
             ));
         }
         if let Some(c) = frame.counts.iter().find(|&&c| c < 1 || c > i32::MAX as u32) {
@@ -637,13 +591,7 @@ impl EmcWriter {
             Ok(())
         };
         let lens = [frame.ones.len() as u32, frame.multi.len() as u32];
-        let arrays: [&[u32]; 5] = [
-            &lens[..1],
-            &lens[1..],
-            &frame.ones,
-            &frame.multi,
-            &frame.counts,
-        ];
+        let arrays: [&[u32]; 5] = [&lens[..1], &lens[1..], &frame.ones, &frame.multi, &frame.counts];
         for ((_, spool), values) in self.spools.iter_mut().zip(arrays) {
             write(spool, values).map_err(|e| FormatError::io(&self.path, e))?;
         }

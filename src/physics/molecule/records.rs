@@ -175,7 +175,11 @@ fn parse_atom_line(file: &str, line_number: usize, line: &str) -> anyhow::Result
         }
     };
     let charge = parse_charge(col(78..80)).ok_or_else(|| {
-        anyhow::anyhow!("{}: charge field (columns 79–80) is {:?}; expected e.g. \"2+\" or \"1-\"", here(), col(78..80))
+        anyhow::anyhow!(
+            "{}: charge field (columns 79–80) is {:?}; expected e.g. \"2+\" or \"1-\"",
+            here(),
+            col(78..80)
+        )
     })?;
     let altloc = col(16..17);
     let insertion = padded.as_bytes()[26];
@@ -233,7 +237,11 @@ pub fn hy36_decode(width: usize, field: &str) -> Option<i64> {
     let w = u32::try_from(width).ok()?;
     let block = 36i64.checked_pow(w - 1)?;
     let decimal_top = 10i64.checked_pow(w)?;
-    Some(if upper { value - 10 * block + decimal_top } else { value + 16 * block + decimal_top })
+    Some(if upper {
+        value - 10 * block + decimal_top
+    } else {
+        value + 16 * block + decimal_top
+    })
 }
 
 /// Inverse of [`hy36_decode`] (for tests and for writing large files); None when out of range.
@@ -249,9 +257,15 @@ pub fn hy36_encode(width: usize, value: i64) -> Option<String> {
         return Some(format!("{value:>width$}"));
     }
     let (mut rest, digits) = if value < decimal_top + 26 * block {
-        (value - decimal_top + 10 * block, b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        (
+            value - decimal_top + 10 * block,
+            b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        )
     } else if value < decimal_top + 52 * block {
-        (value - decimal_top - 16 * block, b"0123456789abcdefghijklmnopqrstuvwxyz")
+        (
+            value - decimal_top - 16 * block,
+            b"0123456789abcdefghijklmnopqrstuvwxyz",
+        )
     } else {
         return None;
     };
@@ -294,7 +308,11 @@ pub fn parse_charge(field: &str) -> Option<i32> {
     if f.is_empty() {
         return Some(0);
     }
-    let (digits, sign) = if f.ends_with(['+', '-']) { (&f[..f.len() - 1], &f[f.len() - 1..]) } else { (&f[1..], &f[..1]) };
+    let (digits, sign) = if f.ends_with(['+', '-']) {
+        (&f[..f.len() - 1], &f[f.len() - 1..])
+    } else {
+        (&f[1..], &f[..1])
+    };
     let magnitude: i32 = if digits.is_empty() { 1 } else { digits.parse().ok()? };
     match sign {
         "+" => Some(magnitude),

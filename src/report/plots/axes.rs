@@ -135,22 +135,12 @@ pub(super) fn lin_ticks(span: f64) -> impl Fn(&f64) -> String {
 /// axes spanning at most 2.6 decades (every k-th power on very long axes);
 /// minor grid lines at all 1…9 multiples. Labels read 10ᵉ (or m×10ᵉ) when the
 /// axis leaves [0.01, 10⁴], plain numbers otherwise.
-pub(super) fn log_axis(
-    lo: f64,
-    hi: f64,
-) -> (WithKeyPoints<LogCoord<f64>>, impl Fn(&f64) -> String) {
+pub(super) fn log_axis(lo: f64, hi: f64) -> (WithKeyPoints<LogCoord<f64>>, impl Fn(&f64) -> String) {
     let decades = (hi / lo).log10();
     let powers = lo < 0.00999 || hi > 10001.0;
-    let (e_lo, e_hi) = (
-        (lo.log10() - 1.0).floor() as i32,
-        (hi.log10() + 1.0).ceil() as i32,
-    );
+    let (e_lo, e_hi) = ((lo.log10() - 1.0).floor() as i32, (hi.log10() + 1.0).ceil() as i32);
     let inside = |v: f64| v >= lo * (1.0 - 1e-9) && v <= hi * (1.0 + 1e-9);
-    let multiples: &[f64] = if decades <= 2.6 {
-        &[1.0, 2.0, 5.0]
-    } else {
-        &[1.0]
-    };
+    let multiples: &[f64] = if decades <= 2.6 { &[1.0, 2.0, 5.0] } else { &[1.0] };
     let every = if decades > 7.0 {
         (decades / 6.0).ceil() as i32
     } else {
@@ -169,10 +159,7 @@ pub(super) fn log_axis(
             light.push(p);
         }
     }
-    let axis = (lo..hi)
-        .log_scale()
-        .with_key_points(bold)
-        .with_light_points(light);
+    let axis = (lo..hi).log_scale().with_key_points(bold).with_light_points(light);
     let fmt = move |v: &f64| {
         let e = (v.log10() + 1e-9).floor();
         let m = (v / 10f64.powf(e) * 1e6).round() / 1e6;

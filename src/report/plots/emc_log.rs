@@ -22,10 +22,7 @@ pub fn emc_log_likelihood(stem: &Path, iters: &[EmcIteration]) -> Result<Vec<Pat
     })
 }
 
-fn draw_emc<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    iters: &[EmcIteration],
-) -> Result<()> {
+fn draw_emc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, iters: &[EmcIteration]) -> Result<()> {
     let ll: Vec<(f64, f64)> = iters
         .iter()
         .map(|it| (it.iteration as f64, it.log_likelihood))
@@ -60,13 +57,7 @@ fn draw_emc<DB: DrawingBackend>(
             .y_labels(7)
             .draw()
             .pe()?;
-        trace(
-            &mut chart,
-            &ll,
-            series_color(0),
-            4,
-            "no finite log-likelihood values",
-        )?;
+        trace(&mut chart, &ll, series_color(0), 4, "no finite log-likelihood values")?;
     }
 
     // (b) annealing parameter β
@@ -84,13 +75,7 @@ fn draw_emc<DB: DrawingBackend>(
             .x_labels(n_x_labels)
             .draw()
             .pe()?;
-        trace(
-            &mut chart,
-            &beta,
-            series_color(1),
-            4,
-            "no positive β values",
-        )?;
+        trace(&mut chart, &beta, series_color(1), 4, "no positive β values")?;
     }
     Ok(())
 }

@@ -9,8 +9,8 @@ use plotters::prelude::*;
 
 use super::axes::{finite_pairs, lin_ticks};
 use super::style::{
-    draw_legend, emptiest_corner, font, house_mesh, line_legend, no_data_note, normalise_lin,
-    reference_line, render_both, series_color, PlotErr, TITLE_PX,
+    draw_legend, emptiest_corner, font, house_mesh, line_legend, no_data_note, normalise_lin, reference_line,
+    render_both, series_color, PlotErr, TITLE_PX,
 };
 
 /// FSC curves against the ground truth: one `(label, [(spatial frequency in
@@ -19,15 +19,10 @@ pub fn fsc_curves(stem: &Path, curves: &[(String, Vec<(f64, f64)>)]) -> Result<V
     if curves.is_empty() {
         bail!("FSC plot (fsc_curves): no curves to plot");
     }
-    render_both!("FSC plot", stem, (1000, 700), |root| draw_fsc(
-        &root, curves
-    ))
+    render_both!("FSC plot", stem, (1000, 700), |root| draw_fsc(&root, curves))
 }
 
-fn draw_fsc<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    curves: &[(String, Vec<(f64, f64)>)],
-) -> Result<()> {
+fn draw_fsc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
     let cleaned: Vec<(&str, Vec<(f64, f64)>)> = curves
         .iter()
         .map(|(label, pts)| {

@@ -9,19 +9,14 @@ use plotters::prelude::*;
 
 use super::axes::fmt_num;
 use super::heatmap::{
-    draw_colorbar, draw_grid_titles, draw_heat, draw_row_label, max_and_log_floor, viridis_lut,
-    PanelGrid,
+    draw_colorbar, draw_grid_titles, draw_heat, draw_row_label, max_and_log_floor, viridis_lut, PanelGrid,
 };
 use super::style::render_both;
 
 /// Grid of input vs reconstructed images: one `(label, input, reconstruction)`
 /// per row, each a row-major `side`×`side` intensity image, drawn as
 /// log₁₀(max(v, 10⁻³·max)) with the viridis colour map.
-pub fn image_gallery(
-    stem: &Path,
-    side: usize,
-    rows: &[(String, Vec<f32>, Vec<f32>)],
-) -> Result<Vec<PathBuf>> {
+pub fn image_gallery(stem: &Path, side: usize, rows: &[(String, Vec<f32>, Vec<f32>)]) -> Result<Vec<PathBuf>> {
     if rows.is_empty() {
         bail!("image gallery (image_gallery): no images to plot");
     }
@@ -47,11 +42,7 @@ pub fn image_gallery(
 
 /// Two panel columns, each image magnified by an integer factor up to ~280 px.
 fn gallery_grid(side: usize, rows: usize) -> PanelGrid {
-    let panel = (if side >= 280 {
-        side
-    } else {
-        side * (280 / side).max(1)
-    }) as i32;
+    let panel = (if side >= 280 { side } else { side * (280 / side).max(1) }) as i32;
     PanelGrid::new(panel, 14, 140, 2, rows)
 }
 
@@ -93,9 +84,7 @@ fn draw_gallery<DB: DrawingBackend>(
     } else {
         (l.panel + l.gap + l.panel / 2).min(l.rows as i32 * (l.panel + l.gap) - l.gap)
     };
-    let ticks: Vec<(f64, String)> = (0..=3)
-        .map(|k| (k as f64 / 3.0, fmt_num(k as f64 - 3.0)))
-        .collect();
+    let ticks: Vec<(f64, String)> = (0..=3).map(|k| (k as f64 / 3.0, fmt_num(k as f64 - 3.0))).collect();
     draw_colorbar(root, &lut, l, bar_h, &ticks, "log₁₀(I / max I)")?;
     Ok(())
 }

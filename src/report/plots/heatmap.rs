@@ -10,9 +10,7 @@ use plotters::style::colors::colormaps::ViridisRGB;
 use plotters::style::text_anchor::{HPos, VPos};
 use plotters::style::FontTransform;
 
-use super::style::{
-    font, font_at, PlotErr, AXIS_DESC_PX, CAPTION_PX, MISSING_GREY, TICK_PX, TITLE_PX,
-};
+use super::style::{font, font_at, PlotErr, AXIS_DESC_PX, CAPTION_PX, MISSING_GREY, TICK_PX, TITLE_PX};
 
 /// Pixel layout of a grid of `rows` × `cols` square panels of edge `panel`:
 /// a title band, a band of column headers, row labels on the left and a
@@ -45,8 +43,7 @@ impl PanelGrid {
     /// Figure size in pixels (at least 760 wide).
     pub(super) fn size(&self) -> (u32, u32) {
         let w = self.label_w + self.cols as i32 * (self.panel + self.gap) + self.bar_w;
-        let h =
-            self.title_h + self.header_h + self.rows as i32 * (self.panel + self.gap) + self.gap;
+        let h = self.title_h + self.header_h + self.rows as i32 * (self.panel + self.gap) + self.gap;
         (w.max(760) as u32, h as u32)
     }
 
@@ -121,9 +118,7 @@ pub(super) fn draw_row_label<DB: DrawingBackend>(
 
 /// 256-entry viridis lookup table.
 pub(super) fn viridis_lut() -> Vec<RGBColor> {
-    (0..256)
-        .map(|i| ViridisRGB::get_color(i as f32 / 255.0))
-        .collect()
+    (0..256).map(|i| ViridisRGB::get_color(i as f32 / 255.0)).collect()
 }
 
 /// Colour for t ∈ [0, 1] (None → grey).
@@ -175,8 +170,7 @@ pub(super) fn draw_heat<DB: DrawingBackend>(
             }
             let (xa, xb) = (x0 + edge(j), x0 + edge(k));
             if xb > xa {
-                area.draw(&Rectangle::new([(xa, ya), (xb, yb)], c.filled()))
-                    .pe()?;
+                area.draw(&Rectangle::new([(xa, ya), (xb, yb)], c.filled())).pe()?;
             }
             j = k;
         }
@@ -190,12 +184,7 @@ pub(super) fn draw_heat<DB: DrawingBackend>(
 }
 
 /// Largest font size ≤ `px` (≥ 11) at which `text` fits in `max_w` pixels.
-pub(super) fn fitting_font<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    text: &str,
-    px: f64,
-    max_w: u32,
-) -> f64 {
+pub(super) fn fitting_font<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, text: &str, px: f64, max_w: u32) -> f64 {
     let mut size = px;
     while size > 11.0 {
         match area.estimate_text_size(text, &font(size)) {

@@ -10,8 +10,8 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use super::axes::{fmt_num, lin_ticks, log_axis};
 use super::style::{
-    draw_legend, emptiest_corner, font_at, house_mesh, line_legend, no_data_note, panel_builder,
-    render_both, series_color, titled, PlotErr, NOTE_PX,
+    draw_legend, emptiest_corner, font_at, house_mesh, line_legend, no_data_note, panel_builder, render_both,
+    series_color, titled, PlotErr, NOTE_PX,
 };
 
 /// Distribution of per-image pose errors (degrees), one `(method, errors)` per
@@ -103,10 +103,7 @@ impl Histogram {
     }
 }
 
-fn draw_pose_errors<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    series: &[(String, Vec<f64>)],
-) -> Result<()> {
+fn draw_pose_errors<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &[(String, Vec<f64>)]) -> Result<()> {
     // sorted finite errors, clamped into [0°, 180°]
     let data: Vec<(String, Vec<f64>)> = series
         .iter()
@@ -149,11 +146,7 @@ fn draw_histogram<DB: DrawingBackend>(
     // the overflow bar: ~6% of the axis wide, after a gap, with room for its label
     let bar_w = (n_bins as f64 * 0.06).ceil() * width;
     let (bar_lo, bar_hi) = (hi + 0.5 * bar_w, hi + 1.5 * bar_w);
-    let x_hi = if over_max > 0 {
-        bar_hi + 0.5 * bar_w
-    } else {
-        hi
-    };
+    let x_hi = if over_max > 0 { bar_hi + 0.5 * bar_w } else { hi };
     let c_max = h.counts.iter().flatten().copied().max().unwrap_or(0);
     let c_max = c_max.max(over_max).max(1) as f64;
 
@@ -185,14 +178,8 @@ fn draw_histogram<DB: DrawingBackend>(
             .iter()
             .enumerate()
             .filter(|(_, n)| **n > 0)
-            .map(|(b, &n)| {
-                Rectangle::new(
-                    [(b as f64 * width, 0.0), ((b + 1) as f64 * width, n as f64)],
-                    fill,
-                )
-            });
-        let over_bar =
-            (over > 0).then(|| Rectangle::new([(bar_lo, 0.0), (bar_hi, over as f64)], fill));
+            .map(|(b, &n)| Rectangle::new([(b as f64 * width, 0.0), ((b + 1) as f64 * width, n as f64)], fill));
+        let over_bar = (over > 0).then(|| Rectangle::new([(bar_lo, 0.0), (bar_hi, over as f64)], fill));
         chart.draw_series(bins.chain(over_bar)).pe()?;
     }
     let norm = |x: f64, n: usize| (x / x_hi, n as f64 / (c_max * 1.08));
@@ -206,18 +193,14 @@ fn draw_histogram<DB: DrawingBackend>(
             norm_pts.push(norm((b as f64 + 0.5) * width, n));
         }
         step.push((hi, 0.0));
-        let s = chart
-            .draw_series(LineSeries::new(step, col.stroke_width(2)))
-            .pe()?;
+        let s = chart.draw_series(LineSeries::new(step, col.stroke_width(2))).pe()?;
         if !v.is_empty() || !label.is_empty() {
             s.label(label.clone()).legend(line_legend(col));
         }
         let over = h.over[i] as f64;
         if over > 0.0 {
             let outline = vec![(bar_lo, 0.0), (bar_lo, over), (bar_hi, over), (bar_hi, 0.0)];
-            chart
-                .draw_series(LineSeries::new(outline, col.stroke_width(2)))
-                .pe()?;
+            chart.draw_series(LineSeries::new(outline, col.stroke_width(2))).pe()?;
             norm_pts.push(norm(0.5 * (bar_lo + bar_hi), h.over[i]));
         }
     }
@@ -235,10 +218,7 @@ fn draw_histogram<DB: DrawingBackend>(
 
 /// Panel (b): the empirical CDF of each series on a log axis, with its
 /// median marked on the 0.5 line.
-fn draw_cdf<DB: DrawingBackend>(
-    panel: &DrawingArea<DB, Shift>,
-    data: &[(String, Vec<f64>)],
-) -> Result<()> {
+fn draw_cdf<DB: DrawingBackend>(panel: &DrawingArea<DB, Shift>, data: &[(String, Vec<f64>)]) -> Result<()> {
     let (x_lo, x_hi) = (0.1, 180.0);
     let (x_axis, fx) = log_axis(x_lo, x_hi);
     let mut chart = panel_builder(panel, "(b) cumulative distribution", 36, (72, 92))
@@ -285,9 +265,7 @@ fn draw_cdf<DB: DrawingBackend>(
         }
         let last = pts.last().map_or(0.0, |p| p.1);
         pts.push((x_hi, last));
-        chart
-            .draw_series(LineSeries::new(pts, col.stroke_width(3)))
-            .pe()?;
+        chart.draw_series(LineSeries::new(pts, col.stroke_width(3))).pe()?;
         // median marker: dotted drop line from the 0.5 level
         let med = crate::stats::median_sorted(v).clamp(x_lo, x_hi);
         chart

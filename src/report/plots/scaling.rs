@@ -10,8 +10,8 @@ use plotters::prelude::*;
 
 use super::axes::{log_axis, log_range};
 use super::style::{
-    draw_legend, emptiest_corner, font, house_mesh, no_data_note, normalise_log, reference_line,
-    render_both, series_color, PlotErr, MISSING_GREY, TITLE_PX,
+    draw_legend, emptiest_corner, font, house_mesh, no_data_note, normalise_log, reference_line, render_both,
+    series_color, PlotErr, MISSING_GREY, TITLE_PX,
 };
 
 /// Log–log plot of a value against the number of training images N, one
@@ -53,9 +53,7 @@ fn draw_scaling<DB: DrawingBackend>(
             ok.sort_by(|a, b| a.0.total_cmp(&b.0));
             let over: Vec<f64> = if budget.is_some() {
                 pts.iter()
-                    .filter(|(x, y)| {
-                        x.is_finite() && *x > 0.0 && (y.is_nan() || *y == f64::INFINITY)
-                    })
+                    .filter(|(x, y)| x.is_finite() && *x > 0.0 && (y.is_nan() || *y == f64::INFINITY))
                     .map(|p| p.0)
                     .collect()
             } else {
@@ -99,10 +97,7 @@ fn draw_scaling<DB: DrawingBackend>(
     let norm = |(x, y): (f64, f64)| (normalise_log(x, x_lo, x_hi), normalise_log(y, y_lo, y_hi));
     let mut norm_pts: Vec<(f64, f64)> = Vec::new();
     if let Some(b) = budget {
-        let text_at = (
-            x_lo * (x_hi / x_lo).powf(0.012),
-            b * (y_hi / y_lo).powf(0.012),
-        );
+        let text_at = (x_lo * (x_hi / x_lo).powf(0.012), b * (y_hi / y_lo).powf(0.012));
         reference_line(&mut chart, (x_lo, x_hi), b, "budget", text_at)?;
         norm_pts.push(norm((x_lo, b)));
     }
@@ -124,9 +119,7 @@ fn draw_scaling<DB: DrawingBackend>(
         norm_pts.extend(ok.iter().map(|&p| norm(p)));
         if let Some(b) = budget {
             // dashed connector from the last finished run to the first run over budget
-            if let (Some(&last), Some(&first_over)) =
-                (ok.last(), over.iter().min_by(|a, b| a.total_cmp(b)))
-            {
+            if let (Some(&last), Some(&first_over)) = (ok.last(), over.iter().min_by(|a, b| a.total_cmp(b))) {
                 if first_over > last.0 {
                     chart
                         .draw_series(DashedLineSeries::new(
@@ -140,16 +133,10 @@ fn draw_scaling<DB: DrawingBackend>(
             }
             // (TriangleMarker always fills: a larger black one underneath is the outline)
             chart
-                .draw_series(
-                    over.iter()
-                        .map(|&x| TriangleMarker::new((x, b), 11, BLACK.filled())),
-                )
+                .draw_series(over.iter().map(|&x| TriangleMarker::new((x, b), 11, BLACK.filled())))
                 .pe()?;
             chart
-                .draw_series(
-                    over.iter()
-                        .map(|&x| TriangleMarker::new((x, b), 8, col.filled())),
-                )
+                .draw_series(over.iter().map(|&x| TriangleMarker::new((x, b), 8, col.filled())))
                 .pe()?;
             norm_pts.extend(over.iter().map(|&x| norm((x, b))));
         }

@@ -11,8 +11,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use super::axes::min_max;
 use super::heatmap::{
-    draw_colorbar, draw_grid_titles, draw_heat, draw_row_label, max_and_log_floor, viridis_lut,
-    PanelGrid,
+    draw_colorbar, draw_grid_titles, draw_heat, draw_row_label, max_and_log_floor, viridis_lut, PanelGrid,
 };
 use super::style::{font_at, render_both, PlotErr, CAPTION_PX, MISSING_GREY, NOTE_PX};
 
@@ -60,12 +59,9 @@ pub fn volume_slices(
     let cols = columns.len();
     let panel = ((1000 - 190) / cols as i32).clamp(150, 270);
     let layout = PanelGrid::new(panel, 12, 150, cols, rows.len());
-    render_both!(
-        "volume-slice plot",
-        stem,
-        layout.size(),
-        |root| draw_slices(&root, &layout, columns, rows, log)
-    )
+    render_both!("volume-slice plot", stem, layout.size(), |root| draw_slices(
+        &root, &layout, columns, rows, log
+    ))
 }
 
 /// Per-panel normalisation. Log rows: negative values are "not measured"
@@ -78,10 +74,7 @@ fn slice_t(slice: &[f32], log: bool) -> Vec<Option<f64>> {
             .map(|&v| (v.is_finite() && v >= 0.0).then(|| (v as f64).max(floor).log10()))
             .collect()
     } else {
-        slice
-            .iter()
-            .map(|&v| v.is_finite().then_some(v as f64))
-            .collect()
+        slice.iter().map(|&v| v.is_finite().then_some(v as f64)).collect()
     };
     let Some((lo, hi)) = min_max(vals.iter().flatten().copied()) else {
         return vals;
@@ -105,11 +98,7 @@ fn draw_slices<DB: DrawingBackend>(
     for (r, ((title, side, slices), &is_log)) in rows.iter().zip(log).enumerate() {
         let (x0, y0) = l.panel_origin(r, 0);
         draw_row_label(root, l, r, title, -14)?;
-        let scale = if is_log {
-            "(log₁₀ scale)"
-        } else {
-            "(linear scale)"
-        };
+        let scale = if is_log { "(log₁₀ scale)" } else { "(linear scale)" };
         root.draw(&Text::new(
             scale.to_string(),
             (x0 - 16, y0 + l.panel / 2 + 14),
@@ -140,20 +129,14 @@ fn draw_slices<DB: DrawingBackend>(
             }
         }
     }
-    let bar_h = l
-        .panel
-        .max(200)
-        .min(l.rows as i32 * (l.panel + l.gap) - l.gap - 50);
+    let bar_h = l.panel.max(200).min(l.rows as i32 * (l.panel + l.gap) - l.gap - 50);
     let ticks = vec![(0.0, "min".to_string()), (1.0, "max".to_string())];
     draw_colorbar(root, &lut, l, bar_h, &ticks, "per-panel scale")?;
     if any_missing || log.iter().any(|&b| b) {
         let (xb, yb) = l.bar_origin();
         let y = yb + bar_h + 24;
-        root.draw(&Rectangle::new(
-            [(xb + 4, y), (xb + 26, y + 18)],
-            MISSING_GREY.filled(),
-        ))
-        .pe()?;
+        root.draw(&Rectangle::new([(xb + 4, y), (xb + 26, y + 18)], MISSING_GREY.filled()))
+            .pe()?;
         root.draw(&Rectangle::new(
             [(xb + 4, y), (xb + 26, y + 18)],
             BLACK.mix(0.7).stroke_width(1),

@@ -65,8 +65,7 @@ pub fn register_font() {
 pub(super) fn output_paths(stem: &Path) -> Result<(PathBuf, PathBuf)> {
     if let Some(dir) = stem.parent() {
         if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating directory {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
         }
     }
     let with_ext = |ext: &str| {
@@ -122,12 +121,7 @@ impl<T, E: std::fmt::Display> PlotErr<T> for std::result::Result<T, E> {
 // ---------------------------------------------------------------------------
 
 pub(super) fn font(px: f64) -> TextStyle<'static> {
-    TextStyle::from(FontDesc::new(
-        FontFamily::Name(FAMILY),
-        px,
-        FontStyle::Normal,
-    ))
-    .color(&BLACK)
+    TextStyle::from(FontDesc::new(FontFamily::Name(FAMILY), px, FontStyle::Normal)).color(&BLACK)
 }
 
 pub(super) fn font_at(px: f64, h: HPos, v: VPos) -> TextStyle<'static> {
@@ -140,10 +134,7 @@ pub(super) fn series_color(i: usize) -> RGBColor {
 
 /// Draws `text` as a figure title in a band at the top of `root` and returns
 /// the area below it.
-pub(super) fn titled<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    text: &str,
-) -> Result<DrawingArea<DB, Shift>> {
+pub(super) fn titled<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: &str) -> Result<DrawingArea<DB, Shift>> {
     let band = 62u32;
     let (w, _) = root.dim_in_pixel();
     let (top, rest) = root.split_vertically(band);

@@ -21,10 +21,7 @@ pub fn training_curves(stem: &Path, points: &[TrainingPoint]) -> Result<Vec<Path
     })
 }
 
-fn draw_training<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    points: &[TrainingPoint],
-) -> Result<()> {
+fn draw_training<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, points: &[TrainingPoint]) -> Result<()> {
     let minutes = |p: &TrainingPoint| p.elapsed_s / 60.0;
     let loss: Vec<(f64, f64)> = points
         .iter()
@@ -36,16 +33,8 @@ fn draw_training<DB: DrawingBackend>(
         .map(|p| (minutes(p), p.test_median_deg))
         .filter(|(t, e)| t.is_finite() && e.is_finite() && *e > 0.0)
         .collect();
-    let t_max = points
-        .iter()
-        .map(minutes)
-        .filter(|t| t.is_finite())
-        .fold(0.0, f64::max);
-    let t_min = points
-        .iter()
-        .map(minutes)
-        .filter(|t| t.is_finite())
-        .fold(0.0, f64::min);
+    let t_max = points.iter().map(minutes).filter(|t| t.is_finite()).fold(0.0, f64::max);
+    let t_min = points.iter().map(minutes).filter(|t| t.is_finite()).fold(0.0, f64::min);
     let (t_lo, t_hi) = if t_max > t_min {
         (t_min, t_max + 0.02 * (t_max - t_min))
     } else {
@@ -54,14 +43,7 @@ fn draw_training<DB: DrawingBackend>(
 
     let area = titled(root, "Training progress")?;
     let panels = area.split_evenly((1, 2));
-    let specs: [(
-        &DrawingArea<DB, Shift>,
-        &str,
-        &str,
-        &[(f64, f64)],
-        RGBColor,
-        bool,
-    ); 2] = [
+    let specs: [(&DrawingArea<DB, Shift>, &str, &str, &[(f64, f64)], RGBColor, bool); 2] = [
         (
             &panels[0],
             "(a) training loss",
