@@ -70,13 +70,15 @@ pub fn train_loop(
     // Seconds per image of reading + binning and of prediction, measured as the loop runs.
     let mut read_s_per_image = 0.0f64;
     let mut predict_s_per_image = 0.0f64;
-    let reserve = |read: f64, predict: f64| 1.5 * opts.closing_images as f64 * (read + predict) + 5.0;
+    // Prediction and reading scale with the images; the two pose-error alignments and the
+    // volume outputs are a few seconds whatever the count.
+    let reserve = |read: f64, predict: f64| 1.2 * opts.closing_images as f64 * (read + predict) + 4.0;
     // The closing work's prediction cost, measured before the first step (the periodic
     // evaluations refine it; a budget too short for the first one must not go unreserved).
     if opts.closing_images > 0 && !test.1.is_empty() && budget.limit_s().is_some() {
         let n = test.1.len().min(256);
         let t0 = std::time::Instant::now();
-        test_error(t, test.0, test.1, n)?;
+        t.predict(&test.0[..n * t.geometry.pixels()])?;
         predict_s_per_image = t0.elapsed().as_secs_f64() / n as f64;
     }
     let b = t.cfg.batch;
@@ -151,8 +153,10 @@ pub fn train_loop(
         bar.set_position(t.step as u64);
         if opts.eval_every > 0 && t.step % opts.eval_every == 0 {
             let eval_start = std::time::Instant::now();
-            let e = test_error(t, test.0, test.1, eval_images)?;
-            predict_s_per_image = eval_start.elapsed().as_secs_f64() / e.images.max(1) as f64;
+            let n_eval = eval_images.min(test.1.len());
+            let est = t.predict(&test.0[..n_eval * p])?;
+            predict_s_per_image = eval_start.elapsed().as_secs_f64() / n_eval.max(1) as f64;
+            let e = crate::eval::pose_error::pose_error(&test.1[..n_eval], &est)?.summary;
             let row = CurveRow {
                 step: t.step,
                 elapsed_s: budget.elapsed_s(),
