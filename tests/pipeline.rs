@@ -31,6 +31,7 @@ fn sample_output() -> MethodOutput {
         objective: Objective::Loss,
         progress: vec![ProgressPoint { step: 1, elapsed_s: 2.0, objective: 0.5, test_median_deg: Some(40.0), beta: None }],
         params: serde_json::json!({"steps": 1}),
+        projected_wall_s: None,
     }
 }
 
@@ -117,5 +118,11 @@ fn a_budget_means_the_same_for_every_method() {
         assert_eq!(r.status, "> budget", "{}: a budget-bound run must say so", r.method);
         assert!(own.budget.out_of_budget);
         assert!(r.test_median_deg.is_finite() && r.train_median_deg.is_finite(), "{}: no pose errors", r.method);
+        // EMC projects the full run's time from its measured cost; X-RAI projects nothing.
+        if r.method == "emc" {
+            assert!(r.projected_time_s > r.wall_time_s, "emc: projected {} s", r.projected_time_s);
+        } else {
+            assert!(r.projected_time_s.is_nan(), "{}: projected {} s", r.method, r.projected_time_s);
+        }
     }
 }

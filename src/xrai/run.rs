@@ -465,6 +465,7 @@ fn train(args: &Options, cfg: &XraiConfig, steps: Option<usize>, data: Data, dev
             "budget": args.budget, "steps": state.step, "heads": cfg.heads, "decoder": cfg.decoder,
             "working_size": cfg.working_size, "batch": cfg.batch,
         }),
+        projected_wall_s: None,
     };
     out.write(staging)?;
     Ok(out)
