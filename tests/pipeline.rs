@@ -53,6 +53,7 @@ fn sample_output() -> MethodOutput {
             beta: None,
         }],
         params: serde_json::json!({"steps": 1}),
+        projected_wall_s: None,
     }
 }
 
@@ -185,6 +186,21 @@ fn a_budget_means_the_same_for_every_method() {
             "{}: no pose errors",
             r.method
         );
+        // EMC projects the full run's time from its measured cost; X-RAI projects nothing.
+        if r.method == "emc" {
+            assert!(
+                r.projected_time_s > r.wall_time_s,
+                "emc: projected {} s",
+                r.projected_time_s
+            );
+        } else {
+            assert!(
+                r.projected_time_s.is_nan(),
+                "{}: projected {} s",
+                r.method,
+                r.projected_time_s
+            );
+        }
     }
 }
 

@@ -72,7 +72,8 @@ pub struct EmcParams {
     /// dense ≈ 27 G (rotation·frame·pixel)/s, sparse ≈ 2 G (rotation·photon-pixel)/s, so
     /// sparse wins below ~7 % non-zero pixels.
     pub sparse_below: f64,
-    /// Memory for one chunk of frames, bytes.
+    /// Memory for one chunk's whole working set, bytes: its frames, their candidate lists and
+    /// posteriors, and the E-step's and merge's scratch ([`super::chunk::ChunkPlan`]).
     pub chunk_bytes: usize,
     /// Rotations expanded and multiplied at a time.
     pub rotation_block: usize,
@@ -128,10 +129,21 @@ pub struct Assignment {
     pub probability: f32,
 }
 
-/// Frames per read from the source while a chunk is assembled.
-pub(super) const READ_BATCH: usize = 1024;
+/// How far a pass stopped by its deadline got: the frames of its completed chunks (each
+/// through the E-step and the merge) and the seconds from the pass's start to the end of the
+/// last of them — the partial pass's measured cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct PartialPass {
+    pub frames: usize,
+    pub seconds: f64,
+}
 
-/// EMC state: grid, detector, model, per-frame scales and the latest assignments.
+/// Frames per read from the source while a chunk is assembled (and the deadline's grain
+/// while reading: 256 simulated 128² frames take about 0.1 s on one core).
+pub(super) const READ_BATCH: usize = 256;
+
+/// EMC state: grid, detector, model, and per frame only its scale (with `scale`) and its latest
+/// most likely rotation.
 pub struct Emc {
     pub grid: OrientationGrid,
     pub(super) rotations: Vec<Rotation3<f64>>,
@@ -146,11 +158,15 @@ pub struct Emc {
     pub model: IntensityVolume,
     pub params: EmcParams,
     pub(super) merger: Merger,
+    /// φ_i per training frame (empty without `scale`: every φ_i is 1).
     pub(super) scales: Vec<f32>,
-    pub(super) totals: Vec<f32>,
+    /// Frames the last [`Emc::prepare`] counted (0: not prepared).
+    pub(super) prepared: usize,
     pub(super) density: Option<f64>,
     /// Most likely rotation per training frame, from the last completed iteration.
-    pub assignments: Vec<Assignment>,
+    pub assignments: Vec<u32>,
+    /// Where the last pass stopped, when its deadline passed.
+    pub(super) stopped: Option<PartialPass>,
     /// Completed iterations.
     pub iteration: usize,
     /// Voxels that received merged data in the last iteration.
@@ -214,9 +230,10 @@ impl Emc {
             model,
             params,
             scales: Vec::new(),
-            totals: Vec::new(),
+            prepared: 0,
             density: None,
             assignments: Vec::new(),
+            stopped: None,
             iteration: 0,
             measured: Vec::new(),
         })
@@ -295,7 +312,10 @@ impl Emc {
         );
         ensure!(!source.is_empty(), "no frames");
         let n = source.count()?;
-        let mut totals = Vec::with_capacity(n);
+        // Per-frame totals are kept only to start the scale factors; the mean is summed in
+        // frame order either way.
+        let mut totals = Vec::with_capacity(if self.params.scale { n } else { 0 });
+        let (mut sum_total, mut read) = (0.0f64, 0usize);
         let mut nonzero = 0usize;
         for start in (0..n).step_by(READ_BATCH) {
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -304,22 +324,22 @@ impl Emc {
             progress(start);
             let frames = source.read(start as u64, READ_BATCH)?;
             for f in frames.chunks_exact(self.pixels()) {
-                totals.push(self.lik_pixels.iter().map(|&p| f[p as usize] as f64).sum::<f64>() as f32);
+                let total = self.lik_pixels.iter().map(|&p| f[p as usize] as f64).sum::<f64>() as f32;
+                sum_total += total as f64;
+                read += 1;
+                if self.params.scale {
+                    totals.push(total);
+                }
                 nonzero += f.iter().filter(|&&x| x != 0.0).count();
             }
         }
-        ensure!(
-            totals.len() == n,
-            "the source returned {} frames, expected {n}",
-            totals.len()
-        );
+        ensure!(read == n, "the source returned {read} frames, expected {n}");
         self.density = Some(nonzero as f64 / (n * self.pixels()) as f64);
-        let mean_total = totals.iter().map(|&t| t as f64).sum::<f64>() / n as f64;
+        let mean_total = sum_total / n as f64;
         ensure!(
             mean_total > 0.0,
             "the frames hold no signal inside the likelihood pixels"
         );
-        self.totals = totals;
         let slicer = self.slicer()?;
         let t = self.slice_totals(&slicer);
         let mean_t = t.iter().map(|&x| x as f64).sum::<f64>() / t.len() as f64;
@@ -328,14 +348,16 @@ impl Emc {
             "the model is zero on the detector: start from a random or given model"
         );
         if self.params.scale {
-            self.scales = self.totals.iter().map(|&k| (k as f64 / mean_t) as f32).collect();
+            totals.iter_mut().for_each(|k| *k = (*k as f64 / mean_t) as f32);
+            self.scales = totals;
         } else {
             if self.iteration == 0 {
                 let k = (mean_total / mean_t) as f32;
                 self.model.data.iter_mut().for_each(|v| *v *= k);
             }
-            self.scales = vec![1.0; n];
+            self.scales = Vec::new();
         }
+        self.prepared = n;
         Ok(true)
     }
 
@@ -359,7 +381,10 @@ impl Emc {
     }
 
     /// One EMC iteration over all training frames at the given β. Returns `None`, leaving the
-    /// model untouched, if `deadline` passes first.
+    /// model, scales and assignments untouched, if `deadline` passes first; it is checked
+    /// between reads of frames, between rotation blocks of the E-step and between rotation
+    /// blocks of the merge, so the pass stops within one block of it whatever N is, and
+    /// [`Emc::stopped_pass`] then says how far it got.
     pub fn iterate(
         &mut self,
         source: &Source,
@@ -368,48 +393,81 @@ impl Emc {
         progress: &(dyn Fn(usize) + Sync),
     ) -> anyhow::Result<Option<IterationStats>> {
         let started = Instant::now();
-        if self.totals.len() != source.count()? && !self.prepare_until(source, deadline, &|_| {})? {
+        self.stopped = None;
+        let n = source.count()?;
+        if self.prepared != n && !self.prepare_until(source, deadline, &|_| {})? {
+            self.stopped = Some(PartialPass::default());
             return Ok(None);
         }
-        let n = source.count()?;
         let sparse = self.sparse();
+        let plan = self.chunk_plan(sparse, full_pixels(source))?;
         let slicer = self.slicer()?;
         let t = self.slice_totals(&slicer);
         let voxels = self.model.data.len();
         let mut num = vec![0.0f64; voxels];
         let mut den = vec![0.0f64; voxels];
+        let mut volumes = vec![(vec![0.0f32; voxels], vec![0.0f32; voxels]); plan.merge_parts];
+        let scale = self.params.scale;
         let mut assignments = Vec::with_capacity(n);
-        let mut scales = self.scales.clone();
+        let mut scales = if scale { self.scales.clone() } else { Vec::new() };
+        let ones = if scale {
+            Vec::new()
+        } else {
+            vec![1.0f32; plan.frames.min(n)]
+        };
         let (mut ll, mut mi, mut maxp) = (0.0f64, 0.0f64, 0.0f64);
-        let per_chunk = self.chunk_frames(sparse);
-        for start in (0..n).step_by(per_chunk) {
-            let chunk = self.load_chunk(source, start, per_chunk.min(n - start), sparse)?;
-            let phi = &self.scales[start..start + chunk.n];
+        let mut through = PartialPass::default();
+        for start in (0..n).step_by(plan.frames) {
+            let Some(chunk) = self.load_chunk(source, start, plan.frames.min(n - start), sparse, deadline)? else {
+                self.stopped = Some(through);
+                return Ok(None);
+            };
+            let phi = if scale {
+                &self.scales[start..start + chunk.n]
+            } else {
+                &ones[..chunk.n]
+            };
             let chunk_progress = |f: f64| progress(start + (f * chunk.n as f64) as usize);
             let Some(posteriors) = self.e_step(&slicer, &t, &chunk, phi, beta, deadline, &chunk_progress) else {
+                self.stopped = Some(through);
                 return Ok(None);
             };
             // Conditional maximisation (ECM): φ first, with the current model and posterior,
             // then the model with the new φ; each step raises the EM objective.
             for (i, post) in posteriors.iter().enumerate() {
                 // Σ_p K_ip ln φ_i is the same for every rotation, so L_ir leaves it out; the
-                // likelihood needs it once φ changes between iterations.
-                ll += post.log_likelihood + self.totals[chunk.start + i] as f64 * (phi[i] as f64).ln();
+                // likelihood needs it once φ changes between iterations (0 when φ_i = 1).
+                let total = if scale { self.frame_total(&chunk, i) as f32 } else { 0.0 };
+                ll += post.log_likelihood + total as f64 * (phi[i] as f64).ln();
                 mi += post.mutual_information;
                 maxp += post.best.probability as f64;
-                assignments.push(post.best);
-                if self.params.scale && post.expected_total > 0.0 {
-                    scales[chunk.start + i] = (self.totals[chunk.start + i] as f64 / post.expected_total) as f32;
+                assignments.push(post.best.rotation);
+                if scale && post.expected_total > 0.0 {
+                    scales[start + i] = (total as f64 / post.expected_total) as f32;
                 }
             }
-            self.accumulate(
+            let phi_new = if scale {
+                &scales[start..start + chunk.n]
+            } else {
+                &ones[..chunk.n]
+            };
+            if !self.accumulate(
                 &slicer,
                 &chunk,
                 &posteriors,
-                &scales[start..start + chunk.n],
+                phi_new,
                 &mut num,
                 &mut den,
-            );
+                &mut volumes,
+                deadline,
+            ) {
+                self.stopped = Some(through);
+                return Ok(None);
+            }
+            through = PartialPass {
+                frames: start + chunk.n,
+                seconds: started.elapsed().as_secs_f64(),
+            };
             progress(start + chunk.n);
         }
         let mut sq = 0.0f64;
@@ -427,7 +485,9 @@ impl Emc {
             }
         }
         self.assignments = assignments;
-        self.scales = scales;
+        if scale {
+            self.scales = scales;
+        }
         self.iteration += 1;
         Ok(Some(IterationStats {
             iteration: self.iteration,
@@ -439,6 +499,12 @@ impl Emc {
             beta,
             sparse,
         }))
+    }
+
+    /// How far the last [`Emc::iterate`] got when its deadline stopped it (None after a
+    /// complete pass).
+    pub fn stopped_pass(&self) -> Option<PartialPass> {
+        self.stopped
     }
 
     /// The most likely rotation of every frame of `source` under the current model: one expand
@@ -460,10 +526,12 @@ impl Emc {
         let slicer = self.slicer()?;
         let t = self.slice_totals(&slicer);
         let mean_t = t.iter().map(|&x| x as f64).sum::<f64>() / t.len() as f64;
-        let per_chunk = self.chunk_frames(sparse);
+        let per_chunk = self.chunk_plan(sparse, full_pixels(source))?.frames;
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(per_chunk) {
-            let chunk = self.load_chunk(source, start, per_chunk.min(n - start), sparse)?;
+            let chunk = self
+                .load_chunk(source, start, per_chunk.min(n - start), sparse, None)?
+                .expect("no deadline");
             let phi: Vec<f32> = if self.params.scale {
                 (0..chunk.n)
                     .map(|i| (self.frame_total(&chunk, i) / mean_t) as f32)
@@ -478,4 +546,10 @@ impl Emc {
         }
         Ok(out)
     }
+}
+
+/// Pixels of the source's full-size frames (a read holds them before binning).
+pub(super) fn full_pixels(source: &Source) -> usize {
+    let side = source.full_detector().pixels;
+    side * side
 }

@@ -2,6 +2,7 @@
 //! chunk's frames, keeping each frame's posterior as a short list) and the maximize–compress
 //! accumulation of that chunk into the running merge (module docs of [`super::engine`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -66,10 +67,11 @@ impl Emc {
         let beta32 = beta as f32;
         let cap = self.params.max_candidates.max(1);
         let lnw = &self.ln_weights;
+        let bound = self.candidate_bound();
         let mut cands: Vec<Candidates> = (0..n)
             .map(|_| Candidates {
                 gmax: f32::NEG_INFINITY,
-                list: Vec::new(),
+                list: Vec::with_capacity(bound),
                 prune_at: 64,
             })
             .collect();
@@ -119,6 +121,10 @@ impl Emc {
                 .enumerate()
                 .for_each(|(i, (cand, row))| {
                     let ph = phi[i];
+                    // The list was allocated at the bound the chunk plan counts, once: the prune
+                    // schedule keeps it within, so it never reallocates (growing in steps
+                    // would leave freed fragments behind in the allocator's per-thread arenas).
+                    debug_assert!(cand.list.len() + nb <= cand.list.capacity());
                     for (j, &kl) in row[..nb].iter().enumerate() {
                         let r = r0 + j;
                         let l = kl - ph * t[r];
@@ -145,7 +151,7 @@ impl Emc {
         Some(
             cands
                 .into_par_iter()
-                .map(|cand| {
+                .map(|mut cand| {
                     let g: Vec<f64> = cand
                         .list
                         .iter()
@@ -169,9 +175,11 @@ impl Emc {
                         probability: 0.0,
                     };
                     let (mut mutual_information, mut expected_total) = (0.0, 0.0);
-                    let mut entries = Vec::new();
-                    for (&(r, _), &e) in cand.list.iter().zip(&e) {
-                        let prob = e / z;
+                    // The posterior takes the candidate list's place (same allocation).
+                    let mut kept = 0;
+                    for (k, &ek) in e.iter().enumerate() {
+                        let r = cand.list[k].0;
+                        let prob = ek / z;
                         if prob > 0.0 {
                             mutual_information += prob * (prob.ln() - lnw[r as usize] as f64);
                             expected_total += prob * t[r as usize] as f64;
@@ -183,9 +191,15 @@ impl Emc {
                             };
                         }
                         if prob >= min_p {
-                            entries.push((r, prob as f32));
+                            cand.list[kept] = (r, prob as f32);
+                            kept += 1;
                         }
                     }
+                    let mut entries = cand.list;
+                    entries.truncate(kept);
+                    // By rotation, for the merge's per-block gathering (the order of a
+                    // frame's entries changes no sum: each rotation appears once).
+                    entries.sort_unstable_by_key(|&(r, _)| r);
                     Posterior {
                         entries,
                         log_likelihood,
@@ -199,7 +213,17 @@ impl Emc {
     }
 
     /// Maximize + compress for one chunk: Σ_i P_ir K_i per rotation, merged with weight
-    /// Σ_i P_ir φ_i into the running numerator and denominator volumes.
+    /// Σ_i P_ir φ_i into the running numerator and denominator volumes. Returns false, adding
+    /// nothing, when `deadline` passes first (checked before every block of rotations).
+    ///
+    /// The rotations that received probability are split into at most `volumes.len()`
+    /// contiguous parts, each merged into its private volume pair (allocated once per pass by
+    /// the caller, so that no chunk leaves freed volumes behind in a thread's allocator arena)
+    /// and summed in order, so results do not depend on scheduling. A part walks its rotations in blocks of [`MERGE_BLOCK`]; for each
+    /// block it gathers the block's entries from every frame's rotation-sorted posterior
+    /// (rotation-major, frames in order) with one cursor per frame, so no chunk-wide sorted
+    /// copy of the posteriors is ever held.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn accumulate(
         &self,
         slicer: &Slicer,
@@ -208,57 +232,83 @@ impl Emc {
         phi: &[f32],
         num: &mut [f64],
         den: &mut [f64],
-    ) {
+        volumes: &mut [(Vec<f32>, Vec<f32>)],
+        deadline: Option<Instant>,
+    ) -> bool {
         let p = self.pixels();
-        // Counting sort by rotation (frames stay in order within a rotation): O(entries).
-        let mut start_of = vec![0usize; self.rotations.len() + 1];
+        let n_rot = self.rotations.len();
+        let mut count = vec![0u32; n_rot];
         for post in posteriors {
             for &(r, _) in &post.entries {
-                start_of[r as usize + 1] += 1;
+                count[r as usize] += 1;
             }
         }
-        for r in 0..self.rotations.len() {
-            start_of[r + 1] += start_of[r];
-        }
-        let mut fill = start_of.clone();
-        let mut entries = vec![(0u32, 0u32, 0.0f32); start_of[self.rotations.len()]];
-        for (i, post) in posteriors.iter().enumerate() {
-            for &(r, prob) in &post.entries {
-                entries[fill[r as usize]] = (r, i as u32, prob);
-                fill[r as usize] += 1;
-            }
-        }
-        let groups: Vec<std::ops::Range<usize>> = start_of
-            .windows(2)
-            .filter(|w| w[1] > w[0])
-            .map(|w| w[0]..w[1])
-            .collect();
-        // One private volume pair per part; parts are fixed by the thread count, and summed in
-        // order, so results do not depend on scheduling.
-        let parts = rayon::current_num_threads().clamp(1, groups.len().max(1));
+        let groups: Vec<u32> = (0..n_rot as u32).filter(|&r| count[r as usize] > 0).collect();
+        let parts = rayon::current_num_threads()
+            .min(volumes.len())
+            .clamp(1, groups.len().max(1));
         let per_part = groups.len().div_ceil(parts).max(1);
-        let voxels = num.len();
         let n = chunk.n;
-        let locals: Vec<(Vec<f32>, Vec<f32>)> = groups
+        let stop = AtomicBool::new(false);
+        let passed = || stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d);
+        let used = groups.len().div_ceil(per_part);
+        let finished: Vec<bool> = groups
             .par_chunks(per_part)
-            .map(|part| {
-                let mut n_l = vec![0.0f32; voxels];
-                let mut d_l = vec![0.0f32; voxels];
+            .zip(volumes[..used].par_iter_mut())
+            .map(|(part, (n_l, d_l))| {
+                n_l.fill(0.0);
+                d_l.fill(0.0);
                 let mut acc = vec![0.0f32; MERGE_BLOCK * p];
-                let mut pm: Vec<f32> = Vec::new();
+                // Block buffers at their largest (one entry per rotation of the block and frame)
+                // from the start: resizing in steps would double past what the plan counts.
+                let mut pm: Vec<f32> = Vec::with_capacity(MERGE_BLOCK * n);
                 let mut old = vec![0.0f32; p];
+                // Each frame's next entry at or after the part's first rotation.
+                let mut cursor: Vec<u32> = posteriors
+                    .iter()
+                    .map(|post| post.entries.partition_point(|&(r, _)| r < part[0]) as u32)
+                    .collect();
+                let mut row_of = vec![0u8; n_rot];
+                let mut gathered: Vec<(u32, f32)> = Vec::with_capacity(MERGE_BLOCK * n);
                 for block in part.chunks(MERGE_BLOCK) {
+                    if passed() {
+                        stop.store(true, Ordering::Relaxed);
+                        return false;
+                    }
                     let rows = block.len();
+                    let mut offsets = [0usize; MERGE_BLOCK + 1];
+                    for (row, &r) in block.iter().enumerate() {
+                        offsets[row + 1] = offsets[row] + count[r as usize] as usize;
+                        row_of[r as usize] = row as u8;
+                    }
+                    let total = offsets[rows];
+                    gathered.clear();
+                    gathered.resize(total, (0, 0.0));
+                    let mut fill = offsets;
+                    let last = block[rows - 1];
+                    for (i, post) in posteriors.iter().enumerate() {
+                        let c = &mut cursor[i];
+                        // Every entry's rotation is a group, so those up to `last` are this block's.
+                        while let Some(&(r, prob)) = post.entries.get(*c as usize) {
+                            if r > last {
+                                break;
+                            }
+                            let row = row_of[r as usize] as usize;
+                            gathered[fill[row]] = (i as u32, prob);
+                            fill[row] += 1;
+                            *c += 1;
+                        }
+                    }
                     let acc = &mut acc[..rows * p];
-                    let count: usize = block.iter().map(|g| g.len()).sum();
+                    let of_row = |row: usize| &gathered[offsets[row]..offsets[row + 1]];
                     match &chunk.frames {
                         // Soft posteriors (small β) touch many frames per rotation: then
                         // Σ_i P_ir K_i for the block is a GEMM (rotations × frames)·(frames × pixels).
-                        Frames::Dense { full, .. } if count * 8 > rows * n => {
+                        Frames::Dense { full, .. } if total * 8 > rows * n => {
                             pm.clear();
                             pm.resize(rows * n, 0.0);
-                            for (row, g) in block.iter().enumerate() {
-                                for &(_, i, prob) in &entries[g.clone()] {
+                            for row in 0..rows {
+                                for &(i, prob) in of_row(row) {
                                     pm[row * n + i as usize] = prob;
                                 }
                             }
@@ -266,9 +316,9 @@ impl Emc {
                         }
                         Frames::Dense { full, .. } => {
                             acc.fill(0.0);
-                            for (row, g) in block.iter().enumerate() {
+                            for row in 0..rows {
                                 let a = &mut acc[row * p..(row + 1) * p];
-                                for &(_, i, prob) in &entries[g.clone()] {
+                                for &(i, prob) in of_row(row) {
                                     let i = i as usize;
                                     for (x, &k) in a.iter_mut().zip(&full[i * p..(i + 1) * p]) {
                                         *x += prob * k;
@@ -278,9 +328,9 @@ impl Emc {
                         }
                         Frames::Sparse { full, .. } => {
                             acc.fill(0.0);
-                            for (row, g) in block.iter().enumerate() {
+                            for row in 0..rows {
                                 let a = &mut acc[row * p..(row + 1) * p];
-                                for &(_, i, prob) in &entries[g.clone()] {
+                                for &(i, prob) in of_row(row) {
                                     let (idx, val) = full.row(i as usize);
                                     for (&q, &k) in idx.iter().zip(val) {
                                         a[q as usize] += prob * k;
@@ -289,13 +339,10 @@ impl Emc {
                             }
                         }
                     }
-                    for (row, g) in block.iter().enumerate() {
+                    for (row, &r) in block.iter().enumerate() {
                         let a = &mut acc[row * p..(row + 1) * p];
-                        let weight: f32 = entries[g.clone()]
-                            .iter()
-                            .map(|&(_, i, prob)| prob * phi[i as usize])
-                            .sum();
-                        let r = entries[g.start].0 as usize;
+                        let weight: f32 = of_row(row).iter().map(|&(i, prob)| prob * phi[i as usize]).sum();
+                        let r = r as usize;
                         if self.params.merge == MergeRule::Em {
                             // K / S with S the old model's slice: old = c·S, so K c / old.
                             slicer.slice_into(&self.rotations[r], &mut old);
@@ -303,15 +350,19 @@ impl Emc {
                                 *x = if w > 0.0 { *x * c / w } else { 0.0 };
                             }
                         }
-                        self.merger.merge(&self.rotations[r], a, weight, &mut n_l, &mut d_l);
+                        self.merger.merge(&self.rotations[r], a, weight, n_l, d_l);
                     }
                 }
-                (n_l, d_l)
+                true
             })
             .collect();
-        for (n_l, d_l) in locals {
-            num.par_iter_mut().zip(&n_l).for_each(|(x, &v)| *x += v as f64);
-            den.par_iter_mut().zip(&d_l).for_each(|(x, &v)| *x += v as f64);
+        if stop.load(Ordering::Relaxed) || !finished.iter().all(|&f| f) {
+            return false;
         }
+        for (n_l, d_l) in &volumes[..used] {
+            num.par_iter_mut().zip(n_l).for_each(|(x, &v)| *x += v as f64);
+            den.par_iter_mut().zip(d_l).for_each(|(x, &v)| *x += v as f64);
+        }
+        true
     }
 }

@@ -1,7 +1,8 @@
 //! EMC: expand–maximize–compress with exhaustive orientation search (Loh & Elser 2009; Ayyer et al. 2016).
 //!
 //! [`grid`] samples SO(3) (Dragonfly's 600-cell refinement), [`engine`] runs the iterations over a
-//! [`crate::data::Source`] in chunks, [`compress`] is the adjoint of the simulator's slicer,
+//! [`crate::data::Source`] in chunks sized by [`chunk::ChunkPlan`] to a memory budget, [`estep`]
+//! is one chunk's E-step and merge, [`compress`] is the adjoint of the simulator's slicer,
 //! [`kernels`] holds the sparse-photon product and a vectorised logarithm, and [`run`] is the
 //! method as the benchmark runs it (options, budget, outputs).
 
@@ -13,5 +14,6 @@ pub mod grid;
 pub mod kernels;
 pub mod run;
 
-pub use engine::{Assignment, Emc, EmcParams, IterationStats, LikelihoodPath, MergeRule};
+pub use chunk::ChunkPlan;
+pub use engine::{Assignment, Emc, EmcParams, IterationStats, LikelihoodPath, MergeRule, PartialPass};
 pub use grid::OrientationGrid;

@@ -10,17 +10,21 @@
 //!
 //! The budget ([`crate::method::budget`]) covers simulating or reading the frames, the
 //! iterations and the test frames' assignment; iterations stop early enough to leave the
-//! assignment its measured time.
+//! assignment its measured time, and a pass stops mid-way (between reads of frames and blocks
+//! of rotations) when the budget ends inside it. A run the budget stopped reports its measured
+//! seconds per frame and iteration (the completed iterations and the stopped pass's completed
+//! chunks) and the projected wall time of the planned run: that × N × the iterations
+//! requested, plus preparation and test assignment (`projected_wall_s`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use nalgebra::UnitQuaternion;
 use serde_json::json;
 
-use super::{Assignment, Emc, EmcParams, IterationStats, LikelihoodPath, MergeRule, OrientationGrid};
+use super::{Assignment, Emc, EmcParams, IterationStats, LikelihoodPath, MergeRule, OrientationGrid, PartialPass};
 use crate::data::dataset::write_atomically;
 use crate::data::options::{MoleculeArgs, PhysicsArgs};
 use crate::data::{Dataset, ImageSimulator, SimulationConfig, Source, Split};
@@ -139,9 +143,15 @@ pub struct Options {
     /// Seed of the random starting model.
     #[arg(long, default_value_t = 1)]
     pub model_seed: u64,
-    /// Memory for one chunk of frames, MiB.
+    /// Memory for one chunk's whole working set, MiB: its frames, their candidate lists and
+    /// posteriors, and the E-step's and merge's scratch. Peak memory is about this plus the
+    /// simulator, the model and a few bytes per frame, whatever N is.
     #[arg(long, default_value_t = 512)]
     pub chunk_mb: usize,
+    /// Training frames whose most likely poses are written and scored (the first ones), as
+    /// X-RAI's --train-pose-images.
+    #[arg(long, default_value_t = 10_000)]
+    pub train_pose_images: usize,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -176,9 +186,17 @@ pub fn run(args: Options) -> Result<()> {
         args.test_data.is_none() || args.data.is_some(),
         "--test-data needs --data"
     );
+    ensure!(args.chunk_mb >= 1, "--chunk-mb must be at least 1");
+    let chunk_bytes = args.chunk_mb.checked_mul(1 << 20).context("--chunk-mb is too large")?;
     let grid = OrientationGrid::new(args.level)?;
     // Everything is checked before the output directory is touched.
-    let data = match &args.data {
+    let Data {
+        config,
+        simulator,
+        train,
+        test,
+        grid: (m, spacing),
+    } = match &args.data {
         Some(dir) => {
             let train = Dataset::open(dir)?;
             let test = args.test_data.as_deref().map(Dataset::open).transpose()?;
@@ -202,42 +220,72 @@ pub fn run(args: Options) -> Result<()> {
             }
         }
     };
-    write_atomically(&args.out, args.force, false, |staging| {
-        reconstruct(&args, staging, grid, data, budget)
-    })?;
-    eprintln!("results in {}", args.out.display());
-    Ok(())
-}
-
-fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data, budget: Budget) -> Result<()> {
-    let (train, test) = match &data.simulator {
+    let (train, test) = match &simulator {
         Some(sim) => (
             Source::stream(sim, Split::Train, Some(args.n.unwrap_or(0))),
             (args.n_test > 0).then(|| Source::stream(sim, Split::Test, Some(args.n_test))),
         ),
         None => (
-            Source::dataset(data.train.take().expect("a dataset without a simulator"))?,
-            data.test.take().map(Source::dataset).transpose()?,
+            Source::dataset(train.context("a dataset without a simulator")?)?,
+            test.map(Source::dataset).transpose()?,
         ),
     };
     let train = train.binned(args.bin)?;
     let test = test.map(|t| t.binned(args.bin)).transpose()?;
     ensure!(!train.is_empty(), "--n must be at least 1");
-    let detector = train.detector();
-    let geometry = detector.geometry(&data.config.beam);
-    let (m, spacing) = data.grid;
+    let geometry = train.detector().geometry(&config.beam);
     let params = EmcParams {
         beta: args.beta,
         scale: args.scale,
         merge: args.merge,
         path: args.path,
-        chunk_bytes: args.chunk_mb.max(1) << 20,
+        chunk_bytes,
         max_s: args.max_s,
         ..EmcParams::default()
     };
+    let emc = Emc::new(grid, geometry.s.clone(), &geometry.scale, m, spacing, params)?;
+    // The chunk budget must hold the fixed scratch and some frames: dense frames (the sparse
+    // path, picked below 7 % non-zero pixels, holds less), or sparse ones at full density when
+    // forced (the density is not known before the frames are read).
+    emc.chunk_plan(args.path == LikelihoodPath::Sparse, super::engine::full_pixels(&train))?;
+    let problem = Problem {
+        config,
+        simulator: simulator.as_ref(),
+        train,
+        test,
+        m,
+        spacing,
+    };
+    write_atomically(&args.out, args.force, false, |staging| {
+        reconstruct(&args, staging, emc, problem, budget)
+    })?;
+    eprintln!("results in {}", args.out.display());
+    Ok(())
+}
+
+/// The opened data and the model grid, ready to reconstruct.
+struct Problem<'a> {
+    config: SimulationConfig,
+    simulator: Option<&'a ImageSimulator>,
+    train: Source<'a>,
+    test: Option<Source<'a>>,
+    m: usize,
+    spacing: f64,
+}
+
+fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budget: Budget) -> Result<()> {
+    let Problem {
+        config,
+        simulator,
+        train,
+        test,
+        m,
+        spacing,
+    } = problem;
+    let detector = train.detector();
+    let grid = &emc.grid;
     let spacing_deg = grid.mean_spacing_deg();
     let n_rot = grid.len();
-    let mut emc = Emc::new(grid, geometry.s.clone(), &geometry.scale, m, spacing, params)?;
     emc.random_start(args.model_seed);
     let n = train.count()?;
     let n_test = test.as_ref().map_or(Ok(0), |t| t.count())?;
@@ -257,6 +305,16 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
     reading.finish_and_clear();
     let preparation_s = budget.elapsed_s();
     let density = emc.density().unwrap_or(1.0);
+    // The chunking of the likelihood path the data's density picked.
+    let plan = emc.chunk_plan(prepared && emc.sparse(), super::engine::full_pixels(&train))?;
+    eprintln!(
+        "memory: --chunk-mb {} holds {} frames per chunk ({:.1} KiB each with their candidate lists and merge share, \
+         {:.0} MiB fixed scratch)",
+        args.chunk_mb,
+        plan.frames.min(n),
+        plan.bytes_per_frame as f64 / 1024.0,
+        plan.fixed_bytes as f64 / 1048576.0
+    );
     if prepared {
         eprintln!(
             "data: {:.2} % non-zero pixels → {} likelihood ({:.1} s)",
@@ -290,6 +348,7 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
     let mut history: Vec<IterationStats> = Vec::new();
     let mut progress_points = Vec::new();
     let mut out_of_budget = !prepared;
+    let mut partial: Option<PartialPass> = None;
     let mut beta = args.beta;
     // Time kept for the test frames' assignment: an E-step over n_test frames, estimated from
     // the iterations measured so far (an iteration is an E-step and a merge over n frames).
@@ -342,6 +401,7 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
             }
             None => {
                 out_of_budget = true;
+                partial = emc.stopped_pass();
                 break;
             }
         }
@@ -359,7 +419,11 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
             history.len()
         );
     }
-    let mean_iter = history.iter().map(|s| s.seconds).sum::<f64>() / history.len().max(1) as f64;
+    let total_iteration_s: f64 = history.iter().map(|s| s.seconds).fold(0.0, |a, b| a + b);
+    let mean_iter = total_iteration_s / history.len().max(1) as f64;
+    // Measured cost per frame and iteration: the completed iterations and the stopped pass's
+    // completed chunks (NaN when not one chunk got through).
+    let cost = IterationCost::measure(&history, partial, n);
 
     // Outputs: model, poses, held-out assignment. Voxels no slice reached (beyond the detector's
     // |s|, or before any iteration) are written as −1: negative means "not measured", which
@@ -373,13 +437,14 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
     write_mrc(out.join("model.mrc"), &model, false)?;
     let amplitude: IntensityVolume = model.map(|&v| if v < 0.0 { -1.0 } else { v.sqrt() });
     write_mrc(out.join(output::AMPLITUDE_FILE), &amplitude, false)?;
-    let train_poses: Vec<UnitQuaternion<f64>> = emc.assignments.iter().map(|a| emc.quaternion(a.rotation)).collect();
+    let train_poses: Vec<UnitQuaternion<f64>> = emc
+        .assignments
+        .iter()
+        .take(args.train_pose_images)
+        .map(|&r| emc.quaternion(r))
+        .collect();
     write_poses_csv(&out.join(output::TRAIN_POSES_FILE), &train_poses)?;
-    let train_error = if train_poses.len() == n {
-        known_error(&train, &train_poses)?
-    } else {
-        None
-    };
+    let train_error = known_error(&train, &train_poses)?;
     let t0 = Instant::now();
     let mut test_poses = Vec::new();
     if let Some(test) = &test {
@@ -387,13 +452,25 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
         test_poses = assigned.iter().map(|a| emc.quaternion(a.rotation)).collect();
     }
     let test_s = t0.elapsed().as_secs_f64();
+    // What the planned run would take: preparation, the requested iterations at the measured
+    // cost per frame, the test assignment (only when the budget stopped the run and the cost
+    // was measured; the preparation must have finished to be known).
+    let projected_wall_s = (out_of_budget && prepared)
+        .then(|| cost.projected_wall_s(preparation_s, n, args.iters, test_s))
+        .flatten();
+    if let Some(p) = projected_wall_s {
+        eprintln!(
+            "projected: {:.1} s for the {} requested iterations ({:.3e} s per frame and iteration)",
+            p, args.iters, cost.per_frame_iteration_s
+        );
+    }
     write_poses_csv(&out.join(output::TEST_POSES_FILE), &test_poses)?;
     let test_error = match &test {
         Some(t) => known_error(t, &test_poses)?,
         None => None,
     };
     if args.save_truth {
-        if let Some(sim) = &data.simulator {
+        if let Some(sim) = simulator {
             write_mrc(out.join("truth_intensity.mrc"), &sim.transform.intensity(), false)?;
             write_mrc(
                 out.join("truth_density.mrc"),
@@ -419,13 +496,12 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
         history.len(),
         budget.elapsed_s()
     );
-    let total_iteration_s: f64 = history.iter().map(|s| s.seconds).sum();
     let meta = json!({
         "software": Software::this(),
         "command": std::env::args().collect::<Vec<_>>(),
         "data": args.data,
         "test_data": args.test_data,
-        "config": data.config,
+        "config": config,
         "frames": n,
         "bin": args.bin,
         "detector_pixels_per_side": detector.pixels,
@@ -435,13 +511,16 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
         "grid": {"m": m, "spacing_per_angstrom": spacing},
         "orientations": {"level": args.level, "rotations": n_rot, "mean_spacing_deg": spacing_deg},
         "params": emc.params,
+        "chunk_plan": plan,
+        "partial_iteration": partial,
+        "seconds_per_frame_iteration": cost.per_frame_iteration_s,
         "model_seed": args.model_seed,
         "iterations_completed": history.len(),
         "iterations_requested": args.iters,
         "out_of_budget": out_of_budget,
         "budget": args.budget,
         "log": history,
-        "timings_seconds": {"total": budget.elapsed_s(), "mean_iteration": mean_iter, "test_assignment": test_s},
+        "timings_seconds": {"total": budget.elapsed_s(), "mean_iteration": mean_iter, "test_assignment": test_s, "projected_total": projected_wall_s},
         "pose_error": {"train": train_error, "test": test_error},
         "conventions": {
             "poses": "most likely grid rotation; image i samples the model at R_i s_p; quaternions w,x,y,z, w >= 0",
@@ -475,14 +554,20 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
             out_of_budget,
         },
         peak_memory_mib: output::own_peak_memory_mib(),
-        images_per_s: n as f64 * history.len() as f64 / budget.elapsed_s(),
+        images_per_s: cost.frames as f64 / budget.elapsed_s(),
         objective: Objective::LogLikelihood,
         progress: progress_points,
         params: json!({
             "budget": args.budget, "level": args.level, "bin": args.bin, "iterations": history.len(),
             "iterations_requested": args.iters, "seconds_per_iteration": mean_iter,
             "iteration_seconds_total": total_iteration_s,
+            "seconds_per_frame_iteration": cost.per_frame_iteration_s,
+            "partial_iteration_frames": partial.map_or(0, |p| p.frames),
+            "partial_iteration_s": partial.map_or(0.0, |p| p.seconds),
+            "chunk_mb": args.chunk_mb, "chunk_frames": plan.frames.min(n),
+            "train_pose_images": train_poses.len(),
         }),
+        projected_wall_s,
     }
     .write(out)
 }
@@ -501,5 +586,34 @@ fn say(bar: &indicatif::ProgressBar, line: String) {
         eprintln!("{line}");
     } else {
         bar.println(line);
+    }
+}
+
+/// EMC's measured cost: frames processed (iterations × N, plus the frames of the stopped
+/// pass's completed chunks) and the seconds they took.
+struct IterationCost {
+    frames: usize,
+    seconds: f64,
+    /// seconds / frames (NaN when nothing was measured).
+    per_frame_iteration_s: f64,
+}
+
+impl IterationCost {
+    fn measure(history: &[IterationStats], partial: Option<PartialPass>, n: usize) -> IterationCost {
+        let partial = partial.unwrap_or_default();
+        let frames = history.len() * n + partial.frames;
+        let seconds = history.iter().map(|s| s.seconds).fold(partial.seconds, |a, b| a + b);
+        let per_frame_iteration_s = if frames > 0 { seconds / frames as f64 } else { f64::NAN };
+        IterationCost {
+            frames,
+            seconds,
+            per_frame_iteration_s,
+        }
+    }
+
+    /// Preparation + cost per frame × N × iterations + test assignment (None when unmeasured).
+    fn projected_wall_s(&self, preparation_s: f64, n: usize, iterations: usize, test_s: f64) -> Option<f64> {
+        let p = preparation_s + self.per_frame_iteration_s * n as f64 * iterations as f64 + test_s;
+        (p.is_finite() && self.seconds > 0.0).then_some(p)
     }
 }

@@ -49,6 +49,11 @@ pub struct MethodOutput {
     pub progress: Vec<ProgressPoint>,
     /// The method's key settings for the table (budget, steps or iterations, grid, heads, …).
     pub params: serde_json::Value,
+    /// When the budget stopped the method before its planned work: the wall time the whole
+    /// planned run would take, projected from its measured cost (EMC: seconds per frame and
+    /// iteration × N × iterations requested + preparation + test assignment). None when it
+    /// finished, or when nothing was measured to project from.
+    pub projected_wall_s: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

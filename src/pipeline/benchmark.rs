@@ -267,6 +267,10 @@ fn row(args: &RunArgs, n: u64, r: &MethodRun, e: &Evaluation, commit: &str, fina
         },
         wall_time_s: r.wall_time_s,
         wall_time_hm: hours_minutes(r.wall_time_s),
+        projected_time_s: o
+            .projected_wall_s
+            .filter(|p| o.budget.out_of_budget && p.is_finite())
+            .unwrap_or(f64::NAN),
         resolution_px: e.resolution_px,
         resolution_angstrom: e.resolution_angstrom,
         train_median_deg: stat(o.pose_error.train, |s| s.median_deg),

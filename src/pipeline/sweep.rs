@@ -1,6 +1,7 @@
 //! A sweep: one run per training-set size inside the sweep directory (each its own resumable
 //! run; sizes already finished are kept), then the table over all sizes and the runtime-,
-//! error- and resolution-against-N figures.
+//! error- and resolution-against-N figures (runs the budget stopped appear in the runtime
+//! figure at their projected full-run time, as hollow markers, where they projected one).
 
 use std::path::PathBuf;
 
@@ -67,15 +68,21 @@ pub fn sweep(args: RunArgs, control: RunControl) -> Result<()> {
 }
 
 fn scaling_plots(args: &RunArgs, root: &std::path::Path, rows: &[ResultRow]) -> Result<()> {
+    let methods: Vec<&dyn crate::method::Method> = args
+        .methods
+        .iter()
+        .filter_map(|id| crate::method::find(id))
+        .filter(|m| rows.iter().any(|r| r.method == m.id()))
+        .collect();
     let series = |key: fn(&ResultRow) -> f64, mark_budget: bool| -> Vec<(String, Vec<(f64, f64)>)> {
-        args.methods
+        methods
             .iter()
-            .filter_map(|id| crate::method::find(id))
-            .filter(|m| rows.iter().any(|r| r.method == m.id()))
             .map(|m| {
                 let pts = rows
                     .iter()
                     .filter(|r| r.method == m.id())
+                    // a run the budget stopped: at the budget line, unless it was projected
+                    .filter(|r| !(mark_budget && r.status != "ok" && r.projected_time_s.is_finite()))
                     .map(|r| {
                         (
                             r.n_train as f64,
@@ -91,6 +98,16 @@ fn scaling_plots(args: &RunArgs, root: &std::path::Path, rows: &[ResultRow]) -> 
             })
             .collect()
     };
+    // The projected full-run times of the runs the budget stopped (hollow markers).
+    let projected: Vec<Vec<(f64, f64)>> = methods
+        .iter()
+        .map(|m| {
+            rows.iter()
+                .filter(|r| r.method == m.id() && r.status != "ok" && r.projected_time_s.is_finite())
+                .map(|r| (r.n_train as f64, r.projected_time_s))
+                .collect()
+        })
+        .collect();
     let plots_dir = root.join("plots");
     std::fs::create_dir_all(&plots_dir)?;
     // The budget line: the last method's budget (EMC's in the default order), as before.
@@ -100,11 +117,12 @@ fn scaling_plots(args: &RunArgs, root: &std::path::Path, rows: &[ResultRow]) -> 
         .rev()
         .find_map(|id| parse_budget(&method_settings(args, id).0).ok())
         .map(|d| d.as_secs_f64());
-    plots::scaling(
+    plots::scaling_projected(
         &plots_dir.join("runtime_vs_n"),
         "Wall-clock time against dataset size",
         "wall-clock time (s)",
         &series(|r| r.wall_time_s, true),
+        &projected,
         budget_s,
     )?;
     plots::scaling(

@@ -27,6 +27,9 @@ pub struct ResultRow {
     pub wall_time_s: f64,
     /// The same as h:mm, as in the paper's Table 1.
     pub wall_time_hm: String,
+    /// For a run the budget stopped: the wall time the full planned run would take, projected
+    /// from its measured cost (the method's `projected_wall_s`); NaN when not projected.
+    pub projected_time_s: f64,
     /// FSC = 0.5 crossing against the truth, in pixels of the evaluation grid (NaN: none).
     pub resolution_px: f64,
     pub resolution_angstrom: f64,
@@ -76,6 +79,7 @@ pub fn to_dataframe(rows: &[ResultRow]) -> Result<DataFrame> {
         col!("status", |r| r.status.clone()),
         col!("wall_time_s", |r| r.wall_time_s),
         col!("wall_time_hm", |r| r.wall_time_hm.clone()),
+        col!("projected_time_s", |r| r.projected_time_s),
         col!("resolution_px", |r| r.resolution_px),
         col!("resolution_angstrom", |r| r.resolution_angstrom),
         col!("train_median_deg", |r| r.train_median_deg),
@@ -117,6 +121,14 @@ pub fn from_dataframe(df: &DataFrame, source: &Path) -> Result<Vec<ResultRow>> {
         let c = c.cast(&DataType::Float64)?;
         Ok(c.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
     };
+    // Tables written before the projection existed have no such column: NaN (not projected).
+    let optional_f = |name: &str| -> Result<Vec<f64>> {
+        if df.column(name).is_ok() {
+            f(name)
+        } else {
+            Ok(vec![f64::NAN; df.height()])
+        }
+    };
     let u = |name: &str| -> Result<Vec<u64>> {
         Ok(f(name)?
             .into_iter()
@@ -148,6 +160,7 @@ pub fn from_dataframe(df: &DataFrame, source: &Path) -> Result<Vec<ResultRow>> {
         f("images_per_s")?,
         f("peak_memory_mib")?,
     );
+    let projected = optional_f("projected_time_s")?;
     Ok((0..df.height())
         .map(|i| ResultRow {
             pdb_id: pdb[i].clone(),
@@ -158,6 +171,7 @@ pub fn from_dataframe(df: &DataFrame, source: &Path) -> Result<Vec<ResultRow>> {
             status: status[i].clone(),
             wall_time_s: wall[i],
             wall_time_hm: hm[i].clone(),
+            projected_time_s: projected[i],
             resolution_px: res_px[i],
             resolution_angstrom: res_a[i],
             train_median_deg: trm[i],
@@ -283,6 +297,20 @@ pub fn collect_tables(paths: &[PathBuf]) -> Result<Vec<ResultRow>> {
     Ok(rows)
 }
 
+/// The time column of a row that did not finish: its status ("> budget"), or with a
+/// projection "> {time} (proj. {projected time})".
+pub fn time_cell(r: &ResultRow) -> String {
+    if r.projected_time_s.is_finite() && r.wall_time_s.is_finite() {
+        format!(
+            "> {} (proj. {})",
+            hours_minutes(r.wall_time_s),
+            hours_minutes(r.projected_time_s)
+        )
+    } else {
+        r.status.clone()
+    }
+}
+
 /// "50K", "500K", "5M" (the paper's dataset labels).
 pub fn size_label(n: u64) -> String {
     match n {
@@ -303,7 +331,9 @@ fn method_label(m: &str) -> String {
 /// The paper's Table 1 as Markdown: one group per (protein, training-set size), one row per
 /// method; time as h:mm, resolution in pixels, train and test pose error as median / RMS in
 /// degrees; the best resolution and pose errors of each protein in bold. A method that ran
-/// out of budget shows "> budget" (the paper's "> 24h") and no numbers.
+/// out of budget shows no numbers and, in the time column, "> budget" (the paper's "> 24h"),
+/// or with a projection its time and the projected time of the full run, labelled:
+/// "> 1:00h (proj. 3:12h)".
 pub fn markdown(rows: &[ResultRow]) -> String {
     let mut rows: Vec<&ResultRow> = rows.iter().collect();
     rows.sort_by(|a, b| (&a.pdb_id, a.n_train, &b.method).cmp(&(&b.pdb_id, b.n_train, &a.method)));
@@ -344,7 +374,7 @@ pub fn markdown(rows: &[ResultRow]) -> String {
             out.push_str(&format!(
                 "| {label} | {} | {} | | | |\n",
                 method_label(&r.method),
-                r.status
+                time_cell(r)
             ));
             continue;
         }

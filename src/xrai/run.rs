@@ -606,6 +606,7 @@ fn train(
             "budget": args.budget, "steps": state.step, "heads": cfg.heads, "decoder": cfg.decoder,
             "working_size": cfg.working_size, "batch": cfg.batch,
         }),
+        projected_wall_s: None,
     };
     out.write(staging)?;
     Ok(out)

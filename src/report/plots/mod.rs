@@ -49,7 +49,7 @@ pub use emc_log::emc_log_likelihood;
 pub use fsc::fsc_curves;
 pub use gallery::image_gallery;
 pub use pose_error::pose_error_distribution;
-pub use scaling::scaling;
+pub use scaling::{scaling, scaling_projected};
 pub use slices::volume_slices;
 pub use style::register_font;
 pub use training::training_curves;
