@@ -14,7 +14,7 @@
 //! | [`method`] | the method contract: [`method::Method`], the typed [`method::MethodOutput`], [`method::Budget`], the registry | data, eval (pose-error summary), leaves |
 //! | [`xrai`], [`emc`] | the two methods (models and kernels, training or iterations, each's `run`) | method, data, physics, eval, leaves |
 //! | [`eval`] | pose error, phasing, alignment, FSC | leaves |
-//! | [`report`] | Table 1 (CSV, Parquet, Markdown) and the plots, from plain data | leaves |
+//! | [`report`] | Table 1 (CSV, Parquet, Markdown), cost against dataset size, and the plots, from plain data | leaves |
 //! | [`pipeline`] | the benchmark protocol: settings, staging and resume, method processes, evaluation, table, figures, sweeps | everything above |
 //! | [`cli`] | one file per command: parse and dispatch | pipeline and the modules a command serves |
 //!

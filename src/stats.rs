@@ -39,9 +39,38 @@ pub fn rms(values: &[f64]) -> f64 {
     (values.iter().map(|x| x * x).sum::<f64>() / values.len() as f64).sqrt()
 }
 
+/// Least-squares line y = slope·x + intercept through the points, and its coefficient of
+/// determination R² (1 − residual / total sum of squares; NaN for fewer than two distinct x).
+pub fn linear_fit(points: &[(f64, f64)]) -> (f64, f64, f64) {
+    let n = points.len() as f64;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    if points.len() < 2 || sxx == 0.0 {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let slope = sxy / sxx;
+    let intercept = my - slope * mx;
+    let total: f64 = points.iter().map(|p| (p.1 - my).powi(2)).sum();
+    let residual: f64 = points.iter().map(|p| (p.1 - slope * p.0 - intercept).powi(2)).sum();
+    let r2 = if total == 0.0 { 1.0 } else { 1.0 - residual / total };
+    (slope, intercept, r2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn linear_fit_of_a_line_and_of_noise() {
+        let (a, b, r2) = linear_fit(&[(5e4, 105.0), (5e5, 1005.0), (5e6, 10005.0)]);
+        assert!((a - 0.002).abs() < 1e-12 && (b - 5.0).abs() < 1e-6 && (r2 - 1.0).abs() < 1e-12);
+        // a V shape has no linear trend: slope 0, R² 0
+        let (a, _, r2) = linear_fit(&[(-1.0, 1.0), (0.0, 0.0), (1.0, 1.0)]);
+        assert!(a.abs() < 1e-12 && r2.abs() < 1e-12);
+        assert!(linear_fit(&[(1.0, 2.0)]).0.is_nan());
+    }
 
     #[test]
     fn median_of_odd_and_even_counts() {

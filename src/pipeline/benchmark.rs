@@ -56,6 +56,11 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
     };
     validate(&args)?;
     ensure!(args.n.len() == 1, "one run takes one --n (several sizes make a sweep)");
+    ensure!(
+        !args.pdb.contains(','),
+        "one run takes one --pdb (several proteins make a sweep: xrai-bench sweep --pdb {})",
+        args.pdb
+    );
     let n = args.n[0];
     let methods: Vec<&'static dyn Method> = args
         .methods

@@ -41,14 +41,14 @@ pub struct MethodRun {
     pub output: MethodOutput,
 }
 
-/// One run, or a sweep when several sizes are given (or `sweep` is set).
+/// One run, or a sweep when several sizes or proteins are given (or `sweep` is set).
 pub fn run(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMatches>, sweep: bool) -> Result<()> {
     if control.resume.is_some() {
         return benchmark::run_one(args, control, matches).map(|_| ());
     }
     let args = settings::merge_config(args, matches, control.config.as_deref())?;
     anyhow::ensure!(!args.n.is_empty(), "--n: give at least one training-set size");
-    if args.n.len() == 1 && !sweep {
+    if args.n.len() == 1 && !sweep && !args.pdb.contains(',') {
         return benchmark::run_one(
             args,
             RunControl {

@@ -26,6 +26,7 @@ pub enum Noise {
 #[serde(default, deny_unknown_fields)]
 pub struct RunArgs {
     /// PDB ID (e.g. 2CEX_A) or path to a .pdb/.cif file (the bundled 2CEX chain A by default).
+    /// Several, separated by commas (2CEX_A,2DHB), make a sweep with one series per protein.
     #[arg(long, default_value = "2CEX_A")]
     pub pdb: String,
     /// Training images (a fixed set revisited by X-RAI's epochs; EMC reads them all). Several

@@ -1,7 +1,11 @@
-//! A sweep: one run per training-set size inside the sweep directory (each its own resumable
-//! run; sizes already finished are kept), then the table over all sizes and the runtime-,
-//! error- and resolution-against-N figures (runs the budget stopped appear in the runtime
-//! figure at their projected full-run time, as hollow markers, where they projected one).
+//! A sweep: one run per protein and training-set size inside the sweep directory (each its own
+//! resumable run; runs already finished are kept), then the table over all of them and the
+//! runtime-, error- and resolution-against-N figures, one series per method and protein (runs
+//! the budget stopped appear in the runtime figure at their projected full-run time, as hollow
+//! markers, where they projected one).
+//!
+//! Layout: `OUT/n{N}/` for one protein; `OUT/{PDB}/n{N}/` for each of several
+//! (`--pdb 2CEX_A,2DHB`), proteins in the order given, sizes in the order given.
 
 use std::path::PathBuf;
 
@@ -17,20 +21,33 @@ use crate::report::table::{markdown, read_table, write_table, ResultRow};
 
 pub fn sweep(args: RunArgs, control: RunControl) -> Result<()> {
     validate(&args)?;
-    crate::physics::molecule::load(&args.pdb, None, false, false)?;
+    let proteins = proteins(&args.pdb)?;
+    // Every structure is found before any run starts (a missing one fails here, not hours in).
+    for p in &proteins {
+        crate::physics::molecule::load(p, None, false, false).with_context(|| format!("--pdb {p}"))?;
+    }
     let root = control.out.clone().unwrap_or_else(|| {
         PathBuf::from("results").join(format!("sweep-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S")))
     });
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     let mut rows = Vec::new();
-    for &n in &args.n {
-        let dir = root.join(format!("n{n}"));
+    let several = proteins.len() > 1;
+    for (pdb, n) in proteins.iter().flat_map(|p| args.n.iter().map(move |&n| (p, n))) {
+        let dir = if several {
+            root.join(pdb.replace(['/', '\\'], "_")).join(format!("n{n}"))
+        } else {
+            root.join(format!("n{n}"))
+        };
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
         let one = RunArgs {
             n: vec![n],
+            pdb: pdb.clone(),
             ..args.clone()
         };
         if dir.join("table.parquet").exists() {
-            eprintln!("sweep: N = {n} already done in {}", dir.display());
+            eprintln!("sweep: {pdb}, N = {n} already done in {}", dir.display());
         } else {
             let staged = staging_dir(&dir)?;
             let resume = staged.exists().then(|| dir.clone());
@@ -59,12 +76,28 @@ pub fn sweep(args: RunArgs, control: RunControl) -> Result<()> {
     let md = markdown(&rows);
     std::fs::write(root.join("table.md"), &md)?;
     write_table(&root, &rows)?;
+    let scaling = crate::report::scaling::scaling_summary(&rows);
+    std::fs::write(root.join("scaling.md"), &scaling)?;
     if !control.no_plots {
         scaling_plots(&args, &root, &rows)?;
     }
-    println!("{md}");
+    println!("{md}\n{scaling}");
     eprintln!("sweep results in {}", root.display());
     Ok(())
+}
+
+/// The proteins of `--pdb`: one ID or path, or several separated by commas.
+pub fn proteins(pdb: &str) -> Result<Vec<String>> {
+    let list: Vec<String> = pdb.split(',').map(|p| p.trim().to_string()).collect();
+    anyhow::ensure!(
+        list.iter().all(|p| !p.is_empty()),
+        "--pdb {pdb:?}: an empty entry in the list (give IDs or paths separated by commas, e.g. 2CEX_A,2DHB)"
+    );
+    let mut seen = std::collections::HashSet::new();
+    for p in &list {
+        anyhow::ensure!(seen.insert(p.to_uppercase()), "--pdb {pdb:?}: {p} is given twice");
+    }
+    Ok(list)
 }
 
 fn scaling_plots(args: &RunArgs, root: &std::path::Path, rows: &[ResultRow]) -> Result<()> {
@@ -74,13 +107,30 @@ fn scaling_plots(args: &RunArgs, root: &std::path::Path, rows: &[ResultRow]) -> 
         .filter_map(|id| crate::method::find(id))
         .filter(|m| rows.iter().any(|r| r.method == m.id()))
         .collect();
+    // One series per method and protein, named "method (protein)" when there are several.
+    let mut proteins: Vec<&str> = Vec::new();
+    for r in rows {
+        if !proteins.contains(&r.pdb_id.as_str()) {
+            proteins.push(&r.pdb_id);
+        }
+    }
+    let keys: Vec<(&dyn crate::method::Method, &str)> = methods
+        .iter()
+        .flat_map(|m| proteins.iter().map(move |p| (*m, *p)))
+        .collect();
+    let name = |m: &dyn crate::method::Method, p: &str| {
+        if proteins.len() > 1 {
+            format!("{} ({p})", m.label())
+        } else {
+            m.label().to_string()
+        }
+    };
     let series = |key: fn(&ResultRow) -> f64, mark_budget: bool| -> Vec<(String, Vec<(f64, f64)>)> {
-        methods
-            .iter()
-            .map(|m| {
+        keys.iter()
+            .map(|&(m, p)| {
                 let pts = rows
                     .iter()
-                    .filter(|r| r.method == m.id())
+                    .filter(|r| r.method == m.id() && r.pdb_id == p)
                     // a run the budget stopped: at the budget line, unless it was projected
                     .filter(|r| !(mark_budget && r.status != "ok" && r.projected_time_s.is_finite()))
                     .map(|r| {
@@ -94,16 +144,16 @@ fn scaling_plots(args: &RunArgs, root: &std::path::Path, rows: &[ResultRow]) -> 
                         )
                     })
                     .collect();
-                (m.label().to_string(), pts)
+                (name(m, p), pts)
             })
             .collect()
     };
     // The projected full-run times of the runs the budget stopped (hollow markers).
-    let projected: Vec<Vec<(f64, f64)>> = methods
+    let projected: Vec<Vec<(f64, f64)>> = keys
         .iter()
-        .map(|m| {
+        .map(|&(m, p)| {
             rows.iter()
-                .filter(|r| r.method == m.id() && r.status != "ok" && r.projected_time_s.is_finite())
+                .filter(|r| r.method == m.id() && r.pdb_id == p && r.status != "ok" && r.projected_time_s.is_finite())
                 .map(|r| (r.n_train as f64, r.projected_time_s))
                 .collect()
         })

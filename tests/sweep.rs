@@ -1,0 +1,112 @@
+//! A sweep over two proteins and two sizes is one resumable run per (protein, size): a sweep
+//! stopped after some of them continues at the next unfinished one and keeps the finished ones.
+
+use std::path::Path;
+use std::process::Command;
+
+use xrai_bench::report::table::read_table;
+
+fn sweep(out: &Path, summary: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_xrai-bench"))
+        .env("XRAI_OFFLINE", "1")
+        .args([
+            "sweep",
+            "--pdb",
+            "2CEX_A,2DHB",
+            "--n",
+            "64,96",
+            "--n-test",
+            "16",
+            "--methods",
+            "emc",
+            "--grid",
+            "41",
+            "--emc-level",
+            "2",
+            "--emc-bin",
+            "8",
+            "--emc-iters",
+            "2",
+            "--phasing-starts",
+            "1",
+            "--no-plots",
+        ])
+        .arg("--out")
+        .arg(out)
+        .arg("--summary-dir")
+        .arg(summary)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_two_protein_sweep_resumes_at_the_next_unfinished_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep");
+    let o = sweep(&out, dir.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = read_table(&out.join("table.parquet")).unwrap();
+    let mut got: Vec<(String, u64)> = rows.iter().map(|r| (r.pdb_id.clone(), r.n_train)).collect();
+    got.sort();
+    let want: Vec<(String, u64)> = [("2CEX_A", 64), ("2CEX_A", 96), ("2DHB", 64), ("2DHB", 96)]
+        .iter()
+        .map(|&(p, n)| (p.to_string(), n))
+        .collect();
+    assert_eq!(got, want);
+    // EMC's cost against N, fitted per protein.
+    let scaling = std::fs::read_to_string(out.join("scaling.md")).unwrap();
+    for p in ["2CEX_A", "2DHB"] {
+        assert!(
+            scaling.contains(&format!("**emc, {p}** (N = 64, 96): seconds per iteration")),
+            "{scaling}"
+        );
+    }
+    // The two proteins are different molecules: their simulated truths differ in size.
+    for p in ["2CEX_A", "2DHB"] {
+        for n in [64, 96] {
+            assert!(
+                out.join(p).join(format!("n{n}")).join("table.parquet").exists(),
+                "{p} n{n}"
+            );
+        }
+    }
+
+    // Stop the sweep "after three runs": the last one's directory is gone, as if killed before
+    // it finished. The rerun redoes only that one.
+    let kept = out.join("2CEX_A/n64/table.parquet");
+    let before = std::fs::metadata(&kept).unwrap().modified().unwrap();
+    std::fs::remove_dir_all(out.join("2DHB/n96")).unwrap();
+    let o = sweep(&out, dir.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(err.matches("already done").count(), 3, "{err}");
+    assert!(err.contains("2DHB, N = 64 already done"), "{err}");
+    assert!(out.join("2DHB/n96/table.parquet").exists());
+    assert_eq!(std::fs::metadata(&kept).unwrap().modified().unwrap(), before);
+    assert_eq!(read_table(&out.join("table.parquet")).unwrap().len(), 4);
+}
+
+#[test]
+fn a_protein_list_with_a_repeat_or_a_gap_is_refused_before_any_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for pdb in ["2CEX_A,2cex_a", "2CEX_A,,2DHB", "2CEX_A,NOPE_NOT_A_FILE.pdb"] {
+        let out = dir.path().join("s");
+        let o = Command::new(env!("CARGO_BIN_EXE_xrai-bench"))
+            .env("XRAI_OFFLINE", "1")
+            .args(["sweep", "--pdb", pdb, "--n", "64", "--methods", "emc"])
+            .arg("--out")
+            .arg(&out)
+            .arg("--summary-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{pdb} accepted");
+        assert!(err.contains("--pdb"), "{pdb}: {err}");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "{pdb} wrote something"
+        );
+    }
+}
