@@ -16,20 +16,21 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use nalgebra::UnitQuaternion;
 use serde_json::json;
 
 use super::{Assignment, Emc, EmcParams, IterationStats, LikelihoodPath, MergeRule, OrientationGrid};
 use crate::data::dataset::write_atomically;
-use crate::data::options::{MoleculeArgs, PhysicsArgs};
-use crate::data::{Dataset, ImageSimulator, SimulationConfig, Source, Split};
+use crate::data::options::{DataArgs, MoleculeArgs, PhysicsArgs};
+use crate::data::{ImageSimulator, Opened, Source, Split};
 use crate::eval::pose_error::{pose_error, PoseErrorSummary};
 use crate::method::output::{
     self, BudgetRecord, MethodOutput, Objective, PoseCounts, PoseErrors, ProgressPoint, Software, Timings, VolumeGrid,
 };
 use crate::method::{command_of, options_of, Budget, Job, Method};
 use crate::mrc::write_mrc;
+use crate::physics::detector::PixelMask;
 use crate::rotation::write_poses_csv;
 use crate::volume::IntensityVolume;
 
@@ -84,15 +85,11 @@ pub struct Options {
     /// Training frames to simulate (ignored with --data).
     #[arg(long, short = 'n')]
     pub n: Option<u64>,
-    /// Held-out test frames (simulated from the test stream; ignored with --test-data).
+    /// Held-out test frames (simulated from the test stream; with --data see --test-data).
     #[arg(long, default_value_t = 1000)]
     pub n_test: u64,
-    /// Read training frames from a dataset written by `xrai-bench simulate` instead.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Held-out test dataset (with --data); none by default.
-    #[arg(long)]
-    pub test_data: Option<PathBuf>,
+    #[command(flatten)]
+    pub files: DataArgs,
     /// Orientation grid: 600-cell refinement level n, 10(5n³+n) rotations.
     #[arg(long, default_value_t = 6)]
     pub level: usize,
@@ -156,50 +153,27 @@ pub struct Options {
 }
 
 /// Where the frames come from, opened before anything is written.
-struct Data {
-    config: SimulationConfig,
-    simulator: Option<ImageSimulator>,
-    train: Option<Dataset>,
-    test: Option<Dataset>,
-    grid: (usize, f64),
+enum Data {
+    Simulated(Box<ImageSimulator>),
+    Files(Box<Opened>),
 }
 
 pub fn run(args: Options) -> Result<()> {
     crate::data::dataset::check_output_dir(&args.out, args.force)?;
     let budget = Budget::parse(args.budget.as_deref())?;
     ensure!(args.iters >= 1, "--iters must be at least 1");
+    let opened = crate::data::open(&args.files, &args.physics)?;
     ensure!(
-        args.data.is_some() || args.n.is_some(),
-        "give --n N (frames to simulate) or --data DIR"
-    );
-    ensure!(
-        args.test_data.is_none() || args.data.is_some(),
-        "--test-data needs --data"
+        opened.is_some() || args.n.is_some(),
+        "give --n N (frames to simulate) or --data PATH"
     );
     let grid = OrientationGrid::new(args.level)?;
     // Everything is checked before the output directory is touched.
-    let data = match &args.data {
-        Some(dir) => {
-            let train = Dataset::open(dir)?;
-            let test = args.test_data.as_deref().map(Dataset::open).transpose()?;
-            Data {
-                config: train.config()?,
-                grid: train.grid()?,
-                simulator: None,
-                train: Some(train),
-                test,
-            }
-        }
+    let data = match opened {
+        Some(opened) => Data::Files(Box::new(opened)),
         None => {
             let molecule = args.molecule.load()?;
-            let sim = ImageSimulator::new(molecule, args.physics.config())?;
-            Data {
-                config: sim.config.clone(),
-                grid: (sim.grid.m, sim.grid.spacing),
-                simulator: Some(sim),
-                train: None,
-                test: None,
-            }
+            Data::Simulated(Box::new(ImageSimulator::new(molecule, args.physics.config())?))
         }
     };
     write_atomically(&args.out, args.force, false, |staging| {
@@ -209,23 +183,28 @@ pub fn run(args: Options) -> Result<()> {
     Ok(())
 }
 
-fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data, budget: Budget) -> Result<()> {
-    let (train, test) = match &data.simulator {
-        Some(sim) => (
+fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, data: Data, budget: Budget) -> Result<()> {
+    let (sim, opened) = match data {
+        Data::Simulated(sim) => (Some(sim), None),
+        Data::Files(opened) => (None, Some(*opened)),
+    };
+    let (train, test, config, record, recorded_grid) = match (&sim, opened) {
+        (Some(sim), _) => (
             Source::stream(sim, Split::Train, Some(args.n.unwrap_or(0))),
             (args.n_test > 0).then(|| Source::stream(sim, Split::Test, Some(args.n_test))),
+            Some(sim.config.clone()),
+            serde_json::Value::Null,
+            Some((sim.grid.m, sim.grid.spacing)),
         ),
-        None => (
-            Source::dataset(data.train.take().expect("a dataset without a simulator"))?,
-            data.test.take().map(Source::dataset).transpose()?,
-        ),
+        (None, Some(o)) => (o.train, o.test, o.config, o.record, o.grid),
+        (None, None) => unreachable!("data are simulated or read"),
     };
-    let train = train.binned(args.bin)?;
-    let test = test.map(|t| t.binned(args.bin)).transpose()?;
+    let train = train.binned(args.bin).context("--bin")?;
+    let test = test.map(|t| t.binned(args.bin)).transpose().context("--bin")?;
     ensure!(!train.is_empty(), "--n must be at least 1");
-    let detector = train.detector();
-    let geometry = detector.geometry(&data.config.beam);
-    let (m, spacing) = data.grid;
+    let detector = train.detector().clone();
+    let (m, spacing) = crate::data::open::grid(recorded_grid, &detector, args.physics.grid)?;
+    let beam = train.beam().clone();
     let params = EmcParams {
         beta: args.beta,
         scale: args.scale,
@@ -233,18 +212,23 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
         path: args.path,
         chunk_bytes: args.chunk_mb.max(1) << 20,
         max_s: args.max_s,
+        merge_only: (0..detector.len())
+            .filter(|&p| detector.mask[p] == PixelMask::MergeOnly)
+            .map(|p| p as u32)
+            .collect(),
         ..EmcParams::default()
     };
     let spacing_deg = grid.mean_spacing_deg();
     let n_rot = grid.len();
-    let mut emc = Emc::new(grid, geometry.s.clone(), &geometry.scale, m, spacing, params)?;
+    let mut emc = Emc::new(grid, detector.s.clone(), &detector.scale(&beam), m, spacing, params)?;
     emc.random_start(args.model_seed);
     let n = train.count()?;
     let n_test = test.as_ref().map_or(Ok(0), |t| t.count())?;
     eprintln!(
-        "EMC: {n} frames of {side}×{side} pixels ({pl} in the likelihood), grid {m}³ (Δs = {spacing:.5} Å⁻¹), \
+        "EMC: {n} frames of {rows}×{cols} pixels ({pl} in the likelihood), grid {m}³ (Δs = {spacing:.5} Å⁻¹), \
          level {level}: {n_rot} rotations, mean spacing {spacing_deg:.2}°",
-        side = detector.pixels,
+        rows = detector.rows,
+        cols = detector.cols,
         pl = emc.likelihood_pixels(),
         level = args.level,
     );
@@ -393,7 +377,7 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
         None => None,
     };
     if args.save_truth {
-        if let Some(sim) = &data.simulator {
+        if let Some(sim) = &sim {
             write_mrc(out.join("truth_intensity.mrc"), &sim.transform.intensity(), false)?;
             write_mrc(
                 out.join("truth_density.mrc"),
@@ -423,12 +407,12 @@ fn reconstruct(args: &Options, out: &Path, grid: OrientationGrid, mut data: Data
     let meta = json!({
         "software": Software::this(),
         "command": std::env::args().collect::<Vec<_>>(),
-        "data": args.data,
-        "test_data": args.test_data,
-        "config": data.config,
+        "data": record,
+        "config": config,
         "frames": n,
         "bin": args.bin,
-        "detector_pixels_per_side": detector.pixels,
+        "detector_frame": [detector.rows, detector.cols],
+        "masked_pixels": detector.len() - detector.measured(),
         "likelihood_pixels": emc.likelihood_pixels(),
         "density": density,
         "path": if emc.sparse() { "sparse" } else { "dense" },
