@@ -148,3 +148,36 @@ fn the_natural_grid_covers_the_detector() {
     Slicer::with_scale(&IntensityVolume::filled(m, spacing, 1.0), &d.s, vec![1.0; d.len()]).unwrap();
     assert!(d.natural_grid(Some(14)).is_err());
 }
+
+#[test]
+fn xrai_places_an_off_centre_frame_with_the_beam_at_the_centre_and_masks_its_loss() {
+    use xrai_bench::xrai::geometry::WorkingGeometry;
+    // 64 × 56 (columns 8..64 of a 64² detector): the beam at column 23.5, binned 4 → 16 × 14
+    // with the beam at (7.5, 5.5); placed 2 columns right so that it falls on 7.5, the centre.
+    let d = crop(&square(64), 0..64, 8..64);
+    let geo = WorkingGeometry::from_detector(&d, 16).unwrap();
+    assert_eq!((geo.factor, geo.binned.rows, geo.binned.cols), (4, 16, 14));
+    let mask = geo.loss_mask.as_ref().expect("padding is masked");
+    for r in 0..16 {
+        for c in 0..16 {
+            let j = r * 16 + c;
+            // padding at columns 0, 1; their π partners at 15, 14
+            let used = (2..14).contains(&c);
+            assert_eq!(mask[j] > 0.0, used, "pixel ({r}, {c})");
+            assert_eq!(geo.pixel_weight[j] > 0.0, used, "pixel ({r}, {c})");
+            if c >= 2 {
+                assert_eq!(geo.s[j], geo.binned.s[r * 14 + c - 2], "pixel ({r}, {c})");
+            }
+        }
+    }
+    // a frame of ones: 16 photons per full block, √16 where measured, 0 in the padding
+    let mut out = Vec::new();
+    geo.amplitudes(&vec![1.0; 64 * 56], &mut out);
+    assert_eq!(out.len(), 256);
+    assert_eq!((out[0], out[1], out[2], out[15]), (0.0, 0.0, 4.0, 4.0));
+
+    // a centred square detector is placed as it is, nothing masked
+    let geo = WorkingGeometry::from_detector(&square(64), 16).unwrap();
+    assert!(geo.loss_mask.is_none());
+    assert_eq!(geo.s, square(64).binned(4).unwrap().s);
+}

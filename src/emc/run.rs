@@ -170,7 +170,12 @@ pub fn run(args: Options) -> Result<()> {
     let grid = OrientationGrid::new(args.level)?;
     // Everything is checked before the output directory is touched.
     let data = match opened {
-        Some(opened) => Data::Files(Box::new(opened)),
+        Some(opened) => {
+            // the binned detector and the grid the reconstruction will use
+            let binned = opened.train.full_detector().binned(args.bin).context("--bin")?;
+            crate::data::open::grid(opened.grid, &binned, args.physics.grid).context("--grid")?;
+            Data::Files(Box::new(opened))
+        }
         None => {
             let molecule = args.molecule.load()?;
             Data::Simulated(Box::new(ImageSimulator::new(molecule, args.physics.config())?))

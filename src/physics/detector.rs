@@ -302,8 +302,10 @@ impl PixelDetector {
             return Ok(self.clone());
         }
         ensure!(
-            self.rows > 1 || self.cols > 1,
-            "a detector of one pixel cannot be binned"
+            self.rows > 1 && self.cols > 1,
+            "--bin {b}: the detector's pixels have no 2D layout ({} × {}), so they cannot be binned",
+            self.rows,
+            self.cols
         );
         let (rows, cols) = (self.rows.div_ceil(b), self.cols.div_ceil(b));
         let n = rows * cols;

@@ -301,7 +301,12 @@ pub fn run(mut args: Options) -> Result<()> {
         }
     };
     let data = match crate::data::open(&args.files, &args.physics)? {
-        Some(opened) => Data::Files(Box::new(opened)),
+        Some(opened) => {
+            // the working geometry and the evaluation grid the run will use
+            let geo = WorkingGeometry::from_detector(opened.train.full_detector(), cfg.working_size)?;
+            crate::data::open::grid(opened.grid, &geo.binned, args.physics.grid).context("--grid")?;
+            Data::Files(Box::new(opened))
+        }
         None => Data::Simulated(Box::new(ImageSimulator::new(
             args.molecule.load()?,
             args.physics.config(),
@@ -316,6 +321,7 @@ pub fn run(mut args: Options) -> Result<()> {
             "test pose error median {:.2}° (rms {:.2}°) on {} images, ",
             e.median_deg, e.rms_deg, e.images
         ),
+        None if done.poses.test > 0 => format!("{} test poses (no true poses to score them), ", done.poses.test),
         None => "no test set, ".into(),
     };
     let train_line = done
@@ -363,6 +369,23 @@ fn train(
     let train_n = train_source.len();
     let geo = WorkingGeometry::from_detector(train_source.full_detector(), cfg.working_size)?;
     let (eval_m, eval_spacing) = crate::data::open::grid(recorded_grid, &geo.binned, args.physics.grid)?;
+    if !record.is_null() {
+        let used = geo
+            .loss_mask
+            .as_ref()
+            .map_or(geo.pixels(), |m| m.iter().filter(|&&v| v > 0.0).count());
+        eprintln!(
+            "frames {}×{} binned {f}×{f} → {}×{}, placed with the beam at the centre of the {s}×{s} working image; \
+             {used} of its {} pixels in the loss",
+            geo.full_rows,
+            geo.full_cols,
+            geo.binned.rows,
+            geo.binned.cols,
+            geo.pixels(),
+            f = geo.factor,
+            s = geo.side,
+        );
+    }
     let rescale = sim_config.as_ref().map_or(Rescale::None, |c| c.rescale);
     let normalize_total = match rescale {
         Rescale::PerImage(t) => Some(t),
