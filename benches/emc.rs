@@ -6,9 +6,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rayon::prelude::*;
 use std::time::Duration;
-use xrai_bench::data::{
-    bin_frames, binned_detector, ImageSimulator, ImageStream, Rescale, SimulationConfig, Source, Split,
-};
+use xrai_bench::data::{bin_frames, ImageSimulator, ImageStream, Rescale, SimulationConfig, Source, Split};
 use xrai_bench::emc::{Emc, EmcParams, LikelihoodPath, OrientationGrid};
 use xrai_bench::gemm::gemm;
 use xrai_bench::physics::molecule::{read_structure, Selection};
@@ -35,10 +33,10 @@ fn problem(sim: &ImageSimulator, bin: usize, path: LikelihoodPath, scale: bool) 
         .next()
         .unwrap();
     // binned once here, so that the iterations time EMC alone
-    let detector = binned_detector(&sim.config.detector, bin).unwrap();
+    let detector = sim.geometry.binned(bin).unwrap();
     let frames = bin_frames(&batch.images, sim.config.detector.pixels, bin);
     let source = Source::memory(frames, detector.clone(), sim.config.beam.clone(), None).unwrap();
-    let g = detector.geometry(&sim.config.beam);
+    let g = &detector;
     let params = EmcParams {
         path,
         scale,
@@ -47,7 +45,7 @@ fn problem(sim: &ImageSimulator, bin: usize, path: LikelihoodPath, scale: bool) 
     let mut emc = Emc::new(
         OrientationGrid::new(LEVEL).unwrap(),
         g.s.clone(),
-        &g.scale,
+        &g.scale(&sim.config.beam),
         sim.grid.m,
         sim.grid.spacing,
         params,

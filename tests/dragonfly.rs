@@ -12,7 +12,7 @@ use xrai_bench::formats::dragonfly::{
 };
 use xrai_bench::formats::FormatError;
 use xrai_bench::physics::beam::Beam;
-use xrai_bench::physics::detector::Detector;
+use xrai_bench::physics::detector::{Detector, PixelMask};
 
 /// Little-endian i32 words.
 fn words(values: &[i32]) -> Vec<u8> {
@@ -419,16 +419,22 @@ fn detector_round_trips_exactly_and_back_to_our_geometry() {
             let (a, b) = (pixels.s[t][k], geometry.s[t][k]);
             assert!((a - b).abs() <= 1e-14 * geometry.s_max(), "pixel {t}: s {a} vs {b}");
         }
-        assert_eq!(
-            pixels.polarization_solid_angle[t],
-            geometry.polarization[t] * geometry.solid_angle[t]
-        );
+        assert_eq!(pixels.correction[t], geometry.correction[t]);
     }
+    // The frame shape comes back from the pixels' positions.
+    assert_eq!((pixels.rows, pixels.cols), (16, 16));
     let scale = pixels.scale(&beam);
-    for (a, b) in scale.iter().zip(&geometry.scale) {
-        assert!((a - b).abs() <= 1e-12 * b, "scale {a} vs {b}");
+    for (t, (a, b)) in scale.iter().zip(&geometry.scale(&beam)).enumerate() {
+        if t == 5 {
+            assert_eq!(*a, 0.0, "a bad pixel expects no photons");
+        } else {
+            assert!((a - b).abs() <= 1e-12 * b, "scale {a} vs {b}");
+        }
     }
-    assert_eq!((pixels.mask[5], pixels.mask[17], pixels.mask[0]), (2, 1, 0));
+    assert_eq!(
+        (pixels.mask[5], pixels.mask[17], pixels.mask[0]),
+        (PixelMask::Bad, PixelMask::MergeOnly, PixelMask::Good)
+    );
 
     // Refused unless overwriting; a wrong wavelength is refused by name.
     assert!(matches!(

@@ -5,7 +5,7 @@
 use nalgebra::{Rotation3, UnitQuaternion};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use xrai_bench::data::{binned_detector, ImageSimulator, Rescale, SimulationConfig, Source, Split};
+use xrai_bench::data::{ImageSimulator, Rescale, SimulationConfig, Source, Split};
 use xrai_bench::emc::compress::Merger;
 use xrai_bench::emc::{Emc, EmcParams, IterationStats, MergeRule, OrientationGrid};
 use xrai_bench::eval::pose_error::pose_error;
@@ -28,9 +28,16 @@ fn simulator(rescale: f64, poisson: bool) -> ImageSimulator {
 
 /// An EMC problem on the simulator's grid and a `bin`-binned detector.
 fn emc_for(sim: &ImageSimulator, grid: OrientationGrid, bin: usize, params: EmcParams) -> Emc {
-    let detector = binned_detector(&sim.config.detector, bin).unwrap();
-    let g = detector.geometry(&sim.config.beam);
-    Emc::new(grid, g.s, &g.scale, sim.grid.m, sim.grid.spacing, params).unwrap()
+    let g = sim.geometry.binned(bin).unwrap();
+    Emc::new(
+        grid,
+        g.s.clone(),
+        &g.scale(&sim.config.beam),
+        sim.grid.m,
+        sim.grid.spacing,
+        params,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -52,9 +59,9 @@ fn posterior_peaks_at_the_true_rotation() {
         },
     );
     let truth = sim.transform.intensity();
-    let detector = binned_detector(&sim.config.detector, bin).unwrap();
-    let g = detector.geometry(&sim.config.beam);
-    let factors: Vec<f32> = g.scale.iter().map(|&x| x as f32).collect();
+    let detector = sim.geometry.binned(bin).unwrap();
+    let g = &detector;
+    let factors: Vec<f32> = g.scale(&sim.config.beam).iter().map(|&x| x as f32).collect();
     let slicer = Slicer::with_scale(&truth, &g.s, factors).unwrap();
     let picks: Vec<usize> = (0..12).map(|k| 2 * k + 1).collect();
     let mut frames = Vec::new();

@@ -117,8 +117,7 @@ fn engine_for(sim: &ImageSimulator, frames: Option<usize>) -> Emc {
 }
 
 fn engine(sim: &ImageSimulator, chunk_bytes: usize) -> Emc {
-    let detector = xrai_bench::data::binned_detector(&sim.config.detector, 4).unwrap();
-    let g = detector.geometry(&sim.config.beam);
+    let g = sim.geometry.binned(4).unwrap();
     let params = EmcParams {
         scale: true,
         chunk_bytes,
@@ -126,8 +125,8 @@ fn engine(sim: &ImageSimulator, chunk_bytes: usize) -> Emc {
     };
     let mut emc = Emc::new(
         OrientationGrid::new(3).unwrap(),
-        g.s,
-        &g.scale,
+        g.s.clone(),
+        &g.scale(&sim.config.beam),
         sim.grid.m,
         sim.grid.spacing,
         params,

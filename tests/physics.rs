@@ -15,7 +15,7 @@ use xrai_bench::physics::noise::poisson_in_place;
 use xrai_bench::physics::slice::Slicer;
 use xrai_bench::physics::transform::{direct_transform, grid_transform, GridSpec, DEFAULT_OVERSAMPLING};
 
-fn paper_geometry() -> xrai_bench::physics::detector::PixelGeometry {
+fn paper_geometry() -> xrai_bench::physics::detector::PixelDetector {
     Detector::default().geometry(&Beam::default())
 }
 
@@ -42,11 +42,11 @@ fn one_atom_gives_scale_times_form_factor_squared() {
     }
     // Through the grid and the slicer, with the detector corrections.
     let spec = GridSpec::for_molecule(mol.radius(), g.s_max(), DEFAULT_OVERSAMPLING).unwrap();
-    let slicer = Slicer::new(&grid_transform(&mol, &spec).intensity(), &g).unwrap();
+    let slicer = Slicer::new(&grid_transform(&mol, &spec).intensity(), &g, &Beam::default()).unwrap();
     let image = slicer.slice(&Rotation3::identity());
     let expected: Vec<f64> =
         g.s.iter()
-            .zip(&g.scale)
+            .zip(&g.scale(&Beam::default()))
             .map(|(s, w)| w * carbon().at_s(norm(s)).powi(2))
             .collect();
     let got: Vec<f64> = image.iter().map(|&x| x as f64).collect();
@@ -172,7 +172,7 @@ fn rotating_the_molecule_equals_rotating_the_slice() {
     // Same through the grid and slicer (two different grids: agreement to the interpolation error).
     let slice = |m: &Molecule, pose: &Rotation3<f64>| -> Vec<f64> {
         let spec = GridSpec::for_molecule(m.radius(), g.s_max(), DEFAULT_OVERSAMPLING).unwrap();
-        let slicer = Slicer::new(&grid_transform(m, &spec).intensity(), &g).unwrap();
+        let slicer = Slicer::new(&grid_transform(m, &spec).intensity(), &g, &Beam::default()).unwrap();
         slicer.slice(pose).iter().map(|&x| x as f64).collect()
     };
     let a = slice(&mol, &r);

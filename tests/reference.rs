@@ -43,9 +43,9 @@ fn pixel_corrections_match_the_reference_geometry() {
     let (_, linear) = npy_f64(&reference_dir().join("linear_correction.npy"));
     let (_, s_ref) = npy_f64(&reference_dir().join("pixel_position_reciprocal_per_m.npy"));
     assert!(
-        rel_rms(&g.scale, &linear) < 2e-4,
+        rel_rms(&g.scale(&beam), &linear) < 2e-4,
         "scale vs linear_correction: {}",
-        rel_rms(&g.scale, &linear)
+        rel_rms(&g.scale(&beam), &linear)
     );
     let s_mine: Vec<f64> = g.s.iter().flatten().copied().collect();
     let s_ref: Vec<f64> = s_ref.iter().map(|x| x * 1e-10).collect();
@@ -65,7 +65,7 @@ fn direct_images_match_the_reference_within_half_a_percent() {
         let r = to_matrix(pose);
         let rotated: Vec<[f64; 3]> = g.s.iter().map(|s| (r * nalgebra::Vector3::from(*s)).into()).collect();
         let f = direct_transform(&mol, &rotated);
-        let image: Vec<f64> = f.iter().zip(&g.scale).map(|(f, w)| w * f.norm_sqr()).collect();
+        let image: Vec<f64> = f.iter().zip(&g.scale(&beam)).map(|(f, w)| w * f.norm_sqr()).collect();
         let err = rel_rms(&image, &reference);
         let total: f64 = image.iter().sum();
         let total_ref: f64 = reference.iter().sum();
@@ -92,7 +92,7 @@ fn grid_images_match_the_reference_within_two_percent() {
         spec.spacing,
         t0.elapsed().as_secs_f64()
     );
-    let slicer = Slicer::new(&volume.intensity(), &g).unwrap();
+    let slicer = Slicer::new(&volume.intensity(), &g, &beam).unwrap();
     for (i, (pose, reference)) in reference_poses().iter().zip(reference_patterns()).enumerate() {
         let image: Vec<f64> = slicer.slice(&to_matrix(pose)).into_iter().map(f64::from).collect();
         let err = rel_rms(&image, &reference);

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::data::dataset::{check_output_dir, ensure_space, write_atomically};
 use crate::data::simulator::{ensure_memory, sum_f64};
-use crate::data::{Batch, DatasetWriter, ImageSimulator, ImageStream, Split};
+use crate::data::{Batch, DatasetWriter, EmcDatasetWriter, ImageSimulator, ImageStream, Split};
 use crate::rotation::read_poses;
 
 pub use crate::data::options::{MoleculeArgs, PhysicsArgs, RescaleMode};
@@ -34,9 +34,14 @@ pub struct Args {
     /// Which seed domain to draw from: train or the held-out test stream.
     #[arg(long, value_enum, default_value_t = SplitArg::Train)]
     pub split: SplitArg,
-    /// Output directory (images.npy, poses.csv, meta.json).
+    /// Output directory (images.npy, poses.csv, meta.json; photons.emc and detector.dat in place
+    /// of images.npy with --format emc).
     #[arg(long)]
     pub out: PathBuf,
+    /// npy: images.npy (float32); emc: Dragonfly's photon file photons.emc and detector file
+    /// detector.dat, which Dragonfly and `emc`/`xrai --data` read (photon counts: needs --poisson).
+    #[arg(long, value_enum, default_value_t = Format::Npy)]
+    pub format: Format,
     /// Replace an output directory written earlier by xrai-bench (one holding its meta.json);
     /// any other non-empty directory is refused. Also removes staging directories
     /// (.NAME.partial-PID) left beside it by interrupted runs.
@@ -50,6 +55,12 @@ pub struct Args {
     /// Images generated per batch.
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Npy,
+    Emc,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -74,6 +85,11 @@ pub fn run(args: Args) -> Result<()> {
         "--batch must be at least 1 (images generated at a time)"
     );
     let config = args.physics.config();
+    ensure!(
+        args.format == Format::Npy || config.poisson,
+        "--format emc writes photon counts (Dragonfly's photon files hold whole numbers), but these images \
+         are expected photons: add --poisson, or use --format npy"
+    );
     config.beam.validate()?;
     config.detector.validate()?;
     let side = config.detector.pixels as u64;
@@ -87,13 +103,16 @@ pub fn run(args: Args) -> Result<()> {
                 "{what} would take more than 16 EiB; nothing was written. Simulate fewer images or fewer --pixels"
             )
         })?;
-    ensure_space(
-        &args.out,
-        bytes,
-        &what,
-        "Simulate fewer images or fewer --pixels, or let the methods stream images on the fly \
-         (emc, xrai and run need no dataset on disk)",
-    )?;
+    // (a sparse photon file's size depends on the photons, not known before simulating)
+    if args.format == Format::Npy {
+        ensure_space(
+            &args.out,
+            bytes,
+            &what,
+            "Simulate fewer images or fewer --pixels, or let the methods stream images on the fly \
+             (emc, xrai and run need no dataset on disk)",
+        )?;
+    }
     let batch = (args.batch as u64).min(n);
     ensure_memory(
         side.checked_mul(side)
@@ -133,7 +152,15 @@ fn simulate_into(
         SplitArg::Test => Split::Test,
     };
     let side = simulator.config.detector.pixels;
-    let mut writer = DatasetWriter::create(staging, n, side)?;
+    let mut writer = match args.format {
+        Format::Npy => Writer::Npy(DatasetWriter::create(staging, n, side)?),
+        Format::Emc => Writer::Emc(EmcDatasetWriter::create(
+            staging,
+            n,
+            &simulator.config.detector,
+            &simulator.config.beam,
+        )?),
+    };
     let bar = indicatif::ProgressBar::new(n).with_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -149,7 +176,10 @@ fn simulate_into(
         for k in 0..batch.len() {
             totals.push(sum_f64(batch.image(k)));
         }
-        writer.append(&batch.images, &batch.poses)?;
+        match &mut writer {
+            Writer::Npy(w) => w.append(&batch.images, &batch.poses)?,
+            Writer::Emc(w) => w.append(&batch.images, &batch.poses)?,
+        }
         bar.inc(batch.len() as u64);
     }
     bar.finish_and_clear();
@@ -177,9 +207,15 @@ fn simulate_into(
         "split": format!("{:?}", split).to_lowercase(),
         "poses_file": args.poses,
         "n": n,
-        "images": {"file": "images.npy", "dtype": "float32", "shape": [n, side, side],
-                   "layout": "[image][row = y][col = x]",
-                   "unit": if simulator.config.poisson { "photon counts" } else { "expected photons" }},
+        "format": match args.format { Format::Npy => "npy", Format::Emc => "emc" },
+        "images": match args.format {
+            Format::Npy => json!({"file": "images.npy", "dtype": "float32", "shape": [n, side, side],
+                "layout": "[image][row = y][col = x]",
+                "unit": if simulator.config.poisson { "photon counts" } else { "expected photons" }}),
+            Format::Emc => json!({"file": "photons.emc", "format": "Dragonfly sparse photons",
+                "detector": "detector.dat", "frames": n, "pixels": side * side,
+                "layout": "pixel t = row * N + col, row = y, col = x", "unit": "photon counts"}),
+        },
         "wavelength_angstrom": simulator.geometry.wavelength,
         "s_max_per_angstrom": simulator.geometry.s_max(),
         "grid": {"m": simulator.grid.m, "spacing_per_angstrom": simulator.grid.spacing},
@@ -196,6 +232,15 @@ fn simulate_into(
             "total": simulator.transform_seconds + started.elapsed().as_secs_f64(),
         },
     });
-    writer.finish(&meta)?;
+    match writer {
+        Writer::Npy(w) => w.finish(&meta)?,
+        Writer::Emc(w) => w.finish(&meta)?,
+    };
     Ok(())
+}
+
+/// The dataset being written, in the format asked for.
+enum Writer {
+    Npy(DatasetWriter),
+    Emc(EmcDatasetWriter),
 }

@@ -6,6 +6,9 @@
 //! DIR/meta.json    every parameter, the seed, the crate version, timings
 //! ```
 //!
+//! or, with `simulate --format emc`, Dragonfly's files in place of `images.npy`:
+//! `DIR/photons.emc` (sparse photon counts) and `DIR/detector.dat` ([`EmcDatasetWriter`]).
+//!
 //! Writing streams batch by batch into a sibling staging directory that is renamed into
 //! place only when complete ([`super::output`]), so a killed run never leaves a half-written
 //! dataset under the final name and an existing directory is never touched unless `--force`
@@ -90,6 +93,85 @@ impl DatasetWriter {
         self.poses.flush()?;
         let meta_path = self.dir.join("meta.json");
         std::fs::write(&meta_path, serde_json::to_string_pretty(meta)? + "\n")?;
+        Ok(self.dir)
+    }
+}
+
+/// Streams photon counts of a known number of frames into a Dragonfly dataset:
+/// `photons.emc` (sparse photons), `detector.dat` (the detector, written first), `poses.csv`
+/// and, on [`EmcDatasetWriter::finish`], `meta.json` — the files `emc --data DIR` and Dragonfly
+/// read.
+pub struct EmcDatasetWriter {
+    dir: PathBuf,
+    photons: crate::formats::dragonfly::EmcWriter,
+    poses: BufWriter<File>,
+    expected: u64,
+    written: u64,
+    pixels_per_image: usize,
+}
+
+impl EmcDatasetWriter {
+    /// Starts writing `n` frames of `detector` into `dir` (normally a staging dir).
+    pub fn create(
+        dir: &Path,
+        n: u64,
+        detector: &crate::physics::detector::Detector,
+        beam: &crate::physics::beam::Beam,
+    ) -> anyhow::Result<EmcDatasetWriter> {
+        use crate::formats::dragonfly::{write_detector, DragonflyDetector, EmcWriter};
+        write_detector(
+            dir.join("detector.dat"),
+            &DragonflyDetector::from_detector(detector, beam),
+            false,
+        )?;
+        let pixels_per_image = detector
+            .pixels
+            .checked_mul(detector.pixels)
+            .context("--pixels: too many pixels")?;
+        let photons = EmcWriter::create(dir.join("photons.emc"), pixels_per_image, false)?;
+        let poses_path = dir.join("poses.csv");
+        let mut poses = BufWriter::new(
+            File::create(&poses_path).with_context(|| format!("cannot create {}", poses_path.display()))?,
+        );
+        writeln!(poses, "w,x,y,z")?;
+        Ok(EmcDatasetWriter {
+            dir: dir.to_path_buf(),
+            photons,
+            poses,
+            expected: n,
+            written: 0,
+            pixels_per_image,
+        })
+    }
+
+    /// Appends frames of photon counts (row-major, whole numbers) and their poses.
+    pub fn append(&mut self, images: &[f32], poses: &[UnitQuaternion<f64>]) -> anyhow::Result<()> {
+        ensure!(
+            images.len() == poses.len() * self.pixels_per_image,
+            "one pose per image is needed"
+        );
+        for frame in images.chunks_exact(self.pixels_per_image) {
+            self.photons.write_dense(frame)?;
+        }
+        for q in poses {
+            let [w, x, y, z] = to_wxyz(q);
+            writeln!(self.poses, "{w:.17e},{x:.17e},{y:.17e},{z:.17e}")?;
+        }
+        self.written += poses.len() as u64;
+        Ok(())
+    }
+
+    /// Joins the photon file, writes `meta.json`; errors if fewer frames came than announced.
+    pub fn finish(mut self, meta: &serde_json::Value) -> anyhow::Result<PathBuf> {
+        ensure!(
+            self.written == self.expected,
+            "dataset incomplete: {} of {} frames written",
+            self.written,
+            self.expected
+        );
+        self.photons.finish()?;
+        self.poses.flush()?;
+        std::fs::write(self.dir.join("meta.json"), serde_json::to_string_pretty(meta)? + "\n")?;
         Ok(self.dir)
     }
 }

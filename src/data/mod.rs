@@ -2,10 +2,12 @@
 //! on-disk datasets (`images.npy`, `poses.csv`, `meta.json`), and [`Source`], the one source
 //! every method reads its frames from. Also where data comes from and goes to: [`pdb`] finds a
 //! structure file (bundled, `XRAI_PDB_DIR`, cache, download), [`options`] holds the data options
-//! every simulating command shares, and [`output`] the staged, atomically renamed output
+//! every simulating command shares and the methods' file options, [`open`] opens those files
+//! (simulate's directories, Dragonfly photon and detector files), and [`output`] the staged, atomically renamed output
 //! directories every command writes.
 
 pub mod dataset;
+pub mod open;
 pub mod options;
 pub mod output;
 pub mod pdb;
@@ -13,7 +15,8 @@ pub mod simulator;
 pub mod source;
 pub mod stream;
 
-pub use dataset::{Dataset, DatasetWriter};
+pub use dataset::{Dataset, DatasetWriter, EmcDatasetWriter};
+pub use open::{open, Opened};
 pub use simulator::{ImageSimulator, Mode, Rescale, SimulationConfig, Split};
-pub use source::{bin_frames, bin_frames_into, binned_detector, Origin, Source};
+pub use source::{bin_frames, bin_frames_into, bin_frames_shaped_into, Origin, Source};
 pub use stream::{Batch, ImageStream};

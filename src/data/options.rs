@@ -1,6 +1,11 @@
-//! The data options every command that simulates shares (the molecule, the beam, the detector
-//! and image formation), as clap arguments that build a [`SimulationConfig`]. They live in
-//! `data` because the methods' subcommands flatten them as well as `simulate`.
+//! The data options commands share: those of every command that simulates (the molecule, the
+//! beam, the detector and image formation), as clap arguments that build a [`SimulationConfig`],
+//! and [`DataArgs`], the methods' one block for data read from files (`--data`, `--detector`,
+//! `--frames`, `--test-data`, …). They live in `data` because the methods' subcommands flatten
+//! them as well as `simulate`.
+
+use std::ops::Range;
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::ValueEnum;
@@ -140,4 +145,52 @@ impl PhysicsArgs {
             seed: self.seed,
         }
     }
+}
+
+/// Where a method's frames come from when they are not simulated: the one data option block of
+/// `xrai` and `emc` (opened by [`crate::data::open`]).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DataArgs {
+    /// Frames to reconstruct from instead of simulating: a directory written by `simulate`
+    /// (images.npy, or photons.emc with --format emc), a Dragonfly photon file (.emc; its
+    /// detector from --detector), or a CXI/HDF5 file (.cxi, .h5: needs the `hdf5` build feature).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Detector of --data and --test-data: a Dragonfly detector file (.dat; default detector.dat
+    /// beside a .emc file). Its q vectors are put in 1/Å with the wavelength of the beam:
+    /// meta.json's beside the data when `simulate` wrote them, else --energy's (a detector file
+    /// does not store it). Mask 2 = bad (read as 0, used nowhere), 1 = merged but not used to
+    /// find orientations.
+    #[arg(long)]
+    pub detector: Option<PathBuf>,
+    /// Path of the frames inside an HDF5 file (--data .cxi/.h5); accepted and recorded.
+    #[arg(long)]
+    pub dataset_path: Option<String>,
+    /// Frames of --data to train on, A..B (0-based, B excluded); default all.
+    #[arg(long, value_parser = parse_frames)]
+    pub frames: Option<Range<u64>>,
+    /// Held-out test frames: a path as for --data (may be the same file, with --test-frames
+    /// apart from --frames); none by default, so only training poses are scored.
+    #[arg(long)]
+    pub test_data: Option<PathBuf>,
+    /// Frames of --test-data held out, A..B (default all); without --test-data, of --data.
+    #[arg(long, value_parser = parse_frames)]
+    pub test_frames: Option<Range<u64>>,
+}
+
+/// `A..B` (0-based, B excluded) as a range of frames.
+pub fn parse_frames(text: &str) -> Result<Range<u64>, String> {
+    let (a, b) = text
+        .split_once("..")
+        .ok_or_else(|| format!("'{text}' is not a range A..B (e.g. 0..1000: frames 0 to 999)"))?;
+    let number = |v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("'{text}': '{v}' is not a frame number"))
+    };
+    let (a, b) = (number(a)?, number(b)?);
+    if a >= b {
+        return Err(format!("'{text}': the range is empty (A must be below B)"));
+    }
+    Ok(a..b)
 }

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::physics::beam::Beam;
-use crate::physics::detector::{Detector, PixelGeometry};
+use crate::physics::detector::{Detector, PixelDetector};
 use crate::physics::molecule::Molecule;
 use crate::physics::noise::poisson_in_place;
 use crate::physics::slice::Slicer;
@@ -89,7 +89,9 @@ impl Default for SimulationConfig {
 /// A molecule, a detector and a beam, ready to produce images.
 pub struct ImageSimulator {
     pub config: SimulationConfig,
-    pub geometry: PixelGeometry,
+    pub geometry: PixelDetector,
+    /// Expected photons per unit |F|² per pixel (fluence · r_e² · P · Ω).
+    pub scale: Vec<f64>,
     /// The grid and its transform (always built: grid mode slices it, and it sets the global
     /// rescaling constant in both modes).
     pub grid: GridSpec,
@@ -135,7 +137,8 @@ impl ImageSimulator {
         let t0 = std::time::Instant::now();
         let transform = grid_transform(&molecule, &grid);
         let transform_seconds = t0.elapsed().as_secs_f64();
-        let slicer = Slicer::new(&transform.intensity(), &geometry)?;
+        let slicer = Slicer::new(&transform.intensity(), &geometry, &config.beam)?;
+        let scale = geometry.scale(&config.beam);
         let global_scale = match config.rescale {
             Rescale::MeanTotal(t) => t / slicer.mean_total(),
             _ => 1.0,
@@ -143,6 +146,7 @@ impl ImageSimulator {
         Ok(ImageSimulator {
             config,
             geometry,
+            scale,
             grid,
             transform,
             slicer,
@@ -211,7 +215,7 @@ impl ImageSimulator {
                     .map(|s| (r * nalgebra::Vector3::from(*s)).into())
                     .collect();
                 let f = direct_transform(&self.molecule, &rotated);
-                for ((o, f), w) in out.iter_mut().zip(&f).zip(&self.geometry.scale) {
+                for ((o, f), w) in out.iter_mut().zip(&f).zip(&self.scale) {
                     *o = (w * f.norm_sqr()) as f32;
                 }
             }

@@ -1,13 +1,16 @@
-//! One data source for every method: the simulator's seeded stream, an on-disk dataset, or
-//! frames held in memory — with the detector they come from, read by index range in chunks so
-//! that N never has to fit in memory, and binned in one place.
+//! One data source for every method: the simulator's seeded stream, an on-disk dataset, a
+//! Dragonfly photon file, or frames held in memory — with the detector they come from
+//! ([`PixelDetector`]: per-pixel s, correction, mask, frame shape), read by index range in
+//! chunks so that N never has to fit in memory, masked pixels read as 0, and binned in one place.
 //!
 //! A [`Source`] is the seam where new data plugs in: another file format is another
-//! [`Origin`], a real detector (masks, gaps, off-centre beams) is the [`Source::detector`] it
-//! carries. Methods only ever ask for frames `start .. start + count`, their true poses where
-//! known, the frame count, and the detector.
+//! [`Origin`], a real detector (masks, gaps, off-centre beams, non-square frames) is the
+//! [`Source::detector`] it carries. Methods only ever ask for frames `start .. start + count`,
+//! their true poses where known, the frame count, and the detector.
 
 use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::Mutex;
 
 use anyhow::{bail, ensure, Result};
 use nalgebra::UnitQuaternion;
@@ -15,28 +18,45 @@ use nalgebra::UnitQuaternion;
 use super::dataset::Dataset;
 use super::simulator::{ImageSimulator, Split};
 use super::stream::ImageStream;
+use crate::formats::dragonfly::EmcReader;
 use crate::physics::beam::Beam;
-use crate::physics::detector::Detector;
+use crate::physics::detector::{PixelDetector, PixelMask};
+
+pub use crate::physics::detector::bin_frames_into as bin_frames_shaped_into;
 
 /// Where the frames come from.
 pub enum Origin<'a> {
     /// Frames generated on demand from (seed, split, index): the same frame for any read.
     Stream { sim: &'a ImageSimulator, split: Split },
-    /// A dataset written by `xrai-bench simulate`.
+    /// A dataset written by `xrai-bench simulate` (`images.npy`).
     Dataset(Dataset),
-    /// Full-size frames in memory, row-major `[frame][row][col]`.
+    /// A Dragonfly photon file (`.emc`), read by frame range; true poses where known (a file
+    /// written by `simulate --format emc` has them in `poses.csv` beside it).
+    Emc {
+        reader: Mutex<EmcReader>,
+        poses: Option<Vec<UnitQuaternion<f64>>>,
+    },
+    // CXI / HDF5 frames (`src/formats/cxi.rs`, cargo feature `hdf5`) plug in here as one more
+    // origin read by frame range; `data::options::DataArgs::open` dispatches `.cxi`/`.h5` to it.
+    /// Full-size frames in memory, row-major `[frame][pixel]`.
     Memory {
         frames: Vec<f32>,
         poses: Option<Vec<UnitQuaternion<f64>>>,
     },
 }
 
-/// Frames of one detector, optionally binned.
+/// Frames of one detector, optionally a range of them, optionally binned.
 pub struct Source<'a> {
     origin: Origin<'a>,
-    /// The full-size detector and beam the frames were recorded with.
-    detector: Detector,
+    /// The full-size detector and the beam the frames were recorded with.
+    full: PixelDetector,
     beam: Beam,
+    /// The detector of the frames as read (the full one binned).
+    detector: PixelDetector,
+    /// Full-detector pixels that read as 0.
+    bad: Vec<usize>,
+    /// Frame `i` of this source is frame `offset + i` of the origin.
+    offset: u64,
     /// Frames available (None: an endless stream).
     len: Option<u64>,
     /// Sum b × b pixel blocks on reading (1: full size).
@@ -44,15 +64,28 @@ pub struct Source<'a> {
 }
 
 impl<'a> Source<'a> {
-    /// Frames `0 .. n` of one split of the simulator's stream (`n` None: endless).
-    pub fn stream(sim: &'a ImageSimulator, split: Split, n: Option<u64>) -> Source<'a> {
+    fn new(origin: Origin<'a>, full: PixelDetector, beam: Beam, len: Option<u64>) -> Source<'a> {
+        let bad = (0..full.len()).filter(|&t| full.mask[t] == PixelMask::Bad).collect();
         Source {
-            origin: Origin::Stream { sim, split },
-            detector: sim.config.detector.clone(),
-            beam: sim.config.beam.clone(),
-            len: n,
+            origin,
+            detector: full.clone(),
+            full,
+            beam,
+            bad,
+            offset: 0,
+            len,
             bin: 1,
         }
+    }
+
+    /// Frames `0 .. n` of one split of the simulator's stream (`n` None: endless).
+    pub fn stream(sim: &'a ImageSimulator, split: Split, n: Option<u64>) -> Source<'a> {
+        Source::new(
+            Origin::Stream { sim, split },
+            sim.geometry.clone(),
+            sim.config.beam.clone(),
+            n,
+        )
     }
 
     /// The frames of a dataset, with the detector recorded in its meta.json.
@@ -66,46 +99,90 @@ impl<'a> Source<'a> {
             config.detector.pixels
         );
         let len = Some(dataset.len);
-        Ok(Source {
-            origin: Origin::Dataset(dataset),
-            detector: config.detector,
-            beam: config.beam,
-            len,
-            bin: 1,
-        })
+        let full = config.detector.geometry(&config.beam);
+        Ok(Source::new(Origin::Dataset(dataset), full, config.beam, len))
     }
 
-    /// Full-size frames held in memory.
-    pub fn memory(
-        frames: Vec<f32>,
-        detector: Detector,
+    /// The frames of a Dragonfly photon file on `detector` (its pixel count must be the file's).
+    pub fn emc(
+        reader: EmcReader,
+        detector: PixelDetector,
         beam: Beam,
         poses: Option<Vec<UnitQuaternion<f64>>>,
     ) -> Result<Source<'static>> {
-        let per = detector.pixels * detector.pixels;
+        ensure!(
+            reader.num_pixels() == detector.len(),
+            "{}: frames of {} pixels, but the detector has {} pixels (--detector must be the detector file \
+             of this photon file)",
+            reader.path().display(),
+            reader.num_pixels(),
+            detector.len()
+        );
+        let n = reader.num_frames() as u64;
+        if let Some(p) = &poses {
+            ensure!(
+                p.len() as u64 == n,
+                "{}: {} true poses for {n} frames",
+                reader.path().display(),
+                p.len()
+            );
+        }
+        let origin = Origin::Emc {
+            reader: Mutex::new(reader),
+            poses,
+        };
+        Ok(Source::new(origin, detector, beam, Some(n)))
+    }
+
+    /// Full-size frames held in memory (`detector.len()` values each).
+    pub fn memory(
+        frames: Vec<f32>,
+        detector: PixelDetector,
+        beam: Beam,
+        poses: Option<Vec<UnitQuaternion<f64>>>,
+    ) -> Result<Source<'static>> {
+        let per = detector.len();
         ensure!(
             per > 0 && frames.len() % per == 0,
-            "{} values are not whole {}² frames",
+            "{} values are not whole frames of {per} pixels",
             frames.len(),
-            detector.pixels
         );
         let n = (frames.len() / per) as u64;
         if let Some(p) = &poses {
             ensure!(p.len() as u64 == n, "{} poses for {n} frames", p.len());
         }
-        Ok(Source {
-            origin: Origin::Memory { frames, poses },
-            detector,
-            beam,
-            len: Some(n),
-            bin: 1,
-        })
+        Ok(Source::new(Origin::Memory { frames, poses }, detector, beam, Some(n)))
     }
 
-    /// The same frames with b × b pixel blocks summed (counts stay counts).
+    /// The same frames with b × b pixel blocks summed (counts stay counts; see
+    /// [`PixelDetector::binned`] for partial blocks and masks).
     pub fn binned(self, bin: usize) -> Result<Source<'a>> {
-        binned_detector(&self.detector, bin)?;
-        Ok(Source { bin, ..self })
+        let detector = self.full.binned(bin)?;
+        Ok(Source { bin, detector, ..self })
+    }
+
+    /// Only frames `range` of these (indices relative to this source); `what` names the
+    /// argument that asked for them in the error when the range is not inside the frames.
+    pub fn frames(self, range: Range<u64>, what: &str) -> Result<Source<'a>> {
+        ensure!(
+            range.start < range.end,
+            "{what} {}..{}: an empty range of frames",
+            range.start,
+            range.end
+        );
+        if let Some(n) = self.len {
+            ensure!(
+                range.end <= n,
+                "{what} {}..{}: the data have only {n} frames (0..{n})",
+                range.start,
+                range.end
+            );
+        }
+        Ok(Source {
+            offset: self.offset + range.start,
+            len: Some(range.end - range.start),
+            ..self
+        })
     }
 
     /// Only the first `n` frames (a dataset larger than the training set asked for).
@@ -132,13 +209,13 @@ impl<'a> Source<'a> {
     }
 
     /// The full-size detector the frames come from.
-    pub fn full_detector(&self) -> &Detector {
-        &self.detector
+    pub fn full_detector(&self) -> &PixelDetector {
+        &self.full
     }
 
     /// The detector of the frames as read (binned when [`Source::binned`]).
-    pub fn detector(&self) -> Detector {
-        binned_detector(&self.detector, self.bin).expect("binning checked in Source::binned")
+    pub fn detector(&self) -> &PixelDetector {
+        &self.detector
     }
 
     pub fn beam(&self) -> &Beam {
@@ -151,8 +228,7 @@ impl<'a> Source<'a> {
 
     /// Pixels per frame as read.
     pub fn pixels(&self) -> usize {
-        let side = self.detector.pixels / self.bin;
-        side * side
+        self.detector.len()
     }
 
     /// The simulator behind a stream.
@@ -163,42 +239,56 @@ impl<'a> Source<'a> {
         }
     }
 
-    /// Frames `start .. start + count` (clamped to the end), row-major `[frame][pixel]`.
+    /// Frames `start .. start + count` (clamped to the end), row-major `[frame][pixel]`, bad
+    /// pixels 0.
     pub fn read(&self, start: u64, count: usize) -> Result<Vec<f32>> {
         let count = self.clamp(start, count);
         if count == 0 {
             return Ok(Vec::new());
         }
-        let full: Cow<[f32]> = match &self.origin {
+        let at = self.offset + start;
+        let per = self.full.len();
+        let mut full: Cow<[f32]> = match &self.origin {
             Origin::Stream { sim, split } => {
-                let batch = ImageStream::new(sim, *split, start + count as u64, count)
-                    .starting_at(start)
+                let batch = ImageStream::new(sim, *split, at + count as u64, count)
+                    .starting_at(at)
                     .next()
                     .expect("a non-empty range yields a batch");
                 Cow::Owned(batch.images)
             }
-            Origin::Dataset(d) => Cow::Owned(d.read_images(start, count)?),
-            Origin::Memory { frames, .. } => {
-                let per = self.detector.pixels * self.detector.pixels;
-                Cow::Borrowed(&frames[start as usize * per..(start as usize + count) * per])
+            Origin::Dataset(d) => Cow::Owned(d.read_images(at, count)?),
+            Origin::Emc { reader, .. } => {
+                let from = usize::try_from(at)?;
+                let mut reader = reader.lock().map_err(|_| anyhow::anyhow!("a reader thread panicked"))?;
+                Cow::Owned(reader.read_dense(from..from + count)?)
             }
+            Origin::Memory { frames, .. } => Cow::Borrowed(&frames[at as usize * per..(at as usize + count) * per]),
         };
+        if !self.bad.is_empty() {
+            let frames = full.to_mut();
+            for frame in frames.chunks_exact_mut(per) {
+                for &t in &self.bad {
+                    frame[t] = 0.0;
+                }
+            }
+        }
         if self.bin == 1 {
             return Ok(full.into_owned());
         }
-        Ok(bin_frames(&full, self.detector.pixels, self.bin))
+        let mut out = Vec::new();
+        bin_frames_shaped_into(&full, self.full.rows, self.full.cols, self.bin, &mut out);
+        Ok(out)
     }
 
     /// True poses of frames `start .. start + count` (clamped), where the source knows them.
     pub fn poses(&self, start: u64, count: usize) -> Result<Option<Vec<UnitQuaternion<f64>>>> {
         let count = self.clamp(start, count);
-        let range = start..start + count as u64;
+        let range = self.offset + start..self.offset + start + count as u64;
+        let slice = |p: &Vec<UnitQuaternion<f64>>| p[range.start as usize..range.end as usize].to_vec();
         Ok(match &self.origin {
             Origin::Stream { sim, split } => Some(range.map(|i| sim.pose(*split, i)).collect()),
-            Origin::Dataset(d) => Some(d.poses[range.start as usize..range.end as usize].to_vec()),
-            Origin::Memory { poses, .. } => poses
-                .as_ref()
-                .map(|p| p[range.start as usize..range.end as usize].to_vec()),
+            Origin::Dataset(d) => Some(slice(&d.poses)),
+            Origin::Emc { poses, .. } | Origin::Memory { poses, .. } => poses.as_ref().map(slice),
         })
     }
 
@@ -210,23 +300,8 @@ impl<'a> Source<'a> {
     }
 }
 
-/// The detector whose pixels are the b × b blocks of `detector` (block centres are its pixel
-/// centres, so its s-vectors are those of the binned frames).
-pub fn binned_detector(detector: &Detector, bin: usize) -> Result<Detector> {
-    ensure!(bin >= 1, "--bin must be at least 1");
-    ensure!(
-        detector.pixels % bin == 0,
-        "--bin {bin} does not divide the detector's {} pixels per side",
-        detector.pixels
-    );
-    Ok(Detector {
-        pixels: detector.pixels / bin,
-        ..detector.clone()
-    })
-}
-
-/// Sums b × b blocks of square `side × side` frames (the one binning of the program: EMC's
-/// frames and X-RAI's working images are both made by it).
+/// Sums b × b blocks of square `side × side` frames (see [`bin_frames_shaped_into`] for any
+/// frame shape).
 pub fn bin_frames(frames: &[f32], side: usize, bin: usize) -> Vec<f32> {
     if bin == 1 {
         return frames.to_vec();
@@ -238,16 +313,5 @@ pub fn bin_frames(frames: &[f32], side: usize, bin: usize) -> Vec<f32> {
 
 /// [`bin_frames`] into a reused buffer.
 pub fn bin_frames_into(frames: &[f32], side: usize, bin: usize, out: &mut Vec<f32>) {
-    let out_side = side / bin;
-    let per = side * side;
-    out.clear();
-    out.resize(frames.len() / per * out_side * out_side, 0.0);
-    for (frame, o) in frames.chunks_exact(per).zip(out.chunks_exact_mut(out_side * out_side)) {
-        for row in 0..side {
-            let orow = &mut o[(row / bin) * out_side..(row / bin + 1) * out_side];
-            for (col, &v) in frame[row * side..(row + 1) * side].iter().enumerate() {
-                orow[col / bin] += v;
-            }
-        }
-    }
+    bin_frames_shaped_into(frames, side, side, bin, out)
 }

@@ -85,6 +85,9 @@ pub struct EmcParams {
     pub min_probability: f64,
     /// Resolution cut-off: pixels with |s| above it (Å⁻¹) are left out of the likelihood.
     pub max_s: Option<f64>,
+    /// Pixels merged into the model but left out of the likelihood (Dragonfly's mask 1).
+    #[serde(skip)]
+    pub merge_only: Vec<u32>,
 }
 
 impl Default for EmcParams {
@@ -101,6 +104,7 @@ impl Default for EmcParams {
             max_candidates: 4096,
             min_probability: 1e-6,
             max_s: None,
+            merge_only: Vec::new(),
         }
     }
 }
@@ -208,15 +212,26 @@ impl Emc {
         ensure!(params.rotation_block >= 1, "rotation block must be at least 1");
         let compact_limit = params.max_s.unwrap_or(f64::INFINITY);
         ensure!(compact_limit > 0.0, "--max-s must be positive");
+        // Pixels with factor 0 (bad: masked) carry no weight anywhere; merge-only pixels are
+        // merged but not in the likelihood.
         let mut lik_pixels = Vec::new();
         let mut compact = vec![u32::MAX; s.len()];
+        let mut in_likelihood: Vec<bool> = factors.iter().map(|&f| f > 0.0).collect();
+        for &p in &params.merge_only {
+            if let Some(v) = in_likelihood.get_mut(p as usize) {
+                *v = false;
+            }
+        }
         for (p, v) in s.iter().enumerate() {
-            if (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt() <= compact_limit {
+            if in_likelihood[p] && (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt() <= compact_limit {
                 compact[p] = lik_pixels.len() as u32;
                 lik_pixels.push(p as u32);
             }
         }
-        ensure!(!lik_pixels.is_empty(), "the resolution cut-off leaves no pixels");
+        ensure!(
+            !lik_pixels.is_empty(),
+            "no pixel is left for the likelihood (the mask and the resolution cut-off exclude all)"
+        );
         let model = IntensityVolume::filled(m, spacing, 0.0);
         // Checks that the grid covers the detector.
         Slicer::with_scale(&model, &s, vec![1.0; s.len()]).context("the model grid does not cover the detector")?;
@@ -567,6 +582,5 @@ impl Emc {
 
 /// Pixels of the source's full-size frames (a read holds them before binning).
 pub(super) fn full_pixels(source: &Source) -> usize {
-    let side = source.full_detector().pixels;
-    side * side
+    source.full_detector().len()
 }

@@ -26,14 +26,15 @@ use serde_json::json;
 
 use super::{Assignment, Emc, EmcParams, IterationStats, LikelihoodPath, MergeRule, OrientationGrid, PartialPass};
 use crate::data::dataset::write_atomically;
-use crate::data::options::{MoleculeArgs, PhysicsArgs};
-use crate::data::{Dataset, ImageSimulator, SimulationConfig, Source, Split};
+use crate::data::options::{DataArgs, MoleculeArgs, PhysicsArgs};
+use crate::data::{ImageSimulator, SimulationConfig, Source, Split};
 use crate::eval::pose_error::{pose_error, PoseErrorSummary};
 use crate::method::output::{
     self, BudgetRecord, MethodOutput, Objective, PoseCounts, PoseErrors, ProgressPoint, Software, Timings, VolumeGrid,
 };
 use crate::method::{command_of, options_of, Budget, Job, Method};
 use crate::mrc::write_mrc;
+use crate::physics::detector::PixelMask;
 use crate::rotation::write_poses_csv;
 use crate::volume::IntensityVolume;
 
@@ -88,15 +89,11 @@ pub struct Options {
     /// Training frames to simulate (ignored with --data).
     #[arg(long, short = 'n')]
     pub n: Option<u64>,
-    /// Held-out test frames (simulated from the test stream; ignored with --test-data).
+    /// Held-out test frames (simulated from the test stream; with --data see --test-data).
     #[arg(long, default_value_t = 1000)]
     pub n_test: u64,
-    /// Read training frames from a dataset written by `xrai-bench simulate` instead.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Held-out test dataset (with --data); none by default.
-    #[arg(long)]
-    pub test_data: Option<PathBuf>,
+    #[command(flatten)]
+    pub files: DataArgs,
     /// Orientation grid: 600-cell refinement level n, 10(5n³+n) rotations.
     #[arg(long, default_value_t = 6)]
     pub level: usize,
@@ -165,75 +162,41 @@ pub struct Options {
     pub save_truth: bool,
 }
 
-/// Where the frames come from, opened before anything is written.
-struct Data {
-    config: SimulationConfig,
-    simulator: Option<ImageSimulator>,
-    train: Option<Dataset>,
-    test: Option<Dataset>,
-    grid: (usize, f64),
-}
-
 pub fn run(args: Options) -> Result<()> {
     crate::data::dataset::check_output_dir(&args.out, args.force)?;
     let budget = Budget::parse(args.budget.as_deref())?;
     ensure!(args.iters >= 1, "--iters must be at least 1");
+    let opened = crate::data::open(&args.files, &args.physics)?;
     ensure!(
-        args.data.is_some() || args.n.is_some(),
-        "give --n N (frames to simulate) or --data DIR"
-    );
-    ensure!(
-        args.test_data.is_none() || args.data.is_some(),
-        "--test-data needs --data"
+        opened.is_some() || args.n.is_some(),
+        "give --n N (frames to simulate) or --data PATH"
     );
     ensure!(args.chunk_mb >= 1, "--chunk-mb must be at least 1");
     let chunk_bytes = args.chunk_mb.checked_mul(1 << 20).context("--chunk-mb is too large")?;
     let grid = OrientationGrid::new(args.level)?;
-    // Everything is checked before the output directory is touched.
-    let Data {
-        config,
-        simulator,
-        train,
-        test,
-        grid: (m, spacing),
-    } = match &args.data {
-        Some(dir) => {
-            let train = Dataset::open(dir)?;
-            let test = args.test_data.as_deref().map(Dataset::open).transpose()?;
-            Data {
-                config: train.config()?,
-                grid: train.grid()?,
-                simulator: None,
-                train: Some(train),
-                test,
-            }
-        }
-        None => {
-            let molecule = args.molecule.load()?;
-            let sim = ImageSimulator::new(molecule, args.physics.config())?;
-            Data {
-                config: sim.config.clone(),
-                grid: (sim.grid.m, sim.grid.spacing),
-                simulator: Some(sim),
-                train: None,
-                test: None,
-            }
-        }
+    // Everything is checked before the output directory is touched: the data, the binned
+    // detector, the model grid and the chunk plan.
+    let simulator = match &opened {
+        Some(_) => None,
+        None => Some(ImageSimulator::new(args.molecule.load()?, args.physics.config())?),
     };
-    let (train, test) = match &simulator {
-        Some(sim) => (
+    let (train, test, config, record, recorded_grid) = match (&simulator, opened) {
+        (Some(sim), _) => (
             Source::stream(sim, Split::Train, Some(args.n.unwrap_or(0))),
             (args.n_test > 0).then(|| Source::stream(sim, Split::Test, Some(args.n_test))),
+            Some(sim.config.clone()),
+            serde_json::Value::Null,
+            Some((sim.grid.m, sim.grid.spacing)),
         ),
-        None => (
-            Source::dataset(train.context("a dataset without a simulator")?)?,
-            test.map(Source::dataset).transpose()?,
-        ),
+        (None, Some(o)) => (o.train, o.test, o.config, o.record, o.grid),
+        (None, None) => unreachable!("data are simulated or read"),
     };
-    let train = train.binned(args.bin)?;
-    let test = test.map(|t| t.binned(args.bin)).transpose()?;
+    let train = train.binned(args.bin).context("--bin")?;
+    let test = test.map(|t| t.binned(args.bin)).transpose().context("--bin")?;
     ensure!(!train.is_empty(), "--n must be at least 1");
-    let geometry = train.detector().geometry(&config.beam);
+    let detector = train.detector().clone();
+    let (m, spacing) = crate::data::open::grid(recorded_grid, &detector, args.physics.grid).context("--grid")?;
+    let beam = train.beam().clone();
     let params = EmcParams {
         beta: args.beta,
         scale: args.scale,
@@ -241,15 +204,20 @@ pub fn run(args: Options) -> Result<()> {
         path: args.path,
         chunk_bytes,
         max_s: args.max_s,
+        merge_only: (0..detector.len())
+            .filter(|&p| detector.mask[p] == PixelMask::MergeOnly)
+            .map(|p| p as u32)
+            .collect(),
         ..EmcParams::default()
     };
-    let emc = Emc::new(grid, geometry.s.clone(), &geometry.scale, m, spacing, params)?;
+    let emc = Emc::new(grid, detector.s.clone(), &detector.scale(&beam), m, spacing, params)?;
     // The chunk budget must hold the fixed scratch and some frames: dense frames (the sparse
     // path, picked below 7 % non-zero pixels, holds less), or sparse ones at full density when
     // forced (the density is not known before the frames are read).
     emc.chunk_plan(args.path == LikelihoodPath::Sparse, super::engine::full_pixels(&train))?;
     let problem = Problem {
         config,
+        record,
         simulator: simulator.as_ref(),
         train,
         test,
@@ -265,7 +233,10 @@ pub fn run(args: Options) -> Result<()> {
 
 /// The opened data and the model grid, ready to reconstruct.
 struct Problem<'a> {
-    config: SimulationConfig,
+    /// The simulation settings (simulated data or a `simulate` directory).
+    config: Option<SimulationConfig>,
+    /// What was read, for meta.json (Null when simulated).
+    record: serde_json::Value,
     simulator: Option<&'a ImageSimulator>,
     train: Source<'a>,
     test: Option<Source<'a>>,
@@ -276,13 +247,14 @@ struct Problem<'a> {
 fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budget: Budget) -> Result<()> {
     let Problem {
         config,
+        record,
         simulator,
         train,
         test,
         m,
         spacing,
     } = problem;
-    let detector = train.detector();
+    let detector = train.detector().clone();
     let grid = &emc.grid;
     let spacing_deg = grid.mean_spacing_deg();
     let n_rot = grid.len();
@@ -290,9 +262,10 @@ fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budge
     let n = train.count()?;
     let n_test = test.as_ref().map_or(Ok(0), |t| t.count())?;
     eprintln!(
-        "EMC: {n} frames of {side}×{side} pixels ({pl} in the likelihood), grid {m}³ (Δs = {spacing:.5} Å⁻¹), \
+        "EMC: {n} frames of {rows}×{cols} pixels ({pl} in the likelihood), grid {m}³ (Δs = {spacing:.5} Å⁻¹), \
          level {level}: {n_rot} rotations, mean spacing {spacing_deg:.2}°",
-        side = detector.pixels,
+        rows = detector.rows,
+        cols = detector.cols,
         pl = emc.likelihood_pixels(),
         level = args.level,
     );
@@ -499,12 +472,12 @@ fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budge
     let meta = json!({
         "software": Software::this(),
         "command": std::env::args().collect::<Vec<_>>(),
-        "data": args.data,
-        "test_data": args.test_data,
+        "data": record,
         "config": config,
         "frames": n,
         "bin": args.bin,
-        "detector_pixels_per_side": detector.pixels,
+        "detector_frame": [detector.rows, detector.cols],
+        "masked_pixels": detector.len() - detector.measured(),
         "likelihood_pixels": emc.likelihood_pixels(),
         "density": density,
         "path": if emc.sparse() { "sparse" } else { "dense" },

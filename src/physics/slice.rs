@@ -7,7 +7,8 @@
 use anyhow::ensure;
 use nalgebra::Rotation3;
 
-use super::detector::PixelGeometry;
+use super::beam::Beam;
+use super::detector::PixelDetector;
 use crate::trilinear::{lerp_xyz, Cell};
 use crate::volume::IntensityVolume;
 
@@ -29,9 +30,9 @@ pub struct Slicer {
 }
 
 impl Slicer {
-    /// Slices that return expected photons: scale_p · I(R s_p).
-    pub fn new(volume: &IntensityVolume, geometry: &PixelGeometry) -> anyhow::Result<Slicer> {
-        let scale: Vec<f32> = geometry.scale.iter().map(|&x| x as f32).collect();
+    /// Slices that return expected photons for `beam`: scale_p · I(R s_p).
+    pub fn new(volume: &IntensityVolume, geometry: &PixelDetector, beam: &Beam) -> anyhow::Result<Slicer> {
+        let scale: Vec<f32> = geometry.scale(beam).iter().map(|&x| x as f32).collect();
         Slicer::with_scale(volume, &geometry.s, scale)
     }
 

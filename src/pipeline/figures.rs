@@ -84,7 +84,7 @@ fn gallery(sim: &ImageSimulator, plots_dir: &Path, runs: &[MethodRun]) -> Result
             sim.grid.m
         );
         model.spacing = sim.grid.spacing;
-        let slicer = crate::physics::slice::Slicer::new(&model, &sim.geometry)?;
+        let slicer = crate::physics::slice::Slicer::new(&model, &sim.geometry, &sim.config.beam)?;
         let poses = read_poses(&r.dir.join(TEST_POSES_FILE))?;
         for (i, pose) in poses.iter().take(3).enumerate() {
             let mut input = vec![0f32; side * side];

@@ -54,6 +54,9 @@ pub fn radial_volume(geo: &WorkingGeometry, amps: &[f32], m: usize, spacing: f64
     let mut count = vec![0f64; nbins];
     for img in amps.chunks_exact(p) {
         for (j, s) in geo.s.iter().enumerate() {
+            if geo.pixel_weight[j] <= 0.0 {
+                continue; // not measured (mask, padding)
+            }
             let r = (s[0] * s[0] + s[1] * s[1] + s[2] * s[2]).sqrt() / spacing;
             let b = (r.round() as usize).min(nbins - 1);
             sum[b] += (img[j] / geo.pixel_weight[j]) as f64;

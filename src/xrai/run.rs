@@ -21,8 +21,8 @@ use super::train::{train_loop, LoopOptions};
 use super::trainer::{read_config, CheckpointState, Trainer, VolumeInit};
 use super::{SymmetricBranch, XraiConfig};
 use crate::data::dataset::write_atomically;
-use crate::data::options::{MoleculeArgs, PhysicsArgs};
-use crate::data::{Dataset, ImageSimulator, Rescale, Source, Split};
+use crate::data::options::{DataArgs, MoleculeArgs, PhysicsArgs};
+use crate::data::{ImageSimulator, Opened, Rescale, Source, Split};
 use crate::method::output::{
     self, BudgetRecord, MethodOutput, Objective, PoseCounts, PoseErrors, ProgressPoint, Software, Timings, VolumeGrid,
 };
@@ -96,13 +96,9 @@ pub struct Options {
     pub molecule: MoleculeArgs,
     #[command(flatten)]
     pub physics: PhysicsArgs,
-    /// Train on a dataset written by `xrai-bench simulate` instead of simulating (its
-    /// meta.json gives the geometry); epochs run over its images.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Held-out test dataset for --data (default: none, so only the training poses are scored).
-    #[arg(long, requires = "data")]
-    pub test_data: Option<PathBuf>,
+    /// Frames read from files instead of simulated (epochs run over them); see --data.
+    #[command(flatten)]
+    pub files: DataArgs,
     /// Training-set size: a fixed set of N images revisited by epochs. Without it every step
     /// takes fresh images from the stream.
     #[arg(long, short = 'n')]
@@ -268,31 +264,10 @@ fn config(args: &Options) -> Result<XraiConfig> {
 }
 
 /// The data, opened before anything is written: the simulator's stream (the molecule is loaded
-/// first, so a bad --pdb fails at once) or datasets on disk.
+/// first, so a bad --pdb fails at once) or files ([`DataArgs`]).
 enum Data {
     Simulated(Box<ImageSimulator>),
-    Stored(Box<Stored>),
-}
-
-struct Stored {
-    train: Source<'static>,
-    test: Option<Source<'static>>,
-    config: crate::data::SimulationConfig,
-    grid: (usize, f64),
-}
-
-impl Stored {
-    fn open(train: &Path, test: Option<&Path>) -> Result<Stored> {
-        let dataset = Dataset::open(train)?;
-        let (config, grid) = (dataset.config()?, dataset.grid()?);
-        let test = test.map(|t| Dataset::open(t).and_then(Source::dataset)).transpose()?;
-        Ok(Stored {
-            train: Source::dataset(dataset)?,
-            test,
-            config,
-            grid,
-        })
-    }
+    Files(Box<Opened>),
 }
 
 pub fn run(mut args: Options) -> Result<()> {
@@ -325,8 +300,13 @@ pub fn run(mut args: Options) -> Result<()> {
             Device::new_cuda(0).context("--device cuda: build with --features cuda on a machine with a GPU")?
         }
     };
-    let data = match &args.data {
-        Some(dir) => Data::Stored(Box::new(Stored::open(dir, args.test_data.as_deref())?)),
+    let data = match crate::data::open(&args.files, &args.physics)? {
+        Some(opened) => {
+            // the working geometry and the evaluation grid the run will use
+            let geo = WorkingGeometry::from_detector(opened.train.full_detector(), cfg.working_size)?;
+            crate::data::open::grid(opened.grid, &geo.binned, args.physics.grid).context("--grid")?;
+            Data::Files(Box::new(opened))
+        }
         None => Data::Simulated(Box::new(ImageSimulator::new(
             args.molecule.load()?,
             args.physics.config(),
@@ -341,6 +321,7 @@ pub fn run(mut args: Options) -> Result<()> {
             "test pose error median {:.2}° (rms {:.2}°) on {} images, ",
             e.median_deg, e.rms_deg, e.images
         ),
+        None if done.poses.test > 0 => format!("{} test poses (no true poses to score them), ", done.poses.test),
         None => "no test set, ".into(),
     };
     let train_line = done
@@ -364,29 +345,49 @@ fn train(
     budget: Budget,
     staging: &Path,
 ) -> Result<MethodOutput> {
-    let (sim, stored) = match data {
+    let (sim, opened) = match data {
         Data::Simulated(sim) => (Some(sim), None),
-        Data::Stored(stored) => (None, Some(stored)),
+        Data::Files(opened) => (None, Some(*opened)),
     };
-    let (train_source, test_source, sim_config, (eval_m, eval_spacing)) = match (&sim, stored) {
+    let (train_source, test_source, sim_config, recorded_grid, record) = match (&sim, opened) {
         (Some(sim), _) => (
             Source::stream(sim, Split::Train, args.n),
             Some(Source::stream(sim, Split::Test, None)),
-            sim.config.clone(),
-            (sim.grid.m, sim.grid.spacing),
+            Some(sim.config.clone()),
+            Some((sim.grid.m, sim.grid.spacing)),
+            serde_json::Value::Null,
         ),
-        (None, Some(st)) => {
+        (None, Some(o)) => {
             let source = match args.n {
-                Some(n) => st.train.take(n),
-                None => st.train,
+                Some(n) => o.train.take(n),
+                None => o.train,
             };
-            (source, st.test, st.config, st.grid)
+            (source, o.test, o.config, o.grid, o.record)
         }
-        (None, None) => unreachable!("data is simulated or stored"),
+        (None, None) => unreachable!("data are simulated or read"),
     };
     let train_n = train_source.len();
-    let geo = WorkingGeometry::from_config(&sim_config, cfg.working_size)?;
-    let normalize_total = match sim_config.rescale {
+    let geo = WorkingGeometry::from_detector(train_source.full_detector(), cfg.working_size)?;
+    let (eval_m, eval_spacing) = crate::data::open::grid(recorded_grid, &geo.binned, args.physics.grid)?;
+    if !record.is_null() {
+        let used = geo
+            .loss_mask
+            .as_ref()
+            .map_or(geo.pixels(), |m| m.iter().filter(|&&v| v > 0.0).count());
+        eprintln!(
+            "frames {}×{} binned {f}×{f} → {}×{}, placed with the beam at the centre of the {s}×{s} working image; \
+             {used} of its {} pixels in the loss",
+            geo.full_rows,
+            geo.full_cols,
+            geo.binned.rows,
+            geo.binned.cols,
+            geo.pixels(),
+            f = geo.factor,
+            s = geo.side,
+        );
+    }
+    let rescale = sim_config.as_ref().map_or(Rescale::None, |c| c.rescale);
+    let normalize_total = match rescale {
         Rescale::PerImage(t) => Some(t),
         _ => None,
     };
@@ -457,7 +458,7 @@ fn train(
             DataLoss::Poisson => "Poisson",
         },
         cfg.batch,
-        match (train_n, &args.data) {
+        match (train_n, &args.files.data) {
             (Some(n), Some(d)) => format!("{n} training images from {}", d.display()),
             (Some(n), None) => format!("{n} training images"),
             (None, _) => "fresh images every step".into(),
@@ -484,7 +485,7 @@ fn train(
         checkpoint_every: args.checkpoint_every,
         checkpoint_dir: Some(staging.join("checkpoint")),
         progress: true,
-        rescale: Some(sim_config.rescale),
+        rescale: Some(rescale),
     };
     let mut progress = Vec::new();
     let state = train_loop(
@@ -559,7 +560,7 @@ fn train(
     let summary = serde_json::json!({
         "software": Software::this(),
         "command": std::env::args().collect::<Vec<_>>(),
-        "data": args.data,
+        "data": record,
         "steps": state.step,
         "elapsed_s": state.elapsed_s,
         "images_seen": state.images_seen,

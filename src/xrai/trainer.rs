@@ -237,8 +237,21 @@ impl Trainer {
         let p = self.geometry.pixels();
         let b = amps.len() / p;
         let k = self.cfg.heads;
-        let target = Tensor::from_vec(amps.to_vec(), (b, p), &self.device)?;
-        let target_pi = Tensor::from_vec(rotate_pi(amps, p), (b, p), &self.device)?;
+        // The loss sees only the pixels it uses (measured, π partner measured; the mask is
+        // symmetric under π, so the π target is masked alike); the encoder sees all measured ones.
+        let masked;
+        let target_values = match &self.geometry.loss_mask {
+            Some(mask) => {
+                masked = amps
+                    .chunks_exact(p)
+                    .flat_map(|img| img.iter().zip(mask).map(|(a, m)| a * m))
+                    .collect::<Vec<f32>>();
+                &masked[..]
+            }
+            None => amps,
+        };
+        let target = Tensor::from_vec(target_values.to_vec(), (b, p), &self.device)?;
+        let target_pi = Tensor::from_vec(rotate_pi(target_values, p), (b, p), &self.device)?;
         let decode = |x: &Tensor| -> candle_core::Result<(Tensor, Tensor)> {
             let sixd = self.encoder.forward_t(&self.input(x)?, train)?;
             let rots = sixd_to_rotation(&sixd.reshape((b * k, 6))?)?;

@@ -9,7 +9,7 @@
 //! **Units.**
 //! - `qx qy qz`: the pixel's scattering vector in Dragonfly's *voxel units*, q = s / q_sep, where
 //!   s = (û − ẑ)/λ in Å⁻¹ (no 2π; û the unit vector to the pixel, ẑ the beam) — the s of
-//!   [`crate::physics::detector::PixelGeometry`] — and q_sep is the spacing of the reciprocal-space
+//!   [`crate::physics::detector::PixelDetector`] — and q_sep is the spacing of the reciprocal-space
 //!   grid in Å⁻¹. The pixels lie on the Ewald sphere through the origin,
 //!   |q + ewald_rad ẑ| = ewald_rad, with qz ≤ 0 (files with positive qz on average, an older
 //!   convention Dragonfly's Python reader also accepts, are read with qz negated).
@@ -31,8 +31,9 @@
 //! numbers in a photon file index the detector directly; qx along x (columns), qy along y (rows);
 //! detd = D / (L / N); `ewald_rad = detd` (Dragonfly's default: one voxel ≈ one pixel at the
 //! detector's centre, q_sep = 1 / (λ · detd)); mask 0 everywhere.
-//! [`DragonflyDetector::to_pixels`] goes back to per-pixel s (Å⁻¹), P·Ω and mask, and
-//! [`DetectorPixels::scale`] to the expected photons per unit |F|², fluence · r_e² · P · Ω.
+//! [`DragonflyDetector::to_pixels`] goes back to this program's detector model
+//! ([`PixelDetector`]: per-pixel s in Å⁻¹, P·Ω, mask, frame shape), whose
+//! [`PixelDetector::scale`] gives the expected photons per unit |F|², fluence · r_e² · P · Ω.
 //!
 //! **Numbers in the file.** Pixel columns are written as C's `%22.16e` (Dragonfly writes
 //! `%21.15e`; the one extra digit makes every f64 read back exactly), the header's `detd` and
@@ -44,8 +45,8 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 
 use crate::formats::{place_file, temporary_path, FormatError};
-use crate::physics::beam::{Beam, CLASSICAL_ELECTRON_RADIUS_M};
-use crate::physics::detector::{Detector, PixelGeometry};
+use crate::physics::beam::Beam;
+use crate::physics::detector::{frame_shape, Detector, PixelDetector, PixelMask};
 
 /// Mask value: pixel used for everything.
 pub const MASK_GOOD: u8 = 0;
@@ -69,43 +70,6 @@ pub struct DragonflyDetector {
     pub detd: Option<f64>,
     /// Ewald sphere radius in voxels; absent in old-format files.
     pub ewald_rad: Option<f64>,
-}
-
-/// A detector as this program's methods see it: per-pixel scattering vectors, correction and
-/// mask, in pixel order.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DetectorPixels {
-    /// s = (û − ẑ)/λ per pixel, Å⁻¹.
-    pub s: Vec<[f64; 3]>,
-    /// Polarisation × solid angle (steradians) per pixel.
-    pub polarization_solid_angle: Vec<f64>,
-    /// Dragonfly's mask values per pixel (0 good, 1 merge only, 2 ignored).
-    pub mask: Vec<u8>,
-    /// Wavelength, Å.
-    pub wavelength: f64,
-}
-
-impl DetectorPixels {
-    /// The pixels of this program's detector geometry, none masked.
-    pub fn from_geometry(geometry: &PixelGeometry) -> Self {
-        DetectorPixels {
-            s: geometry.s.clone(),
-            polarization_solid_angle: geometry
-                .polarization
-                .iter()
-                .zip(&geometry.solid_angle)
-                .map(|(p, o)| p * o)
-                .collect(),
-            mask: vec![MASK_GOOD; geometry.len()],
-            wavelength: geometry.wavelength,
-        }
-    }
-
-    /// Expected photons per unit |F|² (electrons²) per pixel for `beam`: fluence · r_e² · P · Ω.
-    pub fn scale(&self, beam: &Beam) -> Vec<f64> {
-        let k = beam.fluence_per_m2() * CLASSICAL_ELECTRON_RADIUS_M * CLASSICAL_ELECTRON_RADIUS_M;
-        self.polarization_solid_angle.iter().map(|c| k * c).collect()
-    }
 }
 
 /// Why a Dragonfly detector cannot be turned into scattering vectors.
@@ -137,27 +101,32 @@ impl DragonflyDetector {
     /// This program's detector and beam as a Dragonfly detector (see the module docs).
     pub fn from_detector(detector: &Detector, beam: &Beam) -> Self {
         let detd = detector.distance_m / (detector.side_m / detector.pixels as f64);
-        Self::from_pixels(&DetectorPixels::from_geometry(&detector.geometry(beam)), detd, detd)
+        Self::from_pixels(&detector.geometry(beam), detd, detd)
     }
 
     /// Pixels with scattering vectors in Å⁻¹ as a Dragonfly detector with the given `detd`
-    /// (pixel sizes) and `ewald_rad` (voxels): q = s · λ · ewald_rad.
-    pub fn from_pixels(pixels: &DetectorPixels, detd: f64, ewald_rad: f64) -> Self {
+    /// (pixel sizes) and `ewald_rad` (voxels): q = s · λ · ewald_rad. The frame shape is not
+    /// stored: the pixels' positions give it back ([`DragonflyDetector::to_pixels`]).
+    pub fn from_pixels(pixels: &PixelDetector, detd: f64, ewald_rad: f64) -> Self {
         let k = pixels.wavelength * ewald_rad;
         DragonflyDetector {
             qx: pixels.s.iter().map(|s| s[0] * k).collect(),
             qy: pixels.s.iter().map(|s| s[1] * k).collect(),
             qz: pixels.s.iter().map(|s| s[2] * k).collect(),
-            corr: pixels.polarization_solid_angle.clone(),
-            mask: pixels.mask.clone(),
+            corr: pixels.correction.clone(),
+            mask: pixels.mask.iter().map(|&m| m as u8).collect(),
             detd: Some(detd),
             ewald_rad: Some(ewald_rad),
         }
     }
 
-    /// Per-pixel s = q / (λ · ewald_rad) in Å⁻¹ for wavelength λ (Å), with P·Ω and mask. Checks
-    /// that every pixel lies on the Ewald sphere of radius `ewald_rad` (to 0.1 %).
-    pub fn to_pixels(&self, wavelength: f64) -> Result<DetectorPixels, ConversionError> {
+    /// This program's detector model: per-pixel s = q / (λ · ewald_rad) in Å⁻¹ for wavelength λ
+    /// (Å), P·Ω and mask (0 → good, 1 → merge only, 2 → bad). Checks that every pixel lies on
+    /// the Ewald sphere of radius `ewald_rad` (to 0.1 %). The frame shape is found from the
+    /// pixels' positions ([`frame_shape`]: a regular grid filled row after row); pixels that do
+    /// not form one are a single row of `num_pix` (a pixel list, which cannot be binned or made
+    /// an image).
+    pub fn to_pixels(&self, wavelength: f64) -> Result<PixelDetector, ConversionError> {
         if !(wavelength.is_finite() && wavelength > 0.0) {
             return Err(ConversionError::Wavelength(wavelength));
         }
@@ -180,10 +149,22 @@ impl DragonflyDetector {
             }
         }
         let k = 1.0 / (wavelength * radius);
-        Ok(DetectorPixels {
-            s: (0..n).map(|t| [self.qx[t] * k, self.qy[t] * k, qz(t) * k]).collect(),
-            polarization_solid_angle: self.corr.clone(),
-            mask: self.mask.clone(),
+        let s: Vec<[f64; 3]> = (0..n).map(|t| [self.qx[t] * k, self.qy[t] * k, qz(t) * k]).collect();
+        let (rows, cols) = frame_shape(&s, wavelength).unwrap_or((1, n));
+        Ok(PixelDetector {
+            rows,
+            cols,
+            s,
+            correction: self.corr.clone(),
+            mask: self
+                .mask
+                .iter()
+                .map(|&m| match m {
+                    MASK_GOOD => PixelMask::Good,
+                    MASK_MERGE_ONLY => PixelMask::MergeOnly,
+                    _ => PixelMask::Bad,
+                })
+                .collect(),
             wavelength,
         })
     }

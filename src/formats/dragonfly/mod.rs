@@ -17,5 +17,5 @@
 pub mod detector;
 pub mod emc;
 
-pub use detector::{read_detector, write_detector, DetectorPixels, DragonflyDetector};
+pub use detector::{read_detector, write_detector, DragonflyDetector};
 pub use emc::{EmcKind, EmcReader, EmcSummary, EmcWriter, SparseFrame};
