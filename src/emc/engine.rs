@@ -19,6 +19,7 @@
 //!   maximisation; updating φ after the merge with the old slices makes φ and the model's overall
 //!   level see-saw and the likelihood oscillate).
 
+use std::ops::Range;
 use std::time::Instant;
 
 use anyhow::{ensure, Context};
@@ -543,13 +544,23 @@ impl Emc {
     /// and likelihood step, no update (held-out test frames). Scale factors, if on, are each
     /// frame's total over the mean slice total.
     pub fn assign(&self, source: &Source, beta: f64) -> anyhow::Result<Vec<Assignment>> {
+        let n = source.count()?;
+        self.assign_frames(source, 0..n, beta)
+    }
+
+    /// [`assign`](Self::assign) for frames `frames` of `source` only.
+    pub fn assign_frames(&self, source: &Source, frames: Range<usize>, beta: f64) -> anyhow::Result<Vec<Assignment>> {
         ensure!(
             source.pixels() == self.pixels(),
             "frames have {} pixels, the detector {}",
             source.pixels(),
             self.pixels()
         );
-        let n = source.count()?;
+        ensure!(
+            frames.end <= source.count()?,
+            "frames {frames:?} of a source of {}",
+            source.count()?
+        );
         let sparse = match self.params.path {
             LikelihoodPath::Dense => false,
             LikelihoodPath::Sparse => true,
@@ -559,10 +570,11 @@ impl Emc {
         let t = self.slice_totals(&slicer);
         let mean_t = t.iter().map(|&x| x as f64).sum::<f64>() / t.len() as f64;
         let per_chunk = self.chunk_plan(sparse, full_pixels(source))?.frames;
-        let mut out = Vec::with_capacity(n);
-        for start in (0..n).step_by(per_chunk) {
+        let mut out = Vec::with_capacity(frames.len());
+        let end = frames.end;
+        for start in frames.step_by(per_chunk) {
             let chunk = self
-                .load_chunk(source, start, per_chunk.min(n - start), sparse, None)?
+                .load_chunk(source, start, per_chunk.min(end - start), sparse, None)?
                 .expect("no deadline");
             let phi: Vec<f32> = if self.params.scale {
                 (0..chunk.n)

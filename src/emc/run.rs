@@ -323,9 +323,20 @@ fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budge
     let mut out_of_budget = !prepared;
     let mut partial: Option<PartialPass> = None;
     let mut beta = args.beta;
-    // Time kept for the test frames' assignment: an E-step over n_test frames, estimated from
-    // the iterations measured so far (an iteration is an E-step and a merge over n frames).
-    let mut reserve_s = 0.0;
+    // Time kept for the test frames' assignment, which comes after the last iteration and
+    // inside the budget: before the first iteration, its cost measured on up to 256 test frames
+    // (so that a budget that allows a single iteration still keeps it: at N = 50K, level 6,
+    // a 10-minute budget otherwise ran 54 s over); later, an E-step over n_test frames at the
+    // cost of the iterations measured so far (an iteration is an E-step and a merge over n).
+    let mut reserve_s = match &test {
+        Some(t) if prepared && n_test > 0 => {
+            let k = n_test.min(256);
+            let t0 = Instant::now();
+            emc.assign_frames(t, 0..k, args.beta)?;
+            1.2 * t0.elapsed().as_secs_f64() / k as f64 * n_test as f64 + 1.0
+        }
+        _ => 0.0,
+    };
     for it in 0..if prepared { args.iters } else { 0 } {
         if it > 0 && it % args.beta_period.max(1) == 0 {
             beta = (beta * args.beta_jump).min(args.beta_max.max(args.beta));
@@ -370,7 +381,7 @@ fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budge
                 });
                 history.push(s);
                 let per_frame = history.iter().map(|h| h.seconds).fold(0.0, f64::max) / n as f64;
-                reserve_s = 1.2 * per_frame * n_test as f64 + 1.0;
+                reserve_s = reserve_s.max(1.2 * per_frame * n_test as f64 + 1.0);
             }
             None => {
                 out_of_budget = true;

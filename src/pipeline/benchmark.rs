@@ -10,12 +10,14 @@ use anyhow::{bail, ensure, Context, Result};
 
 use super::child::child;
 use super::evaluate::{evaluate, Evaluation};
+use super::external;
 use super::settings::{
     data_args, differences, ensure_same_settings, merge_config, method_settings, simulation_config, validate,
 };
 use super::staging::{resume_dirs, staging_dir};
 use super::{figures, MethodRun, RunArgs, RunControl};
 use crate::data::ImageSimulator;
+use crate::eval::fsc::THRESHOLD_HALF;
 use crate::method::{self, Job, Method, MethodOutput};
 use crate::mrc::{read_mrc, write_mrc};
 use crate::report::table::{append_summary, hours_minutes, markdown, write_table, ResultRow};
@@ -57,9 +59,9 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
     validate(&args)?;
     ensure!(args.n.len() == 1, "one run takes one --n (several sizes make a sweep)");
     ensure!(
-        !args.pdb.contains(','),
+        !args.pdb().contains(','),
         "one run takes one --pdb (several proteins make a sweep: xrai-bench sweep --pdb {})",
-        args.pdb
+        args.pdb()
     );
     let n = args.n[0];
     let methods: Vec<&'static dyn Method> = args
@@ -69,23 +71,35 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
             method::find(id).with_context(|| format!("--methods: unknown method {id:?} (known: {})", method::ids()))
         })
         .collect::<Result<_>>()?;
-    // The molecule first: a missing PDB entry fails here, before any work or any file.
-    let molecule = crate::physics::molecule::load(&args.pdb, None, false, false)?;
-    let sim = ImageSimulator::new(molecule, simulation_config(&args))?;
+    // The data first, simulated or read: a missing PDB entry or a bad file fails here, before
+    // any work or any file.
+    let external = args.data.as_ref().map(|_| external::check(&args, n)).transpose()?;
+    let sim = match &external {
+        None => {
+            let molecule = crate::physics::molecule::load(args.pdb(), None, false, false)?;
+            Some(ImageSimulator::new(molecule, simulation_config(&args))?)
+        }
+        Some(_) => {
+            if let Some(pdb) = &args.pdb {
+                crate::physics::molecule::load(pdb, None, false, false).with_context(|| format!("--pdb {pdb}"))?;
+            }
+            None
+        }
+    };
     announce(&args, n, &methods, &final_dir);
     let started = Instant::now();
     std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
     std::fs::write(staging.join("run.toml"), toml::to_string_pretty(&args)?)?;
     eprintln!(
         "run: {} → {} (staged in {})",
-        args.pdb,
+        dataset_name(&args),
         final_dir.display(),
         staging.display()
     );
 
     // Ground truth on the evaluation grid (the simulator's, shared by every method).
     let truth_dir = staging.join("truth");
-    if !truth_dir.join("density.mrc").exists() {
+    if let Some(sim) = sim.as_ref().filter(|_| !truth_dir.join("density.mrc").exists()) {
         std::fs::create_dir_all(&truth_dir)?;
         write_mrc(truth_dir.join("amplitude.mrc"), &sim.transform.amplitude(), true)?;
         write_mrc(
@@ -94,17 +108,50 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
             true,
         )?;
     }
+    let data = match &external {
+        None => data_args(&args),
+        Some(_) => external::method_flags(&args, 0..n, n),
+    };
     let mut runs = Vec::new();
     for m in &methods {
-        runs.push(run_method(*m, &args, n, &staging)?);
+        runs.push(run_method(*m, &args, n, &staging, &data, "")?);
     }
 
     // Evaluation: phase each amplitude volume, align the density onto the truth, FSC.
-    let truth_density = read_mrc(&truth_dir.join("density.mrc"))?;
     let mut evaluations = Vec::new();
     let mut fsc_curves = Vec::new();
-    for r in &runs {
-        let (e, curve) = evaluate(r, &truth_density, &staging, args.phasing_starts, args.seed)?;
+    let (starts, seed) = (args.phasing_starts, args.seed);
+    for (r, m) in runs.iter().zip(&methods) {
+        let (e, curve) = match (&external, &args.pdb) {
+            (None, _) => evaluate(
+                r,
+                &read_mrc(&truth_dir.join("density.mrc"))?,
+                &staging,
+                starts,
+                seed,
+                THRESHOLD_HALF,
+            )?,
+            (Some(_), Some(pdb)) => {
+                let truth = external::truth_on_grid(pdb, &r.dir.join(crate::method::output::AMPLITUDE_FILE))?;
+                evaluate(r, &truth, &staging, starts, seed, THRESHOLD_HALF)?
+            }
+            (Some(_), None) => {
+                // Half-set FSC: the two halves of the training frames, reconstructed apart.
+                let [a, b] = external::halves(n).map(|h| {
+                    let flags = external::method_flags(&args, h.clone(), n);
+                    let tag = if h.start == 0 { "-half1" } else { "-half2" };
+                    run_method(*m, &args, h.end - h.start, &staging, &flags, tag)
+                });
+                let (a, b) = (a?, b?);
+                let first = half_density(&a, starts, seed)?;
+                let (e, curve) = evaluate(&b, &first, &staging, starts, seed, external::THRESHOLD_HALF_SET)?;
+                eprintln!(
+                    "  {}: half-set FSC 0.143 at {:.2} px ({:.2} Å)",
+                    r.label, e.resolution_px, e.resolution_angstrom
+                );
+                (e, curve)
+            }
+        };
         fsc_curves.push((r.label.to_string(), curve));
         evaluations.push(e);
     }
@@ -119,7 +166,14 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
     let md = markdown(&rows);
     std::fs::write(staging.join("table.md"), &md)?;
     if !control.no_plots {
-        if let Err(e) = figures::draw(&sim, &staging, &runs, &fsc_curves) {
+        let drawn = match &sim {
+            Some(sim) => figures::draw(sim, &staging, &runs, &fsc_curves),
+            None => std::fs::create_dir_all(staging.join("plots"))
+                .map_err(anyhow::Error::from)
+                .and_then(|_| crate::report::plots::fsc_curves(&staging.join("plots").join("fsc"), &fsc_curves))
+                .map(|_| ()),
+        };
+        if let Err(e) = drawn {
             eprintln!("warning: plots incomplete: {e:#}");
         }
     }
@@ -127,8 +181,12 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
         "software": crate::method::output::Software::this(),
         "command": std::env::args().collect::<Vec<_>>(),
         "settings": args,
-        "simulation": sim.config,
-        "evaluation_grid": {"m": sim.grid.m, "spacing_per_angstrom": sim.grid.spacing},
+        "simulation": sim.as_ref().map(|s| &s.config),
+        "evaluation_grid": sim.as_ref().map(|s| serde_json::json!({"m": s.grid.m, "spacing_per_angstrom": s.grid.spacing})),
+        "data": external.as_ref().map(|e| serde_json::json!({
+            "path": e.path, "frames": e.frames, "true_poses": e.has_poses,
+            "scored_against": args.pdb.clone().unwrap_or_else(|| "half-set FSC at 0.143".into()),
+        })),
         "methods": runs.iter().zip(&evaluations).map(|(r, e)| serde_json::json!({
             "method": r.id, "dir": r.dir, "wall_time_s": r.wall_time_s, "repeat": r.repeat,
             "output": r.output, "evaluation": e,
@@ -169,11 +227,16 @@ fn announce(args: &RunArgs, n: u64, methods: &[&'static dyn Method], final_dir: 
         parts.push(format!("{} (budget {budget}{repeats})", m.label()));
     }
     eprintln!(
-        "xrai-bench: the benchmark on {}: {n} training and {} test images; {} — each then phased ({} starts),          aligned and scored against the truth. It takes at most about {} (a method stops at its budget; the          README's default run took 76 min on 2 cores). Results go to {}; Ctrl-C stops it, --resume {} continues it.",
-        args.pdb,
+        "xrai-bench: the benchmark on {}: {n} training and {} test images; {} — each then phased ({} starts),          aligned and scored{}. It takes at most about {} (a method stops at its budget; the          README's default run took 76 min on 2 cores). Results go to {}; Ctrl-C stops it, --resume {} continues it.",
+        dataset_name(args),
         args.n_test,
         parts.join(", "),
         args.phasing_starts,
+        match (&args.data, &args.pdb) {
+            (None, _) => " against the truth".to_string(),
+            (Some(_), Some(p)) => format!(" against {p}"),
+            (Some(_), None) => " by half-set FSC (each method also reconstructs both halves of the frames)".to_string(),
+        },
         hours_minutes(upper_s),
         final_dir.display(),
         final_dir.display()
@@ -182,20 +245,26 @@ fn announce(args: &RunArgs, n: u64, methods: &[&'static dyn Method], final_dir: 
 
 /// Runs one method (each repeat in its own directory and process, unless a resumed run already
 /// finished it) and keeps the best repeat by median train pose error.
-fn run_method(m: &'static dyn Method, args: &RunArgs, n: u64, staging: &Path) -> Result<MethodRun> {
+fn run_method(
+    m: &'static dyn Method,
+    args: &RunArgs,
+    n: u64,
+    staging: &Path,
+    data: &[String],
+    tag: &str,
+) -> Result<MethodRun> {
     let (budget, extra) = method_settings(args, m.id());
-    let data = data_args(args);
     let mut best: Option<(f64, MethodRun)> = None;
     for r in 1..=args.repeats {
         let dir = staging.join(if args.repeats == 1 {
-            m.id().to_string()
+            format!("{}{tag}", m.id())
         } else {
-            format!("{}-r{r}", m.id())
+            format!("{}{tag}-r{r}", m.id())
         });
         let stage = dir.join("stage.txt");
         if !dir.join(crate::method::output::OUTPUT_FILE).exists() {
             let job = Job {
-                data_args: &data,
+                data_args: data,
                 n_train: n,
                 n_test: args.n_test,
                 seed: args.seed,
@@ -240,6 +309,43 @@ fn run_method(m: &'static dyn Method, args: &RunArgs, n: u64, staging: &Path) ->
     Ok(best.context("at least one repeat")?.1)
 }
 
+/// What the run's rows name as the dataset: the molecule simulated, or the file read (with the
+/// structure it is scored against).
+fn dataset_name(args: &RunArgs) -> String {
+    match (&args.data, &args.pdb) {
+        (None, _) => args.pdb().to_string(),
+        (Some(d), pdb) => {
+            let file = d
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match pdb {
+                Some(p) => format!("{file} vs {p}"),
+                None => file,
+            }
+        }
+    }
+}
+
+/// The phased density of the first half-set map (the reference the second is aligned onto),
+/// kept in `eval/<method>-half1/` for a resumed run.
+fn half_density(r: &MethodRun, starts: usize, seed: u64) -> Result<crate::volume::DensityMap> {
+    let path = r.dir.join("half_density.mrc");
+    if !path.exists() {
+        let amplitude = read_mrc(&r.dir.join(crate::method::output::AMPLITUDE_FILE))?;
+        let phased = crate::eval::phasing::phase(
+            &amplitude,
+            &crate::eval::phasing::PhasingParams {
+                starts,
+                seed,
+                ..Default::default()
+            },
+        );
+        write_mrc(&path, &phased.density, true)?;
+    }
+    Ok(read_mrc(&path)?)
+}
+
 /// The method process's wall time recorded by the benchmark (`stage.txt`).
 fn stage_wall_time(stage: &Path) -> Option<f64> {
     let text = std::fs::read_to_string(stage).ok()?;
@@ -260,8 +366,8 @@ fn row(args: &RunArgs, n: u64, r: &MethodRun, e: &Evaluation, commit: &str, fina
         map.insert("extra".into(), extra.join(" ").into());
     }
     ResultRow {
-        pdb_id: args.pdb.clone(),
-        chain: chain_label(&args.pdb),
+        pdb_id: dataset_name(args),
+        chain: chain_label(args.pdb()),
         n_train: n,
         n_test: args.n_test,
         method: r.id.into(),

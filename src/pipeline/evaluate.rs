@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::MethodRun;
 use crate::eval::align::{align, AlignParams};
-use crate::eval::fsc::{fsc, THRESHOLD_HALF};
+use crate::eval::fsc::fsc;
 use crate::eval::phasing::{phase, PhasingParams};
 use crate::method::output::AMPLITUDE_FILE;
 use crate::mrc::{read_mrc, write_mrc};
@@ -22,20 +22,23 @@ use crate::volume::DensityMap;
 pub struct Evaluation {
     pub resolution_px: f64,
     pub resolution_angstrom: f64,
-    /// Whether the FSC crossed 0.5 inside the grid (else the resolution is the grid's limit).
+    /// Whether the FSC crossed its threshold inside the grid (else the resolution is the grid's
+    /// limit).
     pub crossed: bool,
     pub fourier_error: f64,
     pub alignment_correlation: f64,
     pub seconds: f64,
 }
 
-/// Phase, align onto the truth, FSC. Returns the evaluation and the FSC curve as (1/Å, FSC).
+/// Phase, align onto the truth, FSC read at `threshold`. Returns the evaluation and the FSC
+/// curve as (1/Å, FSC).
 pub fn evaluate(
     r: &MethodRun,
     truth: &DensityMap,
     staging: &Path,
     starts: usize,
     seed: u64,
+    threshold: f64,
 ) -> Result<(Evaluation, Vec<(f64, f64)>)> {
     let out = staging.join("eval").join(r.id);
     std::fs::create_dir_all(&out)?;
@@ -65,7 +68,7 @@ pub fn evaluate(
                 curve.counts[k]
             ));
         }
-        let res = curve.resolution(THRESHOLD_HALF);
+        let res = curve.resolution(threshold);
         let evaluation = Evaluation {
             resolution_px: res.resolution_px,
             resolution_angstrom: res.resolution_angstrom,
@@ -77,7 +80,7 @@ pub fn evaluate(
         std::fs::write(&record, serde_json::to_string_pretty(&evaluation)?)?;
         std::fs::write(&fsc_csv, text)?;
         eprintln!(
-            "  {}: phased and aligned in {:.0} s, FSC 0.5 at {:.2} px ({:.2} Å)",
+            "  {}: phased and aligned in {:.0} s, FSC {threshold} at {:.2} px ({:.2} Å)",
             r.label, evaluation.seconds, res.resolution_px, res.resolution_angstrom
         );
     }

@@ -9,12 +9,15 @@
 //! - [`child`]: a method's process (wall time, peak memory);
 //! - [`benchmark`]: one run (one dataset size);
 //! - [`evaluate`]: phasing, alignment and FSC of one method's map;
+//! - [`external`]: the benchmark on a file's frames (`--data`), scored against a structure or by
+//!   half-set FSC;
 //! - [`figures`]: the run's plots;
 //! - [`sweep`]: several sizes and the scaling plots.
 
 pub mod benchmark;
 pub mod child;
 pub mod evaluate;
+pub mod external;
 pub mod figures;
 pub mod settings;
 pub mod staging;
@@ -48,7 +51,7 @@ pub fn run(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMatches
     }
     let args = settings::merge_config(args, matches, control.config.as_deref())?;
     anyhow::ensure!(!args.n.is_empty(), "--n: give at least one training-set size");
-    if args.n.len() == 1 && !sweep && !args.pdb.contains(',') {
+    if args.n.len() == 1 && !sweep && !args.pdb().contains(',') {
         return benchmark::run_one(
             args,
             RunControl {

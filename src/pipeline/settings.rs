@@ -25,10 +25,12 @@ pub enum Noise {
 #[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunArgs {
-    /// PDB ID (e.g. 2CEX_A) or path to a .pdb/.cif file (the bundled 2CEX chain A by default).
-    /// Several, separated by commas (2CEX_A,2DHB), make a sweep with one series per protein.
-    #[arg(long, default_value = "2CEX_A")]
-    pub pdb: String,
+    /// PDB ID (e.g. 2CEX_A) or path to a .pdb/.cif file: the molecule simulated (default: the
+    /// bundled 2CEX chain A). Several, separated by commas (2CEX_A,2DHB), make a sweep with one
+    /// series per protein. With --data: the structure the maps are scored against (none: the
+    /// maps are scored by half-set FSC).
+    #[arg(long)]
+    pub pdb: Option<String>,
     /// Training images (a fixed set revisited by X-RAI's epochs; EMC reads them all). Several
     /// sizes, comma-separated (e.g. 5000,50000,500000), run a sweep: one run per size and the
     /// runtime- and accuracy-against-N plots.
@@ -93,12 +95,36 @@ pub struct RunArgs {
     /// Phasing starts for each method's evaluation.
     #[arg(long, default_value_t = PhasingParams::default().starts)]
     pub phasing_starts: usize,
+    /// Reconstruct from a file's frames instead of simulating (README, "Your own data"): a
+    /// `simulate` directory, a Dragonfly photon file (.emc, with --detector) or a CXI/HDF5 file
+    /// (with the hdf5 build feature). The first --n frames train, the next --n-test are held out.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Detector file of --data (Dragonfly .dat; default: detector.dat beside a .emc file).
+    #[arg(long)]
+    pub detector: Option<PathBuf>,
+    /// Path of the frames inside an HDF5 file given as --data.
+    #[arg(long)]
+    pub dataset_path: Option<String>,
+    /// Photon energy in eV of --data when the file does not record it (Dragonfly files).
+    #[arg(long)]
+    pub energy: Option<f64>,
+}
+
+/// The molecule simulated when `--pdb` is not given.
+pub const DEFAULT_PDB: &str = "2CEX_A";
+
+impl RunArgs {
+    /// The molecule to simulate: `--pdb`, or the bundled default.
+    pub fn pdb(&self) -> &str {
+        self.pdb.as_deref().unwrap_or(DEFAULT_PDB)
+    }
 }
 
 impl Default for RunArgs {
     fn default() -> Self {
         RunArgs {
-            pdb: "2CEX_A".into(),
+            pdb: None,
             n: vec![50_000],
             n_test: 10_000,
             methods: vec!["xrai".into(), "emc".into()],
@@ -118,6 +144,10 @@ impl Default for RunArgs {
             method_args: Vec::new(),
             grid: None,
             phasing_starts: PhasingParams::default().starts,
+            data: None,
+            detector: None,
+            dataset_path: None,
+            energy: None,
         }
     }
 }
@@ -196,6 +226,24 @@ pub fn validate(args: &RunArgs) -> Result<()> {
         crate::method::ids()
     );
     ensure!(args.repeats >= 1, "--repeats must be at least 1");
+    if args.data.is_none() {
+        for (given, name) in [
+            (args.detector.is_some(), "--detector"),
+            (args.dataset_path.is_some(), "--dataset-path"),
+            (args.energy.is_some(), "--energy"),
+        ] {
+            ensure!(
+                !given,
+                "{name} describes a file given with --data PATH (none was given)"
+            );
+        }
+    }
+    if let Some(e) = args.energy {
+        ensure!(
+            e.is_finite() && e > 0.0,
+            "--energy must be a positive photon energy in eV, got {e}"
+        );
+    }
     ensure!(
         args.rescale_total.is_finite() && args.rescale_total > 0.0,
         "--rescale-total must be a positive number of photons, got {}",
@@ -232,7 +280,7 @@ pub fn simulation_config(args: &RunArgs) -> SimulationConfig {
 pub fn data_args(args: &RunArgs) -> Vec<String> {
     let mut v: Vec<String> = [
         "--pdb",
-        &args.pdb,
+        args.pdb(),
         "--rescale",
         "mean",
         "--rescale-total",

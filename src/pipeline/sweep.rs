@@ -21,7 +21,11 @@ use crate::report::table::{markdown, read_table, write_table, ResultRow};
 
 pub fn sweep(args: RunArgs, control: RunControl) -> Result<()> {
     validate(&args)?;
-    let proteins = proteins(&args.pdb)?;
+    anyhow::ensure!(
+        args.data.is_none(),
+        "--data: a sweep simulates its datasets; run a file's frames with one --n (xrai-bench run --data …)"
+    );
+    let proteins = proteins(args.pdb())?;
     // Every structure is found before any run starts (a missing one fails here, not hours in).
     for p in &proteins {
         crate::physics::molecule::load(p, None, false, false).with_context(|| format!("--pdb {p}"))?;
@@ -43,7 +47,7 @@ pub fn sweep(args: RunArgs, control: RunControl) -> Result<()> {
         }
         let one = RunArgs {
             n: vec![n],
-            pdb: pdb.clone(),
+            pdb: Some(pdb.clone()),
             ..args.clone()
         };
         if dir.join("table.parquet").exists() {
