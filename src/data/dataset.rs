@@ -73,10 +73,7 @@ impl DatasetWriter {
             "one pose per image is needed"
         );
         self.images.extend(images.iter().copied())?;
-        for q in poses {
-            let [w, x, y, z] = to_wxyz(q);
-            writeln!(self.poses, "{w:.17e},{x:.17e},{y:.17e},{z:.17e}")?;
-        }
+        write_pose_rows(&mut self.poses, poses)?;
         self.written += poses.len() as u64;
         Ok(())
     }
@@ -153,10 +150,7 @@ impl EmcDatasetWriter {
         for frame in images.chunks_exact(self.pixels_per_image) {
             self.photons.write_dense(frame)?;
         }
-        for q in poses {
-            let [w, x, y, z] = to_wxyz(q);
-            writeln!(self.poses, "{w:.17e},{x:.17e},{y:.17e},{z:.17e}")?;
-        }
+        write_pose_rows(&mut self.poses, poses)?;
         self.written += poses.len() as u64;
         Ok(())
     }
@@ -312,4 +306,13 @@ impl Dataset {
             .with_context(|| format!("{}: meta.json has no grid.spacing_per_angstrom", self.dir.display()))?;
         Ok((usize::try_from(m)?, ds))
     }
+}
+
+/// Appends `poses` to a `poses.csv` being written (`w,x,y,z`, 17 significant digits: exact).
+fn write_pose_rows(out: &mut impl Write, poses: &[UnitQuaternion<f64>]) -> std::io::Result<()> {
+    for q in poses {
+        let [w, x, y, z] = to_wxyz(q);
+        writeln!(out, "{w:.17e},{x:.17e},{y:.17e},{z:.17e}")?;
+    }
+    Ok(())
 }
