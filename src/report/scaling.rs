@@ -1,7 +1,8 @@
 //! How cost grows with the dataset size, from a sweep's rows: EMC's seconds per iteration
 //! against N with a least-squares line (the paper's "search cost grows linearly in N"), and
 //! X-RAI's spread in wall time and test pose error across N at a fixed step count (its flat
-//! curve). Written beside the sweep's table as `scaling.md`.
+//! curve), with its steps and images per second at each N. Written beside the sweep's table
+//! as `scaling.md`.
 
 use std::fmt::Write;
 
@@ -66,11 +67,24 @@ pub fn scaling_summary(rows: &[ResultRow]) -> String {
             };
             let (tlo, thi) = spread(|r| r.wall_time_s);
             let (elo, ehi) = spread(|r| r.test_median_deg);
+            let work: Vec<String> = group
+                .iter()
+                .map(|r| {
+                    let steps = serde_json::from_str::<serde_json::Value>(&r.params)
+                        .ok()
+                        .and_then(|p| p.get("steps").and_then(|v| v.as_u64()));
+                    match steps {
+                        Some(k) => format!("{k} steps at {:.0} images/s", r.images_per_s),
+                        None => format!("{:.0} images/s", r.images_per_s),
+                    }
+                })
+                .collect();
             let _ = writeln!(
                 out,
-                "wall time {tlo:.0}–{thi:.0} s ({:.1} % spread), median test pose error {elo:.2}–{ehi:.2}° ({:.2}° spread)",
+                "wall time {tlo:.0}–{thi:.0} s ({:.1} % spread), median test pose error {elo:.2}–{ehi:.2}° ({:.2}° spread); {}",
                 100.0 * (thi / tlo - 1.0),
-                ehi - elo
+                ehi - elo,
+                work.join(", ")
             );
         } else {
             let _ = writeln!(out, "one size only");
@@ -85,6 +99,7 @@ mod tests {
 
     fn row(method: &str, n: u64, params: &str, wall: f64, err: f64) -> ResultRow {
         ResultRow {
+            images_per_s: 64.0 * 20_000.0 / wall,
             pdb_id: "2CEX_A".into(),
             method: method.into(),
             n_train: n,
@@ -132,5 +147,9 @@ mod tests {
         assert!(s.contains("R² = 1.0000"), "{s}");
         assert!(s.contains("wall time 1200–1260 s (5.0 % spread)"), "{s}");
         assert!(s.contains("2.50–2.70° (0.20° spread)"), "{s}");
+        assert!(
+            s.contains("20000 steps at 1067 images/s, 20000 steps at 1016 images/s"),
+            "{s}"
+        );
     }
 }
