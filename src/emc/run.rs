@@ -324,11 +324,11 @@ fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budge
     let mut partial: Option<PartialPass> = None;
     let mut beta = args.beta;
     // Time kept for the test frames' assignment, which comes after the last iteration and
-    // inside the budget: before the first iteration, its cost measured on up to 256 test frames
-    // (so that a budget that allows a single iteration still keeps it: at N = 50K, level 6,
-    // a 10-minute budget otherwise ran 54 s over); later, an E-step over n_test frames at the
-    // cost of the iterations measured so far (an iteration is an E-step and a merge over n).
-    let mut reserve_s = match &test {
+    // inside the budget: its cost measured on up to 256 test frames before the first iteration
+    // (so that a budget that allows a single iteration still keeps it: at N = 50K, level 6, a
+    // 10-minute budget otherwise ran 54 s over; estimating it from a whole iteration, E-step
+    // and merge, instead stopped the same run 64 s early).
+    let reserve_s = match &test {
         Some(t) if prepared && n_test > 0 => {
             let k = n_test.min(256);
             let t0 = Instant::now();
@@ -380,8 +380,6 @@ fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budge
                     beta: Some(s.beta),
                 });
                 history.push(s);
-                let per_frame = history.iter().map(|h| h.seconds).fold(0.0, f64::max) / n as f64;
-                reserve_s = reserve_s.max(1.2 * per_frame * n_test as f64 + 1.0);
             }
             None => {
                 out_of_budget = true;
