@@ -51,6 +51,14 @@ fn same_rotation(a: [f64; 4], b: [f64; 4]) -> f64 {
 }
 
 #[test]
+fn readers_and_writers_move_between_threads() {
+    // data::Source hands frame readers to worker threads.
+    fn send<T: Send>() {}
+    send::<CxiReader>();
+    send::<CxiWriter>();
+}
+
+#[test]
 fn written_file_reads_back_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("frames.cxi");

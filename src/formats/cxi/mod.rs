@@ -62,7 +62,6 @@ pub(crate) const DISTANCE: &str = "entry_1/instrument_1/detector_1/distance";
 pub(crate) const X_PIXEL_SIZE: &str = "entry_1/instrument_1/detector_1/x_pixel_size";
 pub(crate) const Y_PIXEL_SIZE: &str = "entry_1/instrument_1/detector_1/y_pixel_size";
 pub(crate) const DETECTOR_MASK: &str = "entry_1/instrument_1/detector_1/mask";
-pub(crate) const SOURCE: &str = "entry_1/instrument_1/source_1";
 pub(crate) const ENERGY: &str = "entry_1/instrument_1/source_1/energy";
 pub(crate) const SAMPLE_GEOMETRY: &str = "entry_1/sample_1/geometry_1";
 pub(crate) const ORIENTATION: &str = "entry_1/sample_1/geometry_1/orientation";
@@ -106,7 +105,7 @@ impl CxiGeometry {
             if !(value.is_finite() && value > 0.0) {
                 return Err(FormatError::invalid(
                     path,
-                    field,
+                    format!("/{field}"),
                     format!("{what} must be a positive number, got {value}"),
                 ));
             }

@@ -8,8 +8,8 @@ use ndarray::ArrayView3;
 
 use super::{
     cosines_from_quaternion, h5_error, normalize_dataset_path, CxiGeometry, CXI_VERSION, DEFAULT_DATASET, DETECTOR,
-    DETECTOR_MASK, DISTANCE, ENERGY, JOULES_PER_EV, ORIENTATION, PIXEL_IS_INVALID, SAMPLE_GEOMETRY, SOURCE,
-    X_PIXEL_SIZE, Y_PIXEL_SIZE,
+    DETECTOR_MASK, DISTANCE, ENERGY, JOULES_PER_EV, ORIENTATION, PIXEL_IS_INVALID, SAMPLE_GEOMETRY, X_PIXEL_SIZE,
+    Y_PIXEL_SIZE,
 };
 use crate::formats::{place_file, temporary_path, FormatError};
 
@@ -66,7 +66,7 @@ impl CxiWriter {
         if let Some(mask) = mask.filter(|m| m.len() != pixels) {
             return Err(FormatError::invalid(
                 path,
-                DETECTOR_MASK,
+                format!("/{DETECTOR_MASK}"),
                 format!(
                     "{} mask values for frames of {rows} × {cols} = {pixels} pixels",
                     mask.len()
@@ -134,18 +134,17 @@ impl CxiWriter {
                 .shape(())
                 .create(leaf)
                 .and_then(|d| d.write_scalar(&value))
-                .map_err(|e| h5_error(&path, name, e))
+                .map_err(|e| h5_error(&path, &format!("/{name}"), e))
         };
         file.new_dataset::<i32>()
             .shape(())
             .create(CXI_VERSION)
             .and_then(|d| d.write_scalar(&VERSION))
-            .map_err(|e| h5_error(&path, CXI_VERSION, e))?;
+            .map_err(|e| h5_error(&path, &format!("/{CXI_VERSION}"), e))?;
         if let Some(g) = geometry {
             scalar(DISTANCE, g.distance_m)?;
             scalar(X_PIXEL_SIZE, g.pixel_size_m)?;
             scalar(Y_PIXEL_SIZE, g.pixel_size_m)?;
-            group_at(&path, file, SOURCE)?;
             scalar(ENERGY, g.photon_energy_ev * JOULES_PER_EV)?;
         }
         if let Some(mask) = mask {
@@ -155,12 +154,12 @@ impl CxiWriter {
                 .new_dataset_builder()
                 .with_data(view)
                 .create("mask")
-                .map_err(|e| h5_error(&path, DETECTOR_MASK, e))?;
+                .map_err(|e| h5_error(&path, &format!("/{DETECTOR_MASK}"), e))?;
             if let Some(link) = mask_link {
                 let (group, leaf) = link.rsplit_once('/').expect("a group");
                 group_at(&path, file, group)?
                     .link_hard(&format!("/{DETECTOR_MASK}"), leaf)
-                    .map_err(|e| h5_error(&path, link, e))?;
+                    .map_err(|e| h5_error(&path, &format!("/{link}"), e))?;
             }
         }
         let field = format!("/{}", self.dataset_path);
@@ -192,7 +191,7 @@ impl CxiWriter {
     pub fn write_frames(&mut self, frames: &[f32]) -> Result<(), FormatError> {
         if self.cosines.is_some() {
             return Err(self.invalid(
-                ORIENTATION,
+                format!("/{ORIENTATION}"),
                 format!(
                     "the first {} frames came with poses; write the rest with their poses too",
                     self.frames
@@ -207,7 +206,7 @@ impl CxiWriter {
     pub fn write_posed_frames(&mut self, frames: &[f32], poses: &[[f64; 4]]) -> Result<(), FormatError> {
         if self.frames > 0 && self.cosines.is_none() {
             return Err(self.invalid(
-                ORIENTATION,
+                format!("/{ORIENTATION}"),
                 format!(
                     "the first {} frames came without poses; a file has poses for all frames or none",
                     self.frames
@@ -216,13 +215,16 @@ impl CxiWriter {
         }
         let count = frames.len() / (self.rows * self.cols);
         if poses.len() != count {
-            return Err(self.invalid(ORIENTATION, format!("{} poses for {count} frames", poses.len())));
+            return Err(self.invalid(
+                format!("/{ORIENTATION}"),
+                format!("{} poses for {count} frames", poses.len()),
+            ));
         }
         let mut cosines = Vec::with_capacity(poses.len());
         for (i, &q) in poses.iter().enumerate() {
             cosines.push(cosines_from_quaternion(q).ok_or_else(|| {
                 self.invalid(
-                    format!("{ORIENTATION}[{}]", self.frames + i),
+                    format!("/{ORIENTATION}[{}]", self.frames + i),
                     format!("{q:?} is not a unit quaternion (w, x, y, z)"),
                 )
             })?);
@@ -279,7 +281,7 @@ impl CxiWriter {
                 .new_dataset_builder()
                 .with_data(view)
                 .create("orientation")
-                .map_err(|e| h5_error(&path, ORIENTATION, e))?;
+                .map_err(|e| h5_error(&path, &format!("/{ORIENTATION}"), e))?;
         }
         drop(self.dataset.take());
         let file = self.file.take().expect("open until finish");
