@@ -23,6 +23,11 @@ fn xrai(args: &[&str]) -> Output {
         .env_remove("XRAI_PDB_DIR")
         .env("XRAI_OFFLINE", "1")
         .env("RAYON_NUM_THREADS", "2")
+        // The tests run in threads of one process, and the HDF5 library opens files without
+        // close-on-exec: a command started while another test writes its CXI file inherits that
+        // descriptor and, with it, HDF5's exclusive lock on the file, which then refuses this
+        // command's own read of that file ("unable to lock file") until the other command ends.
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
         .output()
         .unwrap()
 }
