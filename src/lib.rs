@@ -8,9 +8,9 @@
 //! | module | owns | may import |
 //! |---|---|---|
 //! | [`rotation`], [`volume`], [`trilinear`], [`gemm`], [`stats`], [`mrc`] | quaternions, pose files and the in-plane π rotation; centred reciprocal grids; the one trilinear sampler family (boundary rule per use); the GEMM wrapper (f32/f64); median, percentile, RMS; MRC maps (modes 0/1/2/6, any cubic box) | — (leaves) |
-//! | [`formats`] | the field's other file formats (Dragonfly photon and detector files) | physics, leaves |
+//! | [`formats`] | the field's other file formats (Dragonfly photon and detector files; CXI/HDF5 with the `hdf5` feature) | physics, leaves |
 //! | [`physics`] | molecule parsing, form factors, the molecular transform, the one detector model ([`physics::detector::PixelDetector`]: per-pixel s, correction, mask, frame shape; binning) and the simulator's square detector, beam, Ewald slices, photon noise | leaves |
-//! | [`data`] | the seeded image simulator and stream, on-disk datasets (npy or Dragonfly files), [`data::Source`] (the one frame source, with its detector, mask and binning), opening the methods' data files (`--data`), PDB lookup, the shared data options, staged output directories | formats, physics, leaves |
+//! | [`data`] | the seeded image simulator and stream, on-disk datasets (npy, Dragonfly or CXI files), [`data::Source`] (the one frame source, with its detector, mask and binning), opening the methods' data files (`--data`), PDB lookup, the shared data options, staged output directories | formats, physics, leaves |
 //! | [`method`] | the method contract: [`method::Method`], the typed [`method::MethodOutput`], [`method::Budget`], the registry | data, eval (pose-error summary), leaves |
 //! | [`xrai`], [`emc`] | the two methods (models and kernels, training or iterations, each's `run`) | method, data, physics, eval, leaves |
 //! | [`eval`] | pose error, phasing, alignment, FSC | leaves |

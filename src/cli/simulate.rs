@@ -1,4 +1,5 @@
-//! `xrai-bench simulate`: diffraction images of a molecule written as a numpy-readable dataset.
+//! `xrai-bench simulate`: diffraction images of a molecule written as a numpy-readable dataset,
+//! Dragonfly files (`--format emc`) or a CXI file (`--format cxi`, with the `hdf5` feature).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -35,13 +36,19 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = SplitArg::Train)]
     pub split: SplitArg,
     /// Output directory (images.npy, poses.csv, meta.json; photons.emc and detector.dat in place
-    /// of images.npy with --format emc).
+    /// of images.npy with --format emc, data.cxi with --format cxi).
     #[arg(long)]
     pub out: PathBuf,
     /// npy: images.npy (float32); emc: Dragonfly's photon file photons.emc and detector file
-    /// detector.dat, which Dragonfly and `emc`/`xrai --data` read (photon counts: needs --poisson).
+    /// detector.dat, which Dragonfly and `emc`/`xrai --data` read (photon counts: needs --poisson);
+    /// cxi: data.cxi in Condor's CXI layout (float32 frames, geometry, mask, true poses; needs the
+    /// `hdf5` build feature), which `emc`/`xrai --data DIR/data.cxi` read.
     #[arg(long, value_enum, default_value_t = Format::Npy)]
     pub format: Format,
+    /// With --format cxi: where data.cxi keeps the frames (default entry_1/data_1/data), e.g.
+    /// photonConverter/pnccdBack/photonCount as in CXIDB entry 58.
+    #[arg(long)]
+    pub dataset_path: Option<String>,
     /// Replace an output directory written earlier by xrai-bench (one holding its meta.json);
     /// any other non-empty directory is refused. Also removes staging directories
     /// (.NAME.partial-PID) left beside it by interrupted runs.
@@ -61,6 +68,7 @@ pub struct Args {
 pub enum Format {
     Npy,
     Emc,
+    Cxi,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -86,7 +94,21 @@ pub fn run(args: Args) -> Result<()> {
     );
     let config = args.physics.config();
     ensure!(
-        args.format == Format::Npy || config.poisson,
+        args.dataset_path.is_none() || args.format == Format::Cxi,
+        "--dataset-path is where --format cxi writes the frames inside data.cxi; add --format cxi"
+    );
+    #[cfg(not(feature = "hdf5"))]
+    ensure!(
+        args.format != Format::Cxi,
+        "--format cxi needs the `hdf5` feature, and this xrai-bench was built without it; rebuild with \
+         `cargo build --release --features hdf5`, or use --format npy or emc"
+    );
+    #[cfg(feature = "hdf5")]
+    if let Some(d) = &args.dataset_path {
+        crate::formats::cxi::normalize_dataset_path(std::path::Path::new("data.cxi"), d).context("--dataset-path")?;
+    }
+    ensure!(
+        args.format != Format::Emc || config.poisson,
         "--format emc writes photon counts (Dragonfly's photon files hold whole numbers), but these images \
          are expected photons: add --poisson, or use --format npy"
     );
@@ -104,7 +126,7 @@ pub fn run(args: Args) -> Result<()> {
             )
         })?;
     // (a sparse photon file's size depends on the photons, not known before simulating)
-    if args.format == Format::Npy {
+    if args.format != Format::Emc {
         ensure_space(
             &args.out,
             bytes,
@@ -160,6 +182,16 @@ fn simulate_into(
             &simulator.config.detector,
             &simulator.config.beam,
         )?),
+        #[cfg(feature = "hdf5")]
+        Format::Cxi => Writer::Cxi(crate::data::cxi::CxiDatasetWriter::create(
+            staging,
+            n,
+            &simulator.config.detector,
+            &simulator.config.beam,
+            args.dataset_path.as_deref(),
+        )?),
+        #[cfg(not(feature = "hdf5"))]
+        Format::Cxi => anyhow::bail!("--format cxi needs the `hdf5` feature"),
     };
     let bar = indicatif::ProgressBar::new(n).with_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}")
@@ -179,6 +211,8 @@ fn simulate_into(
         match &mut writer {
             Writer::Npy(w) => w.append(&batch.images, &batch.poses)?,
             Writer::Emc(w) => w.append(&batch.images, &batch.poses)?,
+            #[cfg(feature = "hdf5")]
+            Writer::Cxi(w) => w.append(&batch.images, &batch.poses)?,
         }
         bar.inc(batch.len() as u64);
     }
@@ -207,7 +241,7 @@ fn simulate_into(
         "split": format!("{:?}", split).to_lowercase(),
         "poses_file": args.poses,
         "n": n,
-        "format": match args.format { Format::Npy => "npy", Format::Emc => "emc" },
+        "format": match args.format { Format::Npy => "npy", Format::Emc => "emc", Format::Cxi => "cxi" },
         "images": match args.format {
             Format::Npy => json!({"file": "images.npy", "dtype": "float32", "shape": [n, side, side],
                 "layout": "[image][row = y][col = x]",
@@ -215,6 +249,10 @@ fn simulate_into(
             Format::Emc => json!({"file": "photons.emc", "format": "Dragonfly sparse photons",
                 "detector": "detector.dat", "frames": n, "pixels": side * side,
                 "layout": "pixel t = row * N + col, row = y, col = x", "unit": "photon counts"}),
+            Format::Cxi => json!({"file": "data.cxi", "format": "CXI 1.6 (HDF5)",
+                "dataset": format!("/{}", args.dataset_path.as_deref().unwrap_or("entry_1/data_1/data").trim_start_matches('/')),
+                "dtype": "float32", "shape": [n, side, side], "layout": "[frame][row = y][col = x]",
+                "unit": if simulator.config.poisson { "photon counts" } else { "expected photons" }}),
         },
         "wavelength_angstrom": simulator.geometry.wavelength,
         "s_max_per_angstrom": simulator.geometry.s_max(),
@@ -235,6 +273,8 @@ fn simulate_into(
     match writer {
         Writer::Npy(w) => w.finish(&meta)?,
         Writer::Emc(w) => w.finish(&meta)?,
+        #[cfg(feature = "hdf5")]
+        Writer::Cxi(w) => w.finish(&meta)?,
     };
     Ok(())
 }
@@ -243,4 +283,6 @@ fn simulate_into(
 enum Writer {
     Npy(DatasetWriter),
     Emc(EmcDatasetWriter),
+    #[cfg(feature = "hdf5")]
+    Cxi(crate::data::cxi::CxiDatasetWriter),
 }

@@ -3,9 +3,12 @@
 //! every method reads its frames from. Also where data comes from and goes to: [`pdb`] finds a
 //! structure file (bundled, `XRAI_PDB_DIR`, cache, download), [`options`] holds the data options
 //! every simulating command shares and the methods' file options, [`open`] opens those files
-//! (simulate's directories, Dragonfly photon and detector files), and [`output`] the staged, atomically renamed output
+//! (simulate's directories, Dragonfly photon and detector files, CXI files with the `hdf5`
+//! feature), and [`output`] the staged, atomically renamed output
 //! directories every command writes.
 
+#[cfg(feature = "hdf5")]
+pub mod cxi;
 pub mod dataset;
 pub mod open;
 pub mod options;

@@ -1,6 +1,6 @@
 //! Opening a method's data from files ([`DataArgs`]): a directory written by `simulate`
 //! (`images.npy` or `photons.emc`), a Dragonfly photon file with its detector file, or (with the
-//! `hdf5` build feature, not yet here) a CXI/HDF5 file — every path, range and detector checked
+//! `hdf5` build feature) a CXI/HDF5 file ([`super::cxi`]) — every path, range and detector checked
 //! before any work, each error naming its argument.
 //!
 //! Files written by `simulate` carry their truth beside them (`meta.json`: beam and grid;
@@ -41,10 +41,10 @@ pub fn grid(recorded: Option<(usize, f64)>, detector: &PixelDetector, m: Option<
 }
 
 /// One path's frames.
-struct Frames {
-    source: Source<'static>,
-    config: Option<SimulationConfig>,
-    grid: Option<(usize, f64)>,
+pub(super) struct Frames {
+    pub(super) source: Source<'static>,
+    pub(super) config: Option<SimulationConfig>,
+    pub(super) grid: Option<(usize, f64)>,
 }
 
 /// Opens `--data` (None without it) and `--test-data` / `--test-frames`.
@@ -53,6 +53,8 @@ pub fn open(args: &DataArgs, physics: &PhysicsArgs) -> Result<Option<Opened>> {
         for (given, name) in [
             (args.detector.is_some(), "--detector"),
             (args.dataset_path.is_some(), "--dataset-path"),
+            (args.pixel_size.is_some(), "--pixel-size"),
+            (args.beam_position.is_some(), "--beam-position"),
             (args.frames.is_some(), "--frames"),
             (args.test_data.is_some(), "--test-data"),
             (args.test_frames.is_some(), "--test-frames"),
@@ -104,6 +106,8 @@ pub fn open(args: &DataArgs, physics: &PhysicsArgs) -> Result<Option<Opened>> {
         "data": data,
         "detector": args.detector,
         "dataset_path": args.dataset_path,
+        "pixel_size_m": args.pixel_size,
+        "beam_position": args.beam_position.map(|(r, c)| [r, c]),
         "frames": range_text(&args.frames),
         "test_data": test_path,
         "test_frames": range_text(&args.test_frames),
@@ -129,6 +133,24 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 /// The frames at one path (`arg`: the option that named it, for errors).
 fn open_path(path: &Path, arg: &str, args: &DataArgs, physics: &PhysicsArgs) -> Result<Frames> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let cxi = !path.is_dir() && matches!(ext.as_str(), "cxi" | "h5" | "hdf5" | "cxidb");
+    if !cxi {
+        for (given, name) in [
+            (args.dataset_path.is_some(), "--dataset-path"),
+            (args.pixel_size.is_some(), "--pixel-size"),
+            (args.beam_position.is_some(), "--beam-position"),
+        ] {
+            ensure!(
+                !given,
+                "{name} is for CXI/HDF5 files (.cxi, .h5), but {arg} {} is not one",
+                path.display()
+            );
+        }
+    }
     if path.is_dir() {
         if path.join("images.npy").is_file() {
             let dataset = Dataset::open(path).with_context(|| format!("{arg} {}", path.display()))?;
@@ -149,13 +171,11 @@ fn open_path(path: &Path, arg: &str, args: &DataArgs, physics: &PhysicsArgs) -> 
         );
     }
     ensure!(path.exists(), "{arg} {}: no such file or directory", path.display());
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
     match ext.as_str() {
         "emc" => open_emc(path, arg, args, physics),
-        // CXI / HDF5 (src/formats/cxi.rs behind the cargo feature `hdf5`) opens here.
+        #[cfg(feature = "hdf5")]
+        "cxi" | "h5" | "hdf5" | "cxidb" => super::cxi::open_cxi(path, arg, args, physics),
+        #[cfg(not(feature = "hdf5"))]
         "cxi" | "h5" | "hdf5" | "cxidb" => bail!(
             "{arg} {}: reading CXI/HDF5 files needs the `hdf5` feature, and this xrai-bench was built without \
              the hdf5 feature; rebuild with `cargo build --release --features hdf5`, or convert the frames to a \
@@ -178,16 +198,7 @@ fn open_emc(path: &Path, arg: &str, args: &DataArgs, physics: &PhysicsArgs) -> R
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let meta: Option<serde_json::Value> = std::fs::read_to_string(dir.join("meta.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
-    let config: Option<SimulationConfig> = meta
-        .as_ref()
-        .and_then(|m| serde_json::from_value(m["config"].clone()).ok());
-    let grid = meta.as_ref().and_then(|m| {
-        let g = &m["grid"];
-        Some((g["m"].as_u64()? as usize, g["spacing_per_angstrom"].as_f64()?))
-    });
+    let (config, grid) = simulate_meta(dir);
     let beam = match &config {
         Some(c) => c.beam.clone(),
         None => {
@@ -214,4 +225,20 @@ fn open_emc(path: &Path, arg: &str, args: &DataArgs, physics: &PhysicsArgs) -> R
     };
     let source = Source::emc(reader, detector, beam, poses).with_context(|| format!("{arg} {}", path.display()))?;
     Ok(Frames { source, config, grid })
+}
+
+/// The simulation settings and reciprocal grid of `simulate`'s meta.json in `dir`, where it wrote
+/// one (the truth beside a file it wrote).
+pub(super) fn simulate_meta(dir: &Path) -> (Option<SimulationConfig>, Option<(usize, f64)>) {
+    let meta: Option<serde_json::Value> = std::fs::read_to_string(dir.join("meta.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let config: Option<SimulationConfig> = meta
+        .as_ref()
+        .and_then(|m| serde_json::from_value(m["config"].clone()).ok());
+    let grid = meta.as_ref().and_then(|m| {
+        let g = &m["grid"];
+        Some((g["m"].as_u64()? as usize, g["spacing_per_angstrom"].as_f64()?))
+    });
+    (config, grid)
 }

@@ -78,12 +78,15 @@ pub struct PhysicsArgs {
     /// Detector side length, metres.
     #[arg(long, default_value_t = 0.1)]
     pub det_size: f64,
-    /// Sample–detector distance, metres.
-    #[arg(long, default_value_t = 0.2)]
-    pub det_dist: f64,
-    /// Photon energy, eV.
-    #[arg(long, default_value_t = 4600.0)]
-    pub energy: f64,
+    /// Sample–detector distance, metres (default 0.2). For a CXI --data file, the distance when
+    /// the file has none (given, it replaces the file's).
+    #[arg(long)]
+    pub det_dist: Option<f64>,
+    /// Photon energy, eV (default 4600). For a CXI --data file, the energy when the file has
+    /// none (given, it replaces the file's); for a Dragonfly file without meta.json, the
+    /// wavelength of its detector's q vectors.
+    #[arg(long)]
+    pub energy: Option<f64>,
     /// Photons per pulse.
     #[arg(long, default_value_t = 1e12)]
     pub photons: f64,
@@ -120,18 +123,23 @@ pub enum RescaleMode {
     Mean,
 }
 
+/// Sample–detector distance without --det-dist, metres (the paper's geometry).
+pub const DEFAULT_DET_DIST_M: f64 = 0.2;
+/// Photon energy without --energy, eV.
+pub const DEFAULT_ENERGY_EV: f64 = 4600.0;
+
 impl PhysicsArgs {
     pub fn config(&self) -> SimulationConfig {
         SimulationConfig {
             beam: Beam {
-                energy_ev: self.energy,
+                energy_ev: self.energy.unwrap_or(DEFAULT_ENERGY_EV),
                 photons_per_pulse: self.photons,
                 focus_radius_m: self.focus_radius,
             },
             detector: Detector {
                 pixels: self.pixels,
                 side_m: self.det_size,
-                distance_m: self.det_dist,
+                distance_m: self.det_dist.unwrap_or(DEFAULT_DET_DIST_M),
             },
             mode: self.mode,
             oversampling: self.oversampling,
@@ -163,9 +171,20 @@ pub struct DataArgs {
     /// find orientations.
     #[arg(long)]
     pub detector: Option<PathBuf>,
-    /// Path of the frames inside an HDF5 file (--data .cxi/.h5); accepted and recorded.
+    /// Path of the frames inside a CXI/HDF5 file (--data and --test-data .cxi/.h5; default
+    /// entry_1/data_1/data, then entry_1/image_1/data), e.g. CXIDB 58's
+    /// photonConverter/pnccdBack/photonCount.
     #[arg(long)]
     pub dataset_path: Option<String>,
+    /// Pixel pitch of a CXI file's frames as stored, metres (after any binning: 4 × 4 binned
+    /// 75 µm pixels are 300e-6), when the file has none (given, it replaces the file's). With
+    /// --det-dist and --energy, the geometry of a file that records none.
+    #[arg(long)]
+    pub pixel_size: Option<f64>,
+    /// Where the beam meets a CXI file's frames, ROW,COL in pixels (0-based, pixel centres at
+    /// whole numbers; fractions allowed); default the frame centre ((rows − 1)/2, (cols − 1)/2).
+    #[arg(long, value_parser = parse_beam_position)]
+    pub beam_position: Option<(f64, f64)>,
     /// Frames of --data to train on, A..B (0-based, B excluded); default all.
     #[arg(long, value_parser = parse_frames)]
     pub frames: Option<Range<u64>>,
@@ -193,4 +212,19 @@ pub fn parse_frames(text: &str) -> Result<Range<u64>, String> {
         return Err(format!("'{text}': the range is empty (A must be below B)"));
     }
     Ok(a..b)
+}
+
+/// `ROW,COL` (pixels, fractions allowed) as a beam position.
+pub fn parse_beam_position(text: &str) -> Result<(f64, f64), String> {
+    let (r, c) = text
+        .split_once(',')
+        .ok_or_else(|| format!("'{text}' is not ROW,COL (e.g. 129.5,128: pixel row and column of the beam)"))?;
+    let number = |v: &str| {
+        v.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| format!("'{text}': '{v}' is not a number of pixels"))
+    };
+    Ok((number(r)?, number(c)?))
 }

@@ -1,5 +1,5 @@
 //! One data source for every method: the simulator's seeded stream, an on-disk dataset, a
-//! Dragonfly photon file, or frames held in memory — with the detector they come from
+//! Dragonfly photon file, a CXI file (with the `hdf5` feature), or frames held in memory — with the detector they come from
 //! ([`PixelDetector`]: per-pixel s, correction, mask, frame shape), read by index range in
 //! chunks so that N never has to fit in memory, masked pixels read as 0, and binned in one place.
 //!
@@ -36,8 +36,13 @@ pub enum Origin<'a> {
         reader: Mutex<EmcReader>,
         poses: Option<Vec<UnitQuaternion<f64>>>,
     },
-    // CXI / HDF5 frames (`src/formats/cxi.rs`, cargo feature `hdf5`) plug in here as one more
-    // origin read by frame range; `data::options::DataArgs::open` dispatches `.cxi`/`.h5` to it.
+    /// A CXI (HDF5) file's frames (cargo feature `hdf5`), read by frame range by hyperslab;
+    /// true poses where the file has them.
+    #[cfg(feature = "hdf5")]
+    Cxi {
+        reader: Mutex<crate::formats::cxi::CxiReader>,
+        poses: Option<Vec<UnitQuaternion<f64>>>,
+    },
     /// Full-size frames in memory, row-major `[frame][pixel]`.
     Memory {
         frames: Vec<f32>,
@@ -128,6 +133,38 @@ impl<'a> Source<'a> {
             );
         }
         let origin = Origin::Emc {
+            reader: Mutex::new(reader),
+            poses,
+        };
+        Ok(Source::new(origin, detector, beam, Some(n)))
+    }
+
+    /// The frames of a CXI file on `detector` (its frame shape must be the file's).
+    #[cfg(feature = "hdf5")]
+    pub fn cxi(
+        reader: crate::formats::cxi::CxiReader,
+        detector: PixelDetector,
+        beam: Beam,
+        poses: Option<Vec<UnitQuaternion<f64>>>,
+    ) -> Result<Source<'static>> {
+        let (rows, cols) = reader.shape();
+        ensure!(
+            (rows, cols) == (detector.rows, detector.cols),
+            "{}: frames of {rows} × {cols} pixels, but the detector is {} × {}",
+            reader.path().display(),
+            detector.rows,
+            detector.cols
+        );
+        let n = reader.num_frames() as u64;
+        if let Some(p) = &poses {
+            ensure!(
+                p.len() as u64 == n,
+                "{}: {} true poses for {n} frames",
+                reader.path().display(),
+                p.len()
+            );
+        }
+        let origin = Origin::Cxi {
             reader: Mutex::new(reader),
             poses,
         };
@@ -262,6 +299,12 @@ impl<'a> Source<'a> {
                 let mut reader = reader.lock().map_err(|_| anyhow::anyhow!("a reader thread panicked"))?;
                 Cow::Owned(reader.read_dense(from..from + count)?)
             }
+            #[cfg(feature = "hdf5")]
+            Origin::Cxi { reader, .. } => {
+                let from = usize::try_from(at)?;
+                let reader = reader.lock().map_err(|_| anyhow::anyhow!("a reader thread panicked"))?;
+                Cow::Owned(reader.read_frames(from..from + count)?)
+            }
             Origin::Memory { frames, .. } => Cow::Borrowed(&frames[at as usize * per..(at as usize + count) * per]),
         };
         if !self.bad.is_empty() {
@@ -289,6 +332,8 @@ impl<'a> Source<'a> {
             Origin::Stream { sim, split } => Some(range.map(|i| sim.pose(*split, i)).collect()),
             Origin::Dataset(d) => Some(slice(&d.poses)),
             Origin::Emc { poses, .. } | Origin::Memory { poses, .. } => poses.as_ref().map(slice),
+            #[cfg(feature = "hdf5")]
+            Origin::Cxi { poses, .. } => poses.as_ref().map(slice),
         })
     }
 

@@ -3,14 +3,19 @@
 //!
 //! - [`dragonfly`]: Dragonfly's sparse photon files (`.emc`) and ASCII detector files (`.dat`)
 //!   (Ayyer et al. 2016, J. Appl. Cryst. 49, 1320; github.com/duaneloh/Dragonfly).
+//! - `cxi` (only with the `hdf5` feature): CXI files (HDF5) as Condor writes and CXIDB serves them
+//!   — frames, detector distance, pixel size, photon energy, mask, true orientations.
 //! - MRC maps live in [`crate::mrc`].
 //!
-//! These formats are plain binary or ASCII and need nothing beyond the standard library. Every
+//! The Dragonfly formats are plain binary or ASCII and need nothing beyond the standard library;
+//! CXI needs the HDF5 C library, which only the `hdf5` feature links. Every
 //! reader validates sizes against the file with checked arithmetic and names the file and the
 //! field that is wrong; every writer goes through a temporary file in the target folder and a
 //! rename, so a crash never leaves a half-written file, and replaces an existing file only when
 //! asked.
 
+#[cfg(feature = "hdf5")]
+pub mod cxi;
 pub mod dragonfly;
 
 use std::fs;

@@ -118,6 +118,42 @@ impl Detector {
 }
 
 impl PixelDetector {
+    /// A flat detector normal to the beam: `rows × cols` square pixels of pitch `pixel_m` at
+    /// `distance_m`, the beam meeting it at fractional pixel coordinates `beam` = (row, column)
+    /// (pixel centres at integers; the frame centre is ((rows − 1)/2, (cols − 1)/2)), none masked;
+    /// corrections as [`Detector::geometry`]'s (P = 1 − (û·x̂)², Ω = A · D / r³). Rows run along y,
+    /// columns along x.
+    pub fn flat(
+        rows: usize,
+        cols: usize,
+        pixel_m: f64,
+        distance_m: f64,
+        beam: (f64, f64),
+        wavelength: f64,
+    ) -> anyhow::Result<PixelDetector> {
+        let n = rows
+            .checked_mul(cols)
+            .filter(|&n| n > 0)
+            .ok_or_else(|| anyhow::anyhow!("a frame of {rows} × {cols} pixels"))?;
+        let pixel_area = pixel_m * pixel_m;
+        let mut s = Vec::with_capacity(n);
+        let mut correction = Vec::with_capacity(n);
+        for row in 0..rows {
+            for col in 0..cols {
+                let (x, y, z) = (
+                    (col as f64 - beam.1) * pixel_m,
+                    (row as f64 - beam.0) * pixel_m,
+                    distance_m,
+                );
+                let r = (x * x + y * y + z * z).sqrt();
+                let u = [x / r, y / r, z / r];
+                s.push([u[0] / wavelength, u[1] / wavelength, (u[2] - 1.0) / wavelength]);
+                correction.push((1.0 - u[0] * u[0]) * pixel_area * z / (r * r * r));
+            }
+        }
+        PixelDetector::new(rows, cols, s, correction, vec![PixelMask::Good; n], wavelength)
+    }
+
     /// Pixels with scattering vectors `s` (Å⁻¹), corrections and mask, laid out as a frame of
     /// `rows × cols`; checks every field.
     pub fn new(
