@@ -15,7 +15,7 @@
 //! | [`xrai`], [`emc`] | the two methods (models and kernels, training or iterations, each's `run`) | method, data, physics, eval, leaves |
 //! | [`eval`] | pose error, phasing, alignment, FSC | leaves |
 //! | [`report`] | Table 1 (CSV, Parquet, Markdown), cost against dataset size, and the plots, from plain data | leaves |
-//! | [`pipeline`] | the benchmark protocol: settings, staging and resume, method processes, evaluation, table, figures, sweeps | everything above |
+//! | [`pipeline`] | the benchmark protocol: settings, staging and resume, method processes, evaluation, table, figures, sweeps over sizes and proteins, the benchmark on a file's frames (scored against a structure or by half-set FSC) | everything above |
 //! | [`cli`] | one file per command: parse and dispatch | pipeline and the modules a command serves |
 //!
 //! `main.rs` only parses and dispatches; the methods' subcommands come from the registry.
