@@ -324,16 +324,19 @@ fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budge
     let mut partial: Option<PartialPass> = None;
     let mut beta = args.beta;
     // Time kept for the test frames' assignment, which comes after the last iteration and
-    // inside the budget: its cost measured on up to 256 test frames before the first iteration
-    // (so that a budget that allows a single iteration still keeps it: at N = 50K, level 6, a
-    // 10-minute budget otherwise ran 54 s over; estimating it from a whole iteration, E-step
-    // and merge, instead stopped the same run 64 s early).
+    // inside the budget: its cost measured on one chunk of test frames before the first
+    // iteration, times the test chunks (so that a budget that allows a single iteration still
+    // keeps it: at N = 50K, level 6, a 10-minute budget otherwise ran 54 s over; estimating it
+    // from a whole iteration, E-step and merge, stopped the same run 64 s early, and from 256
+    // test frames 42 s early).
     let reserve_s = match &test {
         Some(t) if prepared && n_test > 0 => {
-            let k = n_test.min(256);
+            // One whole chunk: every chunk pays the model's expansion over all rotations
+            // whatever its frame count, so a smaller probe overestimated the cost about 3×.
+            let k = n_test.min(plan.frames.max(1));
             let t0 = Instant::now();
             emc.assign_frames(t, 0..k, args.beta)?;
-            1.2 * t0.elapsed().as_secs_f64() / k as f64 * n_test as f64 + 1.0
+            1.1 * t0.elapsed().as_secs_f64() * n_test.div_ceil(k) as f64 + 1.0
         }
         _ => 0.0,
     };
