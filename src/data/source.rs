@@ -124,14 +124,7 @@ impl<'a> Source<'a> {
             detector.len()
         );
         let n = reader.num_frames() as u64;
-        if let Some(p) = &poses {
-            ensure!(
-                p.len() as u64 == n,
-                "{}: {} true poses for {n} frames",
-                reader.path().display(),
-                p.len()
-            );
-        }
+        check_pose_count(reader.path(), poses.as_deref(), n)?;
         let origin = Origin::Emc {
             reader: Mutex::new(reader),
             poses,
@@ -156,14 +149,7 @@ impl<'a> Source<'a> {
             detector.cols
         );
         let n = reader.num_frames() as u64;
-        if let Some(p) = &poses {
-            ensure!(
-                p.len() as u64 == n,
-                "{}: {} true poses for {n} frames",
-                reader.path().display(),
-                p.len()
-            );
-        }
+        check_pose_count(reader.path(), poses.as_deref(), n)?;
         let origin = Origin::Cxi {
             reader: Mutex::new(reader),
             poses,
@@ -359,4 +345,17 @@ pub fn bin_frames(frames: &[f32], side: usize, bin: usize) -> Vec<f32> {
 /// [`bin_frames`] into a reused buffer.
 pub fn bin_frames_into(frames: &[f32], side: usize, bin: usize, out: &mut Vec<f32>) {
     bin_frames_shaped_into(frames, side, side, bin, out)
+}
+
+/// A file's true poses, where it has them, are one per frame.
+fn check_pose_count(path: &std::path::Path, poses: Option<&[UnitQuaternion<f64>]>, n: u64) -> Result<()> {
+    if let Some(p) = poses {
+        ensure!(
+            p.len() as u64 == n,
+            "{}: {} true poses for {n} frames",
+            path.display(),
+            p.len()
+        );
+    }
+    Ok(())
 }
