@@ -21,6 +21,7 @@
 //! `main.rs` only parses and dispatches; the methods' subcommands come from the registry.
 
 pub mod cli;
+pub mod comm;
 pub mod data;
 pub mod emc;
 pub mod eval;

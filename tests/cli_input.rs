@@ -531,3 +531,46 @@ fn outputs_are_checked_before_phasing_or_aligning() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_ne!(snapshot(dir.path()), before);
 }
+
+/// A build without the `mpi` feature refuses to run as one of several MPI ranks (every copy
+/// would write the same outputs) and refuses `--launcher`, before anything is written; with the
+/// feature, a launcher whose program is missing is refused by name.
+#[test]
+fn mpi_without_the_feature_or_the_launcher_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x");
+    if !cfg!(feature = "mpi") {
+        for method in ["emc", "xrai"] {
+            let args: &[&str] = if method == "emc" {
+                &["emc", "--n", "20", "--out", s(&out)]
+            } else {
+                &["xrai", "--n", "20", "--steps", "1", "--out", s(&out)]
+            };
+            let o = xrai_in(None, args, &[("OMPI_COMM_WORLD_SIZE", "2")]);
+            fails_with(&o, &["2 MPI ranks", "--features mpi"]);
+            assert!(!out.exists(), "{method} wrote {}", out.display());
+        }
+        let o = xrai(&["run", "--launcher", "mpirun -np 2", "--n", "16", "--out", s(&out)]);
+        fails_with(&o, &["--launcher", "--features mpi"]);
+        // One rank of one is a plain run.
+        let o = xrai_in(
+            None,
+            &["emc", "--n", "0", "--out", s(&out)],
+            &[("OMPI_COMM_WORLD_SIZE", "1")],
+        );
+        fails_with(&o, &["--n"]);
+        assert!(!stderr(&o).contains("MPI ranks"), "{}", stderr(&o));
+    } else {
+        let o = xrai(&[
+            "run",
+            "--launcher",
+            "no-such-mpirun -np 2",
+            "--n",
+            "16",
+            "--out",
+            s(&out),
+        ]);
+        fails_with(&o, &["--launcher", "no-such-mpirun", "not on PATH"]);
+    }
+    assert!(!out.exists());
+}

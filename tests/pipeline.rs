@@ -43,6 +43,8 @@ fn sample_output() -> MethodOutput {
             out_of_budget: false,
         },
         peak_memory_mib: 300.0,
+        ranks: 1,
+        threads_per_rank: 2,
         images_per_s: 1000.0,
         objective: Objective::Loss,
         progress: vec![ProgressPoint {
@@ -54,6 +56,7 @@ fn sample_output() -> MethodOutput {
         }],
         params: serde_json::json!({"steps": 1}),
         projected_wall_s: None,
+        world: Default::default(),
     }
 }
 

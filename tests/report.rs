@@ -29,6 +29,8 @@ fn row(pdb: &str, n: u64, method: &str, res: f64, med: f64, status: &str) -> Res
         test_rms_deg: med * 1.6,
         images_per_s: 700.0,
         peak_memory_mib: 300.0,
+        ranks: 1,
+        threads_per_rank: 2,
         seed: 0,
         noise: "none".into(),
         crate_version: "0.1.0".into(),

@@ -20,6 +20,7 @@
 //!   level see-saw and the likelihood oscillate).
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{ensure, Context};
@@ -30,6 +31,7 @@ use rayon::prelude::*;
 
 use super::compress::Merger;
 use super::grid::OrientationGrid;
+use crate::comm::{share, Comm, Single};
 use crate::data::Source;
 use crate::physics::slice::Slicer;
 use crate::volume::IntensityVolume;
@@ -151,6 +153,12 @@ pub(super) const READ_BATCH: usize = 256;
 
 /// EMC state: grid, detector, model, and per frame only its scale (with `scale`) and its latest
 /// most likely rotation.
+///
+/// Over MPI ([`Emc::with_comm`]) every rank holds the model and the rotations and works on its
+/// contiguous share of the frames ([`crate::comm::share`]), as Dragonfly does: the merge's sums
+/// Σ_i P_ir φ_i K_i and Σ_i P_ir φ_i c, the log-likelihood and the data's means are summed over
+/// ranks, so every rank computes the same next model; per-frame state (scales, assignments)
+/// stays on its rank. The model equals the one-process run's up to the order of the sums.
 pub struct Emc {
     pub grid: OrientationGrid,
     pub(super) rotations: Vec<Rotation3<f64>>,
@@ -178,6 +186,8 @@ pub struct Emc {
     pub iteration: usize,
     /// Voxels that received merged data in the last iteration.
     pub(super) measured: Vec<bool>,
+    /// The ranks sharing the frames ([`Single`] unless [`Emc::with_comm`]).
+    pub(super) comm: Arc<dyn Comm>,
 }
 
 impl Emc {
@@ -254,7 +264,28 @@ impl Emc {
             stopped: None,
             iteration: 0,
             measured: Vec::new(),
+            comm: Arc::new(Single),
         })
+    }
+
+    /// Shares the frames with the other ranks of `comm` (every rank must build the same `Emc`
+    /// and make the same calls: [`prepare`](Self::prepare), [`iterate`](Self::iterate),
+    /// [`assign`](Self::assign) and [`train_assignments`](Self::train_assignments) are
+    /// collective).
+    pub fn with_comm(mut self, comm: Arc<dyn Comm>) -> Emc {
+        self.comm = comm;
+        self
+    }
+
+    /// This rank's frames of a source of `n`.
+    fn own_frames(&self, n: usize) -> Range<usize> {
+        share(n, self.comm.rank(), self.comm.size())
+    }
+
+    /// Every training frame's most likely rotation from the last completed iteration, in frame
+    /// order (collective: gathered from the ranks).
+    pub fn train_assignments(&self) -> Vec<u32> {
+        self.comm.gather_u32(&self.assignments)
     }
 
     pub fn pixels(&self) -> usize {
@@ -335,24 +366,40 @@ impl Emc {
         );
         ensure!(!source.is_empty(), "no frames");
         let n = source.count()?;
-        // Per-frame totals are kept only to start the scale factors; the mean is summed in
-        // frame order either way.
-        let mut totals = Vec::with_capacity(if self.params.scale { n } else { 0 });
+        let own = self.own_frames(n);
+        // Per-frame totals are kept only to start the scale factors (this rank's frames); the
+        // mean is summed in frame order either way.
+        let mut totals = Vec::with_capacity(if self.params.scale { own.len() } else { 0 });
         let (mut sum_total, mut read) = (0.0f64, 0usize);
         let mut nonzero = 0usize;
-        let starts: Vec<usize> = if self.params.scale || n <= PREPARE_SAMPLE {
-            (0..n).step_by(READ_BATCH).collect()
+        // Reads of up to READ_BATCH frames: with `scale` this rank's frames, else every frame
+        // or the sample's blocks, shared among the ranks.
+        let reads: Vec<(usize, usize)> = if self.params.scale {
+            own.clone()
+                .step_by(READ_BATCH)
+                .map(|s| (s, READ_BATCH.min(own.end - s)))
+                .collect()
         } else {
-            let blocks = PREPARE_SAMPLE / READ_BATCH;
-            (0..blocks).map(|k| k * (n - READ_BATCH) / (blocks - 1)).collect()
+            let starts: Vec<usize> = if n <= PREPARE_SAMPLE {
+                (0..n).step_by(READ_BATCH).collect()
+            } else {
+                let blocks = PREPARE_SAMPLE / READ_BATCH;
+                (0..blocks).map(|k| k * (n - READ_BATCH) / (blocks - 1)).collect()
+            };
+            starts[self.own_frames(starts.len())]
+                .iter()
+                .map(|&s| (s, READ_BATCH.min(n - s)))
+                .collect()
         };
-        let expected: usize = starts.iter().map(|&s| READ_BATCH.min(n - s)).sum();
-        for start in starts {
+        let expected: usize = reads.iter().map(|&(_, k)| k).sum();
+        let mut gave_up = false;
+        for (start, count) in reads {
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(false);
+                gave_up = true;
+                break;
             }
             progress(start);
-            let frames = source.read(start as u64, READ_BATCH)?;
+            let frames = source.read(start as u64, count)?;
             for f in frames.chunks_exact(self.pixels()) {
                 let total = self.lik_pixels.iter().map(|&p| f[p as usize] as f64).sum::<f64>() as f32;
                 sum_total += total as f64;
@@ -363,12 +410,19 @@ impl Emc {
                 nonzero += f.iter().filter(|&&x| x != 0.0).count();
             }
         }
+        // All ranks give up together when any one's deadline passed.
+        if self.comm.any(gave_up) {
+            return Ok(false);
+        }
         ensure!(
             read == expected,
             "the source returned {read} frames, expected {expected}"
         );
-        self.density = Some(nonzero as f64 / (read * self.pixels()) as f64);
-        let mean_total = sum_total / read as f64;
+        let mut sums = [sum_total, read as f64, nonzero as f64];
+        self.comm.sum_f64(&mut sums);
+        let [sum_total, read, nonzero] = sums;
+        self.density = Some(nonzero / (read * self.pixels() as f64));
+        let mean_total = sum_total / read;
         ensure!(
             mean_total > 0.0,
             "the frames hold no signal inside the likelihood pixels"
@@ -441,29 +495,35 @@ impl Emc {
         let mut den = vec![0.0f64; voxels];
         let mut volumes = vec![(vec![0.0f32; voxels], vec![0.0f32; voxels]); plan.merge_parts];
         let scale = self.params.scale;
-        let mut assignments = Vec::with_capacity(n);
+        // This rank's frames; scales and assignments are indexed from its first.
+        let own = self.own_frames(n);
+        let first = own.start;
+        let mut assignments = Vec::with_capacity(own.len());
         let mut scales = if scale { self.scales.clone() } else { Vec::new() };
         let ones = if scale {
             Vec::new()
         } else {
-            vec![1.0f32; plan.frames.min(n)]
+            vec![1.0f32; plan.frames.min(own.len())]
         };
         let (mut ll, mut mi, mut maxp) = (0.0f64, 0.0f64, 0.0f64);
         let mut through = PartialPass::default();
-        for start in (0..n).step_by(plan.frames) {
-            let Some(chunk) = self.load_chunk(source, start, plan.frames.min(n - start), sparse, deadline)? else {
-                self.stopped = Some(through);
-                return Ok(None);
+        let mut stopped = false;
+        for start in own.clone().step_by(plan.frames) {
+            let Some(chunk) = self.load_chunk(source, start, plan.frames.min(own.end - start), sparse, deadline)?
+            else {
+                stopped = true;
+                break;
             };
+            let at = start - first;
             let phi = if scale {
-                &self.scales[start..start + chunk.n]
+                &self.scales[at..at + chunk.n]
             } else {
                 &ones[..chunk.n]
             };
-            let chunk_progress = |f: f64| progress(start + (f * chunk.n as f64) as usize);
+            let chunk_progress = |f: f64| progress(at + (f * chunk.n as f64) as usize);
             let Some(posteriors) = self.e_step(&slicer, &t, &chunk, phi, beta, deadline, &chunk_progress) else {
-                self.stopped = Some(through);
-                return Ok(None);
+                stopped = true;
+                break;
             };
             // Conditional maximisation (ECM): φ first, with the current model and posterior,
             // then the model with the new φ; each step raises the EM objective.
@@ -476,11 +536,11 @@ impl Emc {
                 maxp += post.best.probability as f64;
                 assignments.push(post.best.rotation);
                 if scale && post.expected_total > 0.0 {
-                    scales[start + i] = (total as f64 / post.expected_total) as f32;
+                    scales[at + i] = (total as f64 / post.expected_total) as f32;
                 }
             }
             let phi_new = if scale {
-                &scales[start..start + chunk.n]
+                &scales[at..at + chunk.n]
             } else {
                 &ones[..chunk.n]
             };
@@ -494,15 +554,31 @@ impl Emc {
                 &mut volumes,
                 deadline,
             ) {
-                self.stopped = Some(through);
-                return Ok(None);
+                stopped = true;
+                break;
             }
             through = PartialPass {
-                frames: start + chunk.n,
+                frames: at + chunk.n,
                 seconds: started.elapsed().as_secs_f64(),
             };
-            progress(start + chunk.n);
+            progress(at + chunk.n);
         }
+        // The pass counts only when every rank completed it; a stopped pass's completed frames
+        // are summed over the ranks (its seconds are this rank's: they run side by side).
+        if self.comm.any(stopped) {
+            let mut frames = [through.frames as f64];
+            self.comm.sum_f64(&mut frames);
+            self.stopped = Some(PartialPass {
+                frames: frames[0] as usize,
+                seconds: through.seconds,
+            });
+            return Ok(None);
+        }
+        self.comm.sum_f64(&mut num);
+        self.comm.sum_f64(&mut den);
+        let mut sums = [ll, mi, maxp];
+        self.comm.sum_f64(&mut sums);
+        let [ll, mi, maxp] = sums;
         let mut sq = 0.0f64;
         self.measured = den.iter().map(|&b| b > 0.0).collect();
         for ((v, &a), &b) in self.model.data.iter_mut().zip(&num).zip(&den) {
@@ -542,13 +618,28 @@ impl Emc {
 
     /// The most likely rotation of every frame of `source` under the current model: one expand
     /// and likelihood step, no update (held-out test frames). Scale factors, if on, are each
-    /// frame's total over the mean slice total.
+    /// frame's total over the mean slice total. Collective: each rank assigns its share and
+    /// every rank receives all.
     pub fn assign(&self, source: &Source, beta: f64) -> anyhow::Result<Vec<Assignment>> {
         let n = source.count()?;
-        self.assign_frames(source, 0..n, beta)
+        let own = self.assign_frames(source, self.own_frames(n), beta)?;
+        let rotations = self
+            .comm
+            .gather_u32(&own.iter().map(|a| a.rotation).collect::<Vec<_>>());
+        let probabilities = self
+            .comm
+            .gather_u32(&own.iter().map(|a| a.probability.to_bits()).collect::<Vec<_>>());
+        Ok(rotations
+            .into_iter()
+            .zip(probabilities)
+            .map(|(rotation, p)| Assignment {
+                rotation,
+                probability: f32::from_bits(p),
+            })
+            .collect())
     }
 
-    /// [`assign`](Self::assign) for frames `frames` of `source` only.
+    /// [`assign`](Self::assign) for frames `frames` of `source` only, on this rank alone.
     pub fn assign_frames(&self, source: &Source, frames: Range<usize>, beta: f64) -> anyhow::Result<Vec<Assignment>> {
         ensure!(
             source.pixels() == self.pixels(),

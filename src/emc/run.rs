@@ -15,6 +15,10 @@
 //! seconds per frame and iteration (the completed iterations and the stopped pass's completed
 //! chunks) and the projected wall time of the planned run: that × N × the iterations
 //! requested, plus preparation and test assignment (`projected_wall_s`).
+//!
+//! Under an MPI launcher (`mpirun -np K xrai-bench emc …`, built with `--features mpi`) the K
+//! ranks share the frames ([`Emc::with_comm`]); rank 0 alone prints, logs and writes the
+//! outputs, which are those of a one-process run up to the order of floating-point sums.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -163,6 +167,7 @@ pub struct Options {
 }
 
 pub fn run(args: Options) -> Result<()> {
+    let comm = crate::comm::init()?;
     crate::data::dataset::check_output_dir(&args.out, args.force)?;
     let budget = Budget::parse(args.budget.as_deref())?;
     ensure!(args.iters >= 1, "--iters must be at least 1");
@@ -210,7 +215,7 @@ pub fn run(args: Options) -> Result<()> {
             .collect(),
         ..EmcParams::default()
     };
-    let emc = Emc::new(grid, detector.s.clone(), &detector.scale(&beam), m, spacing, params)?;
+    let emc = Emc::new(grid, detector.s.clone(), &detector.scale(&beam), m, spacing, params)?.with_comm(comm.clone());
     // The chunk budget must hold the fixed scratch and some frames: dense frames (the sparse
     // path, picked below 7 % non-zero pixels, holds less), or sparse ones at full density when
     // forced (the density is not known before the frames are read).
@@ -224,8 +229,12 @@ pub fn run(args: Options) -> Result<()> {
         m,
         spacing,
     };
+    if !comm.is_root() {
+        // The other ranks take part in every collective and write nothing.
+        return reconstruct(&args, None, emc, problem, budget);
+    }
     write_atomically(&args.out, args.force, false, |staging| {
-        reconstruct(&args, staging, emc, problem, budget)
+        reconstruct(&args, Some(staging), emc, problem, budget)
     })?;
     eprintln!("results in {}", args.out.display());
     Ok(())
@@ -244,7 +253,11 @@ struct Problem<'a> {
     spacing: f64,
 }
 
-fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budget: Budget) -> Result<()> {
+/// The iterations and the test assignment on every rank; `out` (rank 0's staging directory)
+/// receives the outputs, None on the other ranks.
+fn reconstruct(args: &Options, out: Option<&Path>, mut emc: Emc, problem: Problem, budget: Budget) -> Result<()> {
+    let root = out.is_some();
+    let world = emc.comm.describe();
     let Problem {
         config,
         record,
@@ -261,16 +274,30 @@ fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budge
     emc.random_start(args.model_seed);
     let n = train.count()?;
     let n_test = test.as_ref().map_or(Ok(0), |t| t.count())?;
-    eprintln!(
+    let note = |line: String| {
+        if root {
+            eprintln!("{line}")
+        }
+    };
+    note(format!(
         "EMC: {n} frames of {rows}×{cols} pixels ({pl} in the likelihood), grid {m}³ (Δs = {spacing:.5} Å⁻¹), \
          level {level}: {n_rot} rotations, mean spacing {spacing_deg:.2}°",
         rows = detector.rows,
         cols = detector.cols,
         pl = emc.likelihood_pixels(),
         level = args.level,
-    );
+    ));
+    if world.ranks > 1 {
+        note(format!(
+            "MPI: {} ranks × {} threads, about {} frames each ({})",
+            world.ranks,
+            world.threads_per_rank,
+            n.div_ceil(world.ranks),
+            world.library.as_deref().unwrap_or("")
+        ));
+    }
     let prep = Instant::now();
-    let reading = indicatif::ProgressBar::new(n as u64).with_style(
+    let reading = bar_on(root, n as u64).with_style(
         indicatif::ProgressStyle::with_template("reading frames {bar:30} {pos}/{len}  {per_sec}  ETA {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
@@ -280,40 +307,44 @@ fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budge
     let density = emc.density().unwrap_or(1.0);
     // The chunking of the likelihood path the data's density picked.
     let plan = emc.chunk_plan(prepared && emc.sparse(), super::engine::full_pixels(&train))?;
-    eprintln!(
+    note(format!(
         "memory: --chunk-mb {} holds {} frames per chunk ({:.1} KiB each with their candidate lists and merge share, \
          {:.0} MiB fixed scratch)",
         args.chunk_mb,
         plan.frames.min(n),
         plan.bytes_per_frame as f64 / 1024.0,
         plan.fixed_bytes as f64 / 1048576.0
-    );
+    ));
     if prepared {
-        eprintln!(
+        note(format!(
             "data: {:.2} % non-zero pixels → {} likelihood ({:.1} s)",
             100.0 * density,
             if emc.sparse() { "sparse-photon" } else { "dense GEMM" },
             prep.elapsed().as_secs_f64()
-        );
+        ));
     } else {
-        eprintln!(
+        note(format!(
             "out of budget while reading the frames ({:.1} s)",
             prep.elapsed().as_secs_f64()
-        );
+        ));
     }
 
-    let bar = indicatif::ProgressBar::new((args.iters * n) as u64).with_style(
+    let bar = bar_on(root, (args.iters * n) as u64).with_style(
         indicatif::ProgressStyle::with_template("iter {msg} {bar:30} {pos}/{len} frames  {per_sec}  ETA {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     say(
+        root,
         &bar,
         format!(
             "{:>4} {:>9} {:>15} {:>11} {:>9} {:>9} {:>8}",
             "iter", "time(s)", "log-likelihood", "rms-change", "mutual-I", "mean-maxP", "beta"
         ),
     );
-    let mut log_csv = std::io::BufWriter::new(std::fs::File::create(out.join("log.csv"))?);
+    let mut log_csv: Box<dyn Write> = match out {
+        Some(dir) => Box::new(std::io::BufWriter::new(std::fs::File::create(dir.join("log.csv"))?)),
+        None => Box::new(std::io::sink()),
+    };
     writeln!(
         log_csv,
         "iteration,seconds,log_likelihood,rms_change,mutual_information,mean_max_probability,beta,path"
@@ -336,7 +367,8 @@ fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budge
             let k = n_test.min(plan.frames.max(1));
             let t0 = Instant::now();
             emc.assign_frames(t, 0..k, args.beta)?;
-            1.1 * t0.elapsed().as_secs_f64() * n_test.div_ceil(k) as f64 + 1.0
+            // (each rank assigns its share of the test frames)
+            1.1 * t0.elapsed().as_secs_f64() * n_test.div_ceil(world.ranks).div_ceil(k) as f64 + 1.0
         }
         _ => 0.0,
     };
@@ -346,10 +378,12 @@ fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budge
         }
         bar.set_message(format!("{}/{}", it + 1, args.iters));
         let base = (it * n) as u64;
-        let progress = |done: usize| bar.set_position(base + done as u64);
+        // This rank's frames; the others advance alike.
+        let progress = |done: usize| bar.set_position(base + (done * world.ranks).min(n) as u64);
         match emc.iterate(&train, beta, budget.deadline(reserve_s), &progress)? {
             Some(s) => {
                 say(
+                    root,
                     &bar,
                     format!(
                         "{:>4} {:>9.2} {:>15.6e} {:>11.4e} {:>9.4} {:>9.4} {:>8.4}",
@@ -392,8 +426,9 @@ fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budge
         }
     }
     bar.finish_and_clear();
+    drop(log_csv);
     let reconstruction_s = budget.elapsed_s() - preparation_s;
-    if out_of_budget {
+    if out_of_budget && root {
         eprintln!(
             "out of budget: the --budget {} ran out after {} of {} iterations ({:.1} s elapsed), so the full run \
              takes longer than the budget; the partial iteration was discarded and the outputs are from iteration {}",
@@ -410,6 +445,25 @@ fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budge
     // completed chunks (NaN when not one chunk got through).
     let cost = IterationCost::measure(&history, partial, n);
 
+    // The collective part of the closing work: every rank's training assignments and the test
+    // frames' assignment, shared among the ranks.
+    let train_poses: Vec<UnitQuaternion<f64>> = emc
+        .train_assignments()
+        .iter()
+        .take(args.train_pose_images)
+        .map(|&r| emc.quaternion(r))
+        .collect();
+    let t0 = Instant::now();
+    let mut test_poses = Vec::new();
+    if let Some(test) = &test {
+        let assigned: Vec<Assignment> = emc.assign(test, beta)?;
+        test_poses = assigned.iter().map(|a| emc.quaternion(a.rotation)).collect();
+    }
+    let test_s = t0.elapsed().as_secs_f64();
+    let Some(out) = out else {
+        return Ok(());
+    };
+
     // Outputs: model, poses, held-out assignment. Voxels no slice reached (beyond the detector's
     // |s|, or before any iteration) are written as −1: negative means "not measured", which
     // `phase` treats as a free amplitude.
@@ -422,21 +476,8 @@ fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budge
     write_mrc(out.join("model.mrc"), &model, false)?;
     let amplitude: IntensityVolume = model.map(|&v| if v < 0.0 { -1.0 } else { v.sqrt() });
     write_mrc(out.join(output::AMPLITUDE_FILE), &amplitude, false)?;
-    let train_poses: Vec<UnitQuaternion<f64>> = emc
-        .assignments
-        .iter()
-        .take(args.train_pose_images)
-        .map(|&r| emc.quaternion(r))
-        .collect();
     write_poses_csv(&out.join(output::TRAIN_POSES_FILE), &train_poses)?;
     let train_error = known_error(&train, &train_poses)?;
-    let t0 = Instant::now();
-    let mut test_poses = Vec::new();
-    if let Some(test) = &test {
-        let assigned: Vec<Assignment> = emc.assign(test, beta)?;
-        test_poses = assigned.iter().map(|a| emc.quaternion(a.rotation)).collect();
-    }
-    let test_s = t0.elapsed().as_secs_f64();
     // What the planned run would take: preparation, the requested iterations at the measured
     // cost per frame, the test assignment (only when the budget stopped the run and the cost
     // was measured; the preparation must have finished to be known).
@@ -496,6 +537,7 @@ fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budge
         "grid": {"m": m, "spacing_per_angstrom": spacing},
         "orientations": {"level": args.level, "rotations": n_rot, "mean_spacing_deg": spacing_deg},
         "params": emc.params,
+        "world": world,
         "chunk_plan": plan,
         "partial_iteration": partial,
         "seconds_per_frame_iteration": cost.per_frame_iteration_s,
@@ -553,8 +595,18 @@ fn reconstruct(args: &Options, out: &Path, mut emc: Emc, problem: Problem, budge
             "train_pose_images": train_poses.len(),
         }),
         projected_wall_s,
+        world,
     }
     .write(out)
+}
+
+/// A progress bar on rank 0, a hidden one elsewhere.
+fn bar_on(root: bool, len: u64) -> indicatif::ProgressBar {
+    if root {
+        indicatif::ProgressBar::new(len)
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
 }
 
 /// Pose error against the source's true poses, where it has them.
@@ -565,8 +617,12 @@ fn known_error(source: &Source, estimated: &[UnitQuaternion<f64>]) -> Result<Opt
     }
 }
 
-/// A log line above the progress bar (or plainly when the bar is hidden, e.g. not a terminal).
-fn say(bar: &indicatif::ProgressBar, line: String) {
+/// A log line above the progress bar (or plainly when the bar is hidden, e.g. not a terminal);
+/// rank 0 alone speaks.
+fn say(root: bool, bar: &indicatif::ProgressBar, line: String) {
+    if !root {
+        return;
+    }
     if bar.is_hidden() {
         eprintln!("{line}");
     } else {

@@ -54,6 +54,10 @@ pub struct MethodOutput {
     /// iteration × N × iterations requested + preparation + test assignment). None when it
     /// finished, or when nothing was measured to project from.
     pub projected_wall_s: Option<f64>,
+    /// The processes the method ran as: MPI ranks and threads per rank (absent in outputs
+    /// from before MPI: one process).
+    #[serde(default)]
+    pub world: crate::comm::World,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

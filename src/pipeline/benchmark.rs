@@ -57,6 +57,7 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
         }
     };
     validate(&args)?;
+    let launcher = super::child::launcher(control.launcher.as_deref())?;
     ensure!(args.n.len() == 1, "one run takes one --n (several sizes make a sweep)");
     ensure!(
         !args.pdb().contains(','),
@@ -114,7 +115,7 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
     };
     let mut runs = Vec::new();
     for m in &methods {
-        runs.push(run_method(*m, &args, n, &staging, &data, "")?);
+        runs.push(run_method(*m, &args, &launcher, n, &staging, &data, "")?);
     }
 
     // Evaluation: phase each amplitude volume, align the density onto the truth, FSC.
@@ -140,7 +141,7 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
                 let [a, b] = external::halves(n).map(|h| {
                     let flags = external::method_flags(&args, h.clone(), n);
                     let tag = if h.start == 0 { "-half1" } else { "-half2" };
-                    run_method(*m, &args, h.end - h.start, &staging, &flags, tag)
+                    run_method(*m, &args, &launcher, h.end - h.start, &staging, &flags, tag)
                 });
                 let (a, b) = (a?, b?);
                 let first = half_density(&a, starts, seed)?;
@@ -248,6 +249,7 @@ fn announce(args: &RunArgs, n: u64, methods: &[&'static dyn Method], final_dir: 
 fn run_method(
     m: &'static dyn Method,
     args: &RunArgs,
+    launcher: &[String],
     n: u64,
     staging: &Path,
     data: &[String],
@@ -278,7 +280,7 @@ fn run_method(
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let (wall, mem) = child(&argv, &staging.join(format!("{name}.log")))?;
+            let (wall, mem) = child(launcher, &argv, &staging.join(format!("{name}.log")))?;
             std::fs::write(&stage, format!("wall_s {wall:.3}\npeak_rss_mib {mem:.1}\n"))?;
         }
         let output = MethodOutput::read(&dir)?;
@@ -390,6 +392,8 @@ fn row(args: &RunArgs, n: u64, r: &MethodRun, e: &Evaluation, commit: &str, fina
         test_rms_deg: stat(o.pose_error.test, |s| s.rms_deg),
         images_per_s: o.images_per_s,
         peak_memory_mib: o.peak_memory_mib,
+        ranks: o.world.ranks as u64,
+        threads_per_rank: o.world.threads_per_rank as u64,
         seed: args.seed,
         noise: format!("{:?}", args.noise).to_lowercase(),
         crate_version: env!("CARGO_PKG_VERSION").into(),

@@ -8,12 +8,43 @@ use anyhow::{ensure, Context, Result};
 
 use crate::method::output::vm_hwm_kib;
 
-/// Runs `xrai-bench <argv>` as a child; returns (wall seconds, peak RSS MiB).
-pub fn child(argv: &[String], log: &Path) -> Result<(f64, f64)> {
+/// `--launcher`'s words, checked before any work: its program must be on PATH, and this
+/// build must have MPI (else every rank would run the whole method and write the same files).
+pub fn launcher(spec: Option<&str>) -> Result<Vec<String>> {
+    let Some(spec) = spec else {
+        return Ok(Vec::new());
+    };
+    let words: Vec<String> = spec.split_whitespace().map(String::from).collect();
+    let program = words
+        .first()
+        .context("--launcher is empty: give e.g. \"mpirun -np 2\"")?;
+    ensure!(
+        cfg!(feature = "mpi"),
+        "--launcher {spec:?}: this build has no MPI; rebuild with `cargo build --release --features mpi` \
+         (needs Open MPI: apt-get install libopenmpi-dev openmpi-bin)"
+    );
+    let found = program.contains('/') && Path::new(program).is_file()
+        || std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()));
+    ensure!(found, "--launcher {spec:?}: {program} is not on PATH");
+    Ok(words)
+}
+
+/// Runs `xrai-bench <argv>` as a child, under `launcher` when given (the MPI launcher's words,
+/// e.g. `mpirun -np 2`); returns (wall seconds, peak RSS MiB — the launcher's own under a
+/// launcher: the table takes each method's own figure from its output).
+pub fn child(launcher: &[String], argv: &[String], log: &Path) -> Result<(f64, f64)> {
     let exe = std::env::current_exe().context("cannot find this program's executable")?;
-    eprintln!("  $ xrai-bench {}", argv.join(" "));
+    let prefix = launcher.iter().map(|w| format!("{w} ")).collect::<String>();
+    eprintln!("  $ {prefix}xrai-bench {}", argv.join(" "));
     let t0 = Instant::now();
-    let mut cmd = std::process::Command::new(exe);
+    let mut cmd = match launcher.split_first() {
+        Some((program, rest)) => {
+            let mut c = std::process::Command::new(program);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    };
     cmd.args(argv);
     // A method process must not outlive the benchmark: killed on its own (SIGKILL cannot be
     // caught), the benchmark would leave it writing into the run directory while a
@@ -78,7 +109,7 @@ pub fn child(argv: &[String], log: &Path) -> Result<(f64, f64)> {
     std::fs::write(
         log,
         format!(
-            "{}\nwall_s {secs:.3}\npeak_rss_mib {peak_mib:.1}\nexit {status}\n",
+            "{prefix}{}\nwall_s {secs:.3}\npeak_rss_mib {peak_mib:.1}\nexit {status}\n",
             argv.join(" ")
         ),
     )?;

@@ -171,6 +171,10 @@ pub struct RunControl {
     /// Skip the plots (tables only).
     #[arg(long)]
     pub no_plots: bool,
+    /// Start each method under this MPI launcher, e.g. "mpirun -np 4" or "srun" (needs a build
+    /// with --features mpi); words are split at spaces. The table records ranks and threads.
+    #[arg(long, allow_hyphen_values = true)]
+    pub launcher: Option<String>,
 }
 
 /// `--methods` values: ids of the registry.

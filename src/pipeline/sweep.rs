@@ -20,6 +20,8 @@ use crate::report::plots;
 use crate::report::table::{markdown, read_table, write_table, ResultRow};
 
 pub fn sweep(args: RunArgs, control: RunControl) -> Result<()> {
+    // checked before any run starts
+    super::child::launcher(control.launcher.as_deref())?;
     validate(&args)?;
     anyhow::ensure!(
         args.data.is_none(),

@@ -41,8 +41,11 @@ pub struct ResultRow {
     /// Training images processed per second of wall time (X-RAI: images seen; EMC: frames ×
     /// iterations).
     pub images_per_s: f64,
-    /// Peak resident memory of the process while the method ran, MiB.
+    /// Peak resident memory of the process while the method ran, MiB (rank 0's over MPI).
     pub peak_memory_mib: f64,
+    /// Processes the method ran as (MPI ranks; 1 without MPI) and rayon threads in each.
+    pub ranks: u64,
+    pub threads_per_rank: u64,
     pub seed: u64,
     pub noise: String,
     pub crate_version: String,
@@ -88,6 +91,8 @@ pub fn to_dataframe(rows: &[ResultRow]) -> Result<DataFrame> {
         col!("test_rms_deg", |r| r.test_rms_deg),
         col!("images_per_s", |r| r.images_per_s),
         col!("peak_memory_mib", |r| r.peak_memory_mib),
+        col!("ranks", |r| r.ranks),
+        col!("threads_per_rank", |r| r.threads_per_rank),
         col!("seed", |r| r.seed),
         col!("noise", |r| r.noise.clone()),
         col!("crate_version", |r| r.crate_version.clone()),
@@ -161,6 +166,15 @@ pub fn from_dataframe(df: &DataFrame, source: &Path) -> Result<Vec<ResultRow>> {
         f("peak_memory_mib")?,
     );
     let projected = optional_f("projected_time_s")?;
+    // Tables from before MPI: one process (threads unknown: 0).
+    let optional_u = |name: &str, missing: u64| -> Result<Vec<u64>> {
+        if df.column(name).is_ok() {
+            u(name)
+        } else {
+            Ok(vec![missing; df.height()])
+        }
+    };
+    let (ranks, threads) = (optional_u("ranks", 1)?, optional_u("threads_per_rank", 0)?);
     Ok((0..df.height())
         .map(|i| ResultRow {
             pdb_id: pdb[i].clone(),
@@ -180,6 +194,8 @@ pub fn from_dataframe(df: &DataFrame, source: &Path) -> Result<Vec<ResultRow>> {
             test_rms_deg: ter[i],
             images_per_s: ips[i],
             peak_memory_mib: mem[i],
+            ranks: ranks[i],
+            threads_per_rank: threads[i],
             seed: seed[i],
             noise: noise[i].clone(),
             crate_version: version[i].clone(),

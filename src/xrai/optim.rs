@@ -122,9 +122,59 @@ impl Adam {
         Ok(())
     }
 
+    /// One step with the gradients of a backward pass.
     pub fn step(&mut self, grads: &GradStore) -> Result<StepInfo> {
+        let grads: Vec<Option<Tensor>> = self.vars().map(|v| grads.get(v.as_tensor()).cloned()).collect();
+        self.apply(&grads)
+    }
+
+    /// The parameters in group order: the order of [`Adam::flat_gradient`]'s buffer.
+    pub fn vars(&self) -> impl Iterator<Item = &Var> {
+        self.groups.iter().flat_map(|g| g.vars.iter())
+    }
+
+    /// Every parameter's gradient in one flat buffer, in [`Adam::vars`] order (zeros for a
+    /// parameter the loss did not reach): what data-parallel ranks sum.
+    pub fn flat_gradient(&self, grads: &GradStore) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        for v in self.vars() {
+            match grads.get(v.as_tensor()) {
+                Some(g) => out.extend(g.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?),
+                None => out.extend(std::iter::repeat_n(0.0f32, v.elem_count())),
+            }
+        }
+        Ok(out)
+    }
+
+    /// One step with gradients given as a flat buffer in [`Adam::vars`] order.
+    pub fn step_flat(&mut self, flat: &[f32]) -> Result<StepInfo> {
+        let mut grads = Vec::new();
+        let mut at = 0usize;
+        for v in self.vars() {
+            let n = v.elem_count();
+            let chunk = flat
+                .get(at..at + n)
+                .ok_or_else(|| candle_core::Error::Msg("the flat gradient is shorter than the parameters".into()))?;
+            grads.push(Some(Tensor::from_slice(chunk, v.shape(), v.device())?));
+            at += n;
+        }
+        if at != flat.len() {
+            candle_core::bail!("the flat gradient has {} values, the parameters {at}", flat.len());
+        }
+        self.apply(&grads)
+    }
+
+    fn apply(&mut self, grads: &[Option<Tensor>]) -> Result<StepInfo> {
         self.step += 1;
-        let grad_norm = self.grad_norm(grads)?;
+        let mut sq = 0f64;
+        for g in grads.iter().flatten() {
+            sq += g
+                .sqr()?
+                .sum_all()?
+                .to_dtype(candle_core::DType::F64)?
+                .to_scalar::<f64>()?;
+        }
+        let grad_norm = sq.sqrt();
         let scale = match self.clip {
             Some(c) if grad_norm > c => c / grad_norm,
             _ => 1.0,
@@ -133,9 +183,10 @@ impl Adam {
         let (b1, b2) = (self.beta1, self.beta2);
         let bc1 = 1.0 - b1.powi(t);
         let bc2 = 1.0 - b2.powi(t);
+        let mut grads = grads.iter();
         for (g, states) in self.groups.iter().zip(self.state.iter_mut()) {
             for (var, st) in g.vars.iter().zip(states.iter_mut()) {
-                let Some(grad) = grads.get(var.as_tensor()) else {
+                let Some(Some(grad)) = grads.next() else {
                     continue;
                 };
                 let grad = if scale != 1.0 { (grad * scale)? } else { grad.clone() };

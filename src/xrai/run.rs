@@ -20,6 +20,7 @@ use super::init::{radial_volume, true_amplitude_volume, InputStats};
 use super::train::{train_loop, LoopOptions};
 use super::trainer::{read_config, CheckpointState, Trainer, VolumeInit};
 use super::{SymmetricBranch, XraiConfig};
+use crate::comm::Comm;
 use crate::data::dataset::write_atomically;
 use crate::data::options::{DataArgs, MoleculeArgs, PhysicsArgs};
 use crate::data::{ImageSimulator, Opened, Rescale, Source, Split};
@@ -272,6 +273,7 @@ enum Data {
 
 pub fn run(mut args: Options) -> Result<()> {
     crate::xrai::configure_cpu();
+    let comm = crate::comm::init()?;
     // checks before any work
     crate::data::dataset::check_output_dir(&args.out, args.force)?;
     let budget = Budget::parse(args.budget.as_deref())?;
@@ -280,6 +282,13 @@ pub fn run(mut args: Options) -> Result<()> {
     }
     let cfg = config(&args)?;
     cfg.validate()?;
+    let ranks = comm.size();
+    ensure!(
+        cfg.batch % ranks == 0 && cfg.batch / ranks >= 2,
+        "--batch {} is the global batch: over {ranks} MPI ranks it must be a multiple of {ranks} with at least 2 \
+         images per rank (batch norm needs two)",
+        cfg.batch
+    );
     let steps = match (args.steps, args.epochs, args.n) {
         (Some(s), _, _) => Some(s),
         (None, Some(e), Some(n)) => Some(
@@ -312,9 +321,15 @@ pub fn run(mut args: Options) -> Result<()> {
             args.physics.config(),
         )?)),
     };
+    if !comm.is_root() {
+        // The other ranks train alongside rank 0 and write nothing.
+        train(&args, &cfg, steps, data, device, budget, comm.as_ref(), None)?;
+        return Ok(());
+    }
     // A run that stops on NaN/Inf or an error keeps its checkpoints in the staging directory.
     let done = write_atomically(&args.out, args.force, true, |staging| {
-        train(&args, &cfg, steps, data, device, budget, staging)
+        train(&args, &cfg, steps, data, device, budget, comm.as_ref(), Some(staging))?
+            .context("rank 0 writes the outputs")
     })?;
     let test_line = match done.pose_error.test {
         Some(e) => format!(
@@ -336,6 +351,9 @@ pub fn run(mut args: Options) -> Result<()> {
     Ok(())
 }
 
+/// Trains on every rank; rank 0 (`staging` given) evaluates and writes the outputs and returns
+/// them, the other ranks return None after the last step.
+#[allow(clippy::too_many_arguments)]
 fn train(
     args: &Options,
     cfg: &XraiConfig,
@@ -343,8 +361,10 @@ fn train(
     data: Data,
     device: Device,
     budget: Budget,
-    staging: &Path,
-) -> Result<MethodOutput> {
+    comm: &dyn Comm,
+    staging: Option<&Path>,
+) -> Result<Option<MethodOutput>> {
+    let root = staging.is_some();
     let (sim, opened) = match data {
         Data::Simulated(sim) => (Some(sim), None),
         Data::Files(opened) => (None, Some(*opened)),
@@ -369,7 +389,7 @@ fn train(
     let train_n = train_source.len();
     let geo = WorkingGeometry::from_detector(train_source.full_detector(), cfg.working_size)?;
     let (eval_m, eval_spacing) = crate::data::open::grid(recorded_grid, &geo.binned, args.physics.grid)?;
-    if !record.is_null() {
+    if !record.is_null() && root {
         let used = geo
             .loss_mask
             .as_ref()
@@ -445,7 +465,9 @@ fn train(
         Some(dir) => budget.resumed(read_state(dir)?.elapsed_s),
         None => budget,
     };
-    eprintln!(
+    let world = comm.describe();
+    if root {
+        eprintln!(
         "X-RAI: {} heads, {}² working images, {} decoder (Δs {spacing:.5} Å⁻¹), {} loss, batch {}, {}; checkpoints in {}",
         cfg.heads,
         cfg.working_size,
@@ -463,8 +485,18 @@ fn train(
             (Some(n), None) => format!("{n} training images"),
             (None, _) => "fresh images every step".into(),
         },
-        staging.join("checkpoint").display()
+        staging.map_or(PathBuf::new(), |s| s.join("checkpoint")).display()
     );
+        if world.ranks > 1 {
+            eprintln!(
+                "MPI: {} ranks × {} threads, {} images per rank and step ({})",
+                world.ranks,
+                world.threads_per_rank,
+                cfg.batch / world.ranks,
+                world.library.as_deref().unwrap_or("")
+            );
+        }
+    }
     let (test_amps, test_poses) = match &test_source {
         Some(src) => amplitudes(src, &geo, 0, args.test_images)?,
         None => (Vec::new(), Vec::new()),
@@ -472,7 +504,10 @@ fn train(
     let n_test = test_amps.len() / geo.pixels();
     let n_train_poses = train_n.map_or(args.train_pose_images, |n| (n as usize).min(args.train_pose_images));
     let preparation_s = budget.elapsed_s();
-    let mut curve_file = std::io::BufWriter::new(std::fs::File::create(staging.join("curve.csv"))?);
+    let mut curve_file: Box<dyn Write> = match staging {
+        Some(dir) => Box::new(std::io::BufWriter::new(std::fs::File::create(dir.join("curve.csv"))?)),
+        None => Box::new(std::io::sink()),
+    };
     writeln!(
         curve_file,
         "step,elapsed_s,images,loss,data,uniformity,test_median_deg,test_mean_deg,test_rms_deg"
@@ -483,13 +518,14 @@ fn train(
         closing_images: n_test + n_train_poses,
         eval_every: if test_poses.is_empty() { 0 } else { args.eval_every },
         checkpoint_every: args.checkpoint_every,
-        checkpoint_dir: Some(staging.join("checkpoint")),
-        progress: true,
+        checkpoint_dir: staging.map(|s| s.join("checkpoint")),
+        progress: root,
         rescale: Some(rescale),
     };
     let mut progress = Vec::new();
     let state = train_loop(
         &mut trainer,
+        comm,
         &train_source,
         &opts,
         (&test_amps, &test_poses),
@@ -520,6 +556,9 @@ fn train(
         },
     )?;
     drop(curve_file);
+    let Some(staging) = staging else {
+        return Ok(None);
+    };
     let reconstruction_s = budget.elapsed_s() - preparation_s;
     let out_of_budget = steps.is_some_and(|s| state.step < s);
     // Closing work: the test set's poses (inferred, not trained) and the training poses.
@@ -606,11 +645,13 @@ fn train(
         params: serde_json::json!({
             "budget": args.budget, "steps": state.step, "heads": cfg.heads, "decoder": cfg.decoder,
             "working_size": cfg.working_size, "batch": cfg.batch,
+            "ranks": world.ranks, "threads_per_rank": world.threads_per_rank,
         }),
         projected_wall_s: None,
+        world,
     };
     out.write(staging)?;
-    Ok(out)
+    Ok(Some(out))
 }
 
 fn read_state(dir: &Path) -> Result<CheckpointState> {

@@ -1,11 +1,17 @@
 //! The training loop: batches from a [`Source`], steps until the step count or the budget,
 //! periodic test pose error (the learning curve) and checkpoints.
+//!
+//! Data-parallel over MPI: the global batch of step t is images t·B … t·B + B − 1 whatever
+//! the rank count, rank r of K takes its r-th contiguous share of them, and the ranks' mean
+//! gradient makes one update ([`Trainer::train_step_shared`]); every decision to stop is taken
+//! by all ranks together, and rank 0 alone evaluates, checkpoints and prints.
 
 use nalgebra::UnitQuaternion;
 use serde::Serialize;
 
 use super::geometry::amplitudes;
 use super::trainer::{CheckpointState, StepStats, Trainer};
+use crate::comm::{share, Comm};
 use crate::data::{Rescale, Source};
 use crate::method::Budget;
 
@@ -60,6 +66,7 @@ pub fn test_error(
 /// the run with an error that names the last good checkpoint.
 pub fn train_loop(
     t: &mut Trainer,
+    comm: &dyn Comm,
     source: &Source,
     opts: &LoopOptions,
     test: (&[f32], &[UnitQuaternion<f64>]),
@@ -109,26 +116,31 @@ pub fn train_loop(
         rescale: opts.rescale,
         normalize_total: t.decoder.normalize_total,
     };
+    let root = comm.is_root();
+    // this rank's share of each global batch
+    let mine = share(b, comm.rank(), comm.size());
     loop {
-        if opts.steps.is_some_and(|n| t.step >= n) || budget.exhausted(reserve(read_s_per_image, predict_s_per_image)) {
+        let out_of_time = budget.exhausted(reserve(read_s_per_image, predict_s_per_image));
+        if opts.steps.is_some_and(|n| t.step >= n) || comm.any(out_of_time) {
             break;
         }
-        // the next batch: image indices step·B … (mod N for a fixed training set)
-        let first = (t.step * b) as u64;
+        // the next batch: image indices step·B … (mod N for a fixed training set); this
+        // rank's share of it
+        let first = (t.step * b + mine.start) as u64;
         let from = source.len().map_or(first, |n| first % n);
         let read_start = std::time::Instant::now();
-        let (amps, _) = amplitudes(source, &t.geometry, from, b)?;
+        let (amps, _) = amplitudes(source, &t.geometry, from, mine.len())?;
         let per_image = read_start.elapsed().as_secs_f64() / (amps.len() / p).max(1) as f64;
         read_s_per_image = if read_s_per_image == 0.0 {
             per_image
         } else {
             0.9 * read_s_per_image + 0.1 * per_image
         };
-        if amps.len() / p < 2 {
+        if comm.any(amps.len() / p < 2) {
             t.step += 1; // a one-image tail of an epoch: batch norm needs two
             continue;
         }
-        match t.train_step(&amps) {
+        match t.train_step_shared(&amps, comm) {
             Ok(s) => last = s,
             Err(e) => {
                 bar.abandon();
@@ -151,7 +163,7 @@ pub fn train_loop(
             rate_steps = 0;
         }
         bar.set_position(t.step as u64);
-        if opts.eval_every > 0 && t.step % opts.eval_every == 0 {
+        if root && opts.eval_every > 0 && t.step % opts.eval_every == 0 {
             let eval_start = std::time::Instant::now();
             let n_eval = eval_images.min(test.1.len());
             let est = t.predict(&test.0[..n_eval * p])?;
@@ -179,7 +191,7 @@ pub fn train_loop(
             }
             curve(&row)?;
         }
-        if let Some(dir) = &opts.checkpoint_dir {
+        if let Some(dir) = opts.checkpoint_dir.as_ref().filter(|_| root) {
             if opts.checkpoint_every > 0 && t.step % opts.checkpoint_every == 0 {
                 t.save_checkpoint(dir, &state(t, budget.elapsed_s()))?;
                 last_ckpt = Some(t.step);
@@ -188,7 +200,7 @@ pub fn train_loop(
     }
     bar.finish_and_clear();
     let st = state(t, budget.elapsed_s());
-    if let Some(dir) = &opts.checkpoint_dir {
+    if let Some(dir) = opts.checkpoint_dir.as_ref().filter(|_| root) {
         t.save_checkpoint(dir, &st)?;
     }
     Ok(st)

@@ -298,6 +298,121 @@ impl Trainer {
         })
     }
 
+    /// One Adam step on the mean gradient of `comm`'s ranks, each with its own `amps` (its
+    /// share of the global batch): one flat buffer of gradients, the batch-norm running
+    /// statistics and the loss terms is summed over the ranks, so every rank applies the same
+    /// update. As in PyTorch's DDP without SyncBatchNorm, batch normalisation and the
+    /// uniformity prior see each rank's batch, and the running statistics are the ranks' mean;
+    /// [`Trainer::train_step_accumulated`] is the same step in one process.
+    pub fn train_step_shared(&mut self, amps: &[f32], comm: &dyn crate::comm::Comm) -> anyhow::Result<StepStats> {
+        if comm.size() == 1 {
+            return self.train_step(amps);
+        }
+        let (mut buffer, stats_at) = self.local_gradient(amps)?;
+        comm.sum_f32(&mut buffer);
+        self.apply_mean_gradient(buffer, stats_at, comm.size())
+    }
+
+    /// The step of `batches.len()` data-parallel ranks, in one process: each batch's gradient
+    /// from the same parameters and the same running statistics, then one Adam step on their
+    /// mean (the reference that [`Trainer::train_step_shared`] is tested against).
+    pub fn train_step_accumulated(&mut self, batches: &[&[f32]]) -> anyhow::Result<StepStats> {
+        ensure!(!batches.is_empty(), "no batch");
+        let running = self.running_statistics()?;
+        let mut total: Vec<f32> = Vec::new();
+        let mut stats_at = 0;
+        for amps in batches {
+            self.set_running_statistics(&running)?;
+            let (buffer, at) = self.local_gradient(amps)?;
+            if total.is_empty() {
+                total = buffer;
+            } else {
+                total.iter_mut().zip(&buffer).for_each(|(t, b)| *t += b);
+            }
+            stats_at = at;
+        }
+        self.apply_mean_gradient(total, stats_at, batches.len())
+    }
+
+    /// This rank's part of a shared step: [gradients (optimiser order) | running statistics
+    /// after this batch | loss, data term, uniformity], and where the running statistics start.
+    fn local_gradient(&mut self, amps: &[f32]) -> anyhow::Result<(Vec<f32>, usize)> {
+        let (errors, rots, _) = self.forward(amps, true)?;
+        let data = symmetric_multihead(&errors, self.cfg.mean_head_weight)?;
+        let (loss, unif) = if self.cfg.uniformity_weight > 0.0 {
+            let u = uniformity(&rots)?;
+            ((&data + (&u * self.cfg.uniformity_weight)?)?, u.to_scalar::<f32>()?)
+        } else {
+            (data.clone(), 0.0)
+        };
+        let loss_v = loss.to_scalar::<f32>()?;
+        let data_v = data.to_scalar::<f32>()?;
+        let grads = loss.backward()?;
+        let mut buffer = self.optimizer.flat_gradient(&grads)?;
+        let at = buffer.len();
+        buffer.extend(self.running_statistics()?);
+        buffer.extend([loss_v, data_v, unif]);
+        Ok((buffer, at))
+    }
+
+    /// Divides a summed buffer of `parts` ranks by their number, sets the running statistics
+    /// and applies the mean gradient. A non-finite loss on any rank stops every rank alike.
+    fn apply_mean_gradient(
+        &mut self,
+        mut buffer: Vec<f32>,
+        stats_at: usize,
+        parts: usize,
+    ) -> anyhow::Result<StepStats> {
+        let k = parts as f32;
+        buffer.iter_mut().for_each(|v| *v /= k);
+        let tail = buffer.len() - 3;
+        let (loss_v, data_v, unif) = (buffer[tail] as f64, buffer[tail + 1] as f64, buffer[tail + 2] as f64);
+        if !loss_v.is_finite() {
+            anyhow::bail!("the loss became {loss_v} at step {}", self.step + 1);
+        }
+        self.set_running_statistics(&buffer[stats_at..tail])?;
+        let info = self.optimizer.step_flat(&buffer[..stats_at])?;
+        self.step += 1;
+        Ok(StepStats {
+            loss: loss_v,
+            data: data_v,
+            uniformity: unif,
+            grad_norm: info.grad_norm,
+        })
+    }
+
+    /// The batch-norm running statistics, flat, in name order.
+    fn running_statistics(&self) -> anyhow::Result<Vec<f32>> {
+        let data = self.varmap.data().lock().unwrap();
+        let mut names: Vec<&String> = data.keys().filter(|n| n.contains("running_")).collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            out.extend(data[name].as_tensor().flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(out)
+    }
+
+    fn set_running_statistics(&self, values: &[f32]) -> anyhow::Result<()> {
+        let data = self.varmap.data().lock().unwrap();
+        let mut names: Vec<&String> = data.keys().filter(|n| n.contains("running_")).collect();
+        names.sort();
+        let mut at = 0;
+        for name in names {
+            let var = &data[name];
+            let n = var.elem_count();
+            let chunk = values.get(at..at + n).context("running statistics are too short")?;
+            var.set(&Tensor::from_slice(chunk, var.shape(), var.device())?)?;
+            at += n;
+        }
+        ensure!(
+            at == values.len(),
+            "running statistics have {} values, expected {at}",
+            values.len()
+        );
+        Ok(())
+    }
+
     /// Least-squares scale that makes the decoder's slices at the true poses match the data
     /// (for a frozen true volume, whose units differ from the images').
     pub fn fit_volume_scale(&self, amps: &[f32], poses: &[UnitQuaternion<f64>]) -> anyhow::Result<f64> {
