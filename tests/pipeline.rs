@@ -43,8 +43,6 @@ fn sample_output() -> MethodOutput {
             out_of_budget: false,
         },
         peak_memory_mib: 300.0,
-        ranks: 1,
-        threads_per_rank: 2,
         images_per_s: 1000.0,
         objective: Objective::Loss,
         progress: vec![ProgressPoint {

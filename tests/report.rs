@@ -41,7 +41,7 @@ fn row(pdb: &str, n: u64, method: &str, res: f64, med: f64, status: &str) -> Res
     }
 }
 
-const COLUMNS: [&str; 24] = [
+const COLUMNS: [&str; 26] = [
     "pdb_id",
     "chain",
     "n_train",
@@ -59,6 +59,8 @@ const COLUMNS: [&str; 24] = [
     "test_rms_deg",
     "images_per_s",
     "peak_memory_mib",
+    "ranks",
+    "threads_per_rank",
     "seed",
     "noise",
     "crate_version",
