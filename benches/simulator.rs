@@ -30,9 +30,13 @@ fn images(c: &mut Criterion) {
     let batch = 2048;
     let mut group = c.benchmark_group("images");
     group.sample_size(10).measurement_time(Duration::from_secs(8));
-    for (name, poisson) in [("sliced_scaled", false), ("sliced_poisson", true)] {
+    for (name, rescale, poisson) in [
+        ("sliced_scaled", Rescale::PerImage(20_000.0), false),
+        ("sliced_poisson", Rescale::PerImage(20_000.0), true),
+        ("sliced_counts_1000_photons", Rescale::MeanTotal(1000.0), true),
+    ] {
         let config = SimulationConfig {
-            rescale: Rescale::PerImage(20_000.0),
+            rescale,
             poisson,
             ..Default::default()
         };
@@ -56,5 +60,37 @@ fn images(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, transform, images);
+/// Counting alone, one thread, on a 2CEX_A pattern of 1,000 expected photons: the split
+/// sampler against one Poisson draw per pixel.
+fn counting(c: &mut Criterion) {
+    use rand::SeedableRng;
+    use xrai_bench::physics::noise::{poisson_counts_in_place, poisson_in_place};
+    let config = SimulationConfig {
+        rescale: Rescale::PerImage(1000.0),
+        ..Default::default()
+    };
+    let sim = ImageSimulator::new(molecule(), config).unwrap();
+    let mut expected = vec![0.0f32; sim.pixels()];
+    sim.image(Split::Train, 0, &mut expected);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut buf = expected.clone();
+    let mut group = c.benchmark_group("counting");
+    group.sample_size(20).measurement_time(Duration::from_secs(4));
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("split_1000_photons_128x128", |b| {
+        b.iter(|| {
+            buf.copy_from_slice(&expected);
+            poisson_counts_in_place(&mut buf, &mut rng)
+        })
+    });
+    group.bench_function("per_pixel_1000_photons_128x128", |b| {
+        b.iter(|| {
+            buf.copy_from_slice(&expected);
+            poisson_in_place(&mut buf, &mut rng)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, transform, images, counting);
 criterion_main!(benches);

@@ -36,6 +36,7 @@ fn square(pixels: usize) -> PixelDetector {
         pixels,
         side_m: 0.1,
         distance_m: 0.2,
+        ..Default::default()
     }
     .geometry(&Beam::default())
 }

@@ -365,6 +365,7 @@ fn our_detector_matches_dragonflys_make_detector_formulas() {
         pixels: 8,
         side_m: 0.1,
         distance_m: 0.2,
+        ..Default::default()
     };
     let beam = Beam::default();
     let det = DragonflyDetector::from_detector(&detector, &beam);
@@ -401,6 +402,7 @@ fn detector_round_trips_exactly_and_back_to_our_geometry() {
         pixels: 16,
         side_m: 0.1,
         distance_m: 0.2,
+        ..Default::default()
     };
     let beam = Beam::default();
     let geometry = detector.geometry(&beam);
@@ -451,6 +453,7 @@ fn detector_with_positive_qz_or_off_the_sphere() {
             pixels: 6,
             side_m: 0.1,
             distance_m: 0.2,
+            ..Default::default()
         },
         &Beam::default(),
     );
@@ -564,6 +567,7 @@ fn photons_and_detector_go_together() {
         pixels: 12,
         side_m: 0.1,
         distance_m: 0.2,
+        ..Default::default()
     };
     let det = DragonflyDetector::from_detector(&detector, &Beam::default());
     write_detector(dir.path().join("detector.dat"), &det, false).unwrap();

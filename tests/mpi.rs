@@ -90,7 +90,18 @@ fn emc_on_two_ranks_gives_the_one_process_model() {
     assert_eq!(err.matches("EMC: 1500 frames").count(), 1, "{err}");
     let (a, b) = (read_map(&one.join("model.mrc")), read_map(&two.join("model.mrc")));
     let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    // Voxels no frame reached are −1; at the edge of the data a merge weight at the 1e-6
+    // probability cut-off can flip with the order of the sums (measured: 18 of 607,507 voxels
+    // on the Dragonfly-sized problem, results/example/mpi), so those are counted, not compared.
+    let both = |x: &f32, y: &f32| *x >= 0.0 && *y >= 0.0;
+    let flipped = a.iter().zip(&b).filter(|(x, y)| (**x >= 0.0) != (**y >= 0.0)).count();
+    assert!(flipped * 10_000 <= a.len(), "{flipped} voxels measured in one run only");
+    let worst = a
+        .iter()
+        .zip(&b)
+        .filter(|(x, y)| both(x, y))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
     // The merge's sums are added in another order (per rank, then across ranks): the model
     // agrees to float rounding, far below any change an iteration makes.
     eprintln!(
@@ -312,4 +323,56 @@ fn the_benchmark_under_a_launcher_records_the_ranks() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(!entries.iter().any(|e| e.contains("partial")), "{entries:?}");
+}
+
+/// A checkpoint written by rank 0 of a 2-rank run resumes in one process (and the reverse):
+/// the parameters are the same on every rank, so any rank count continues from them.
+#[test]
+fn xrai_checkpoints_resume_on_another_rank_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second, third) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+    let common = [
+        "xrai",
+        "--batch",
+        "16",
+        "--working-size",
+        "16",
+        "--test-images",
+        "50",
+        "--eval-every",
+        "0",
+    ];
+    ok(&mpirun()
+        .arg(env!("CARGO_BIN_EXE_xrai-bench"))
+        .args(common)
+        .args(["--steps", "6", "--out"])
+        .arg(&first)
+        .env("XRAI_OFFLINE", "1")
+        .output()
+        .unwrap());
+    let err = ok(&Command::new(env!("CARGO_BIN_EXE_xrai-bench"))
+        .args(common)
+        .args(["--steps", "10", "--resume"])
+        .arg(first.join("checkpoint"))
+        .arg("--out")
+        .arg(&second)
+        .env("XRAI_OFFLINE", "1")
+        .output()
+        .unwrap());
+    let state = |d: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("checkpoint/state.json")).unwrap()).unwrap()
+    };
+    assert_eq!(state(&first)["step"], 6);
+    assert_eq!(state(&second)["step"], 10, "{err}");
+    ok(&mpirun()
+        .arg(env!("CARGO_BIN_EXE_xrai-bench"))
+        .args(common)
+        .args(["--steps", "14", "--resume"])
+        .arg(second.join("checkpoint"))
+        .arg("--out")
+        .arg(&third)
+        .env("XRAI_OFFLINE", "1")
+        .output()
+        .unwrap());
+    assert_eq!(state(&third)["step"], 14);
 }

@@ -163,6 +163,7 @@ fn off_centre_dataset(dir: &Path, n: u64, garbage: Option<f32>) -> (PathBuf, Pat
             pixels: 66,
             side_m: 0.1 * 66.0 / 128.0,
             distance_m: 0.2,
+            ..Default::default()
         },
         rescale: Rescale::MeanTotal(5000.0),
         poisson: true,

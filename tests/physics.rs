@@ -11,7 +11,7 @@ use xrai_bench::physics::beam::Beam;
 use xrai_bench::physics::detector::Detector;
 use xrai_bench::physics::form_factor::FormFactor;
 use xrai_bench::physics::molecule::Molecule;
-use xrai_bench::physics::noise::poisson_in_place;
+use xrai_bench::physics::noise::{poisson_counts_in_place, poisson_in_place};
 use xrai_bench::physics::slice::Slicer;
 use xrai_bench::physics::transform::{direct_transform, grid_transform, GridSpec, DEFAULT_OVERSAMPLING};
 
@@ -183,10 +183,15 @@ fn rotating_the_molecule_equals_rotating_the_slice() {
 #[test]
 fn poisson_counts_have_the_mean_and_variance_of_their_expectation() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-    for lambda in [0.05f32, 1.0, 7.5, 200.0] {
+    // one draw per pixel, and the split of the pattern's total (the simulator's)
+    let samplers: [fn(&mut [f32], &mut rand_chacha::ChaCha8Rng); 2] = [poisson_in_place, poisson_counts_in_place];
+    for (lambda, sample) in [0.05f32, 1.0, 7.5, 200.0]
+        .into_iter()
+        .flat_map(|l| samplers.map(|s| (l, s)))
+    {
         let n = 200_000;
         let mut image = vec![lambda; n];
-        poisson_in_place(&mut image, &mut rng);
+        sample(&mut image, &mut rng);
         let mean = image.iter().map(|&x| x as f64).sum::<f64>() / n as f64;
         let var = image.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
         let se = (lambda as f64 / n as f64).sqrt();

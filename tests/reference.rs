@@ -17,6 +17,7 @@ fn reference_setup() -> (Detector, Beam) {
             pixels: 128,
             side_m: 0.1,
             distance_m: 0.1,
+            ..Default::default()
         },
         Beam::default(),
     )

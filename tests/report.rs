@@ -33,6 +33,8 @@ fn row(pdb: &str, n: u64, method: &str, res: f64, med: f64, status: &str) -> Res
         threads_per_rank: 2,
         seed: 0,
         noise: "none".into(),
+        mean_photons: f64::NAN,
+        realism: "none".into(),
         crate_version: "0.1.0".into(),
         git_commit: "abc".into(),
         params: r#"{"budget":"60m"}"#.into(),
@@ -41,7 +43,7 @@ fn row(pdb: &str, n: u64, method: &str, res: f64, med: f64, status: &str) -> Res
     }
 }
 
-const COLUMNS: [&str; 26] = [
+const COLUMNS: [&str; 28] = [
     "pdb_id",
     "chain",
     "n_train",
@@ -63,6 +65,8 @@ const COLUMNS: [&str; 26] = [
     "threads_per_rank",
     "seed",
     "noise",
+    "mean_photons",
+    "realism",
     "crate_version",
     "git_commit",
     "params",

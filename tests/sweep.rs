@@ -110,3 +110,74 @@ fn a_protein_list_with_a_repeat_or_a_gap_is_refused_before_any_file() {
         );
     }
 }
+
+/// A sweep over photon levels: one run per level and a noise-free reference, rows that carry
+/// the level and the realism settings, the photon counts the methods were given, and the
+/// figures against photons per pattern.
+#[test]
+fn a_photon_sweep_runs_each_level_and_a_noise_free_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("photons");
+    let o = Command::new(env!("CARGO_BIN_EXE_xrai-bench"))
+        .env("XRAI_OFFLINE", "1")
+        .args([
+            "sweep",
+            "--mean-photons",
+            "2000,300",
+            "--n",
+            "64",
+            "--n-test",
+            "16",
+            "--methods",
+            "emc",
+            "--grid",
+            "41",
+            "--emc-level",
+            "2",
+            "--emc-bin",
+            "8",
+            "--emc-iters",
+            "2",
+            "--phasing-starts",
+            "1",
+            "--beamstop-radius",
+            "4",
+            "--gap",
+            "2",
+            "--fluence-jitter",
+            "0.2",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .arg("--summary-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = read_table(&out.join("table.parquet")).unwrap();
+    let mut levels: Vec<String> = rows.iter().map(|r| format!("{}", r.mean_photons)).collect();
+    levels.sort();
+    assert_eq!(levels, ["2000", "300", "NaN"]);
+    for r in &rows {
+        assert_eq!(r.realism, "beamstop 4 px, gaps 2 px, fluence jitter 0.2");
+        assert_eq!(r.noise, if r.mean_photons.is_finite() { "poisson" } else { "none" });
+    }
+    for d in ["p2000/n64", "p300/n64", "noise-free/n64"] {
+        assert!(out.join(d).join("table.parquet").exists(), "{d}");
+    }
+    // the method was given the photon level, the jitter and the mask
+    let log = std::fs::read_to_string(out.join("p300/n64/emc.log")).unwrap();
+    for flag in [
+        "--mean-photons 300",
+        "--fluence-jitter 0.2",
+        "--beamstop-radius 4",
+        "--gap 2",
+    ] {
+        assert!(log.contains(flag), "{flag} missing from {log}");
+    }
+    for f in ["test_error_vs_photons.png", "resolution_vs_photons.svg"] {
+        assert!(out.join("plots").join(f).exists(), "{f}");
+    }
+    let md = std::fs::read_to_string(out.join("table.md")).unwrap();
+    assert!(md.contains("300 photons; beamstop 4 px"), "{md}");
+}

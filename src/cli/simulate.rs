@@ -92,7 +92,7 @@ pub fn run(args: Args) -> Result<()> {
         args.batch > 0,
         "--batch must be at least 1 (images generated at a time)"
     );
-    let config = args.physics.config();
+    let config = args.physics.config()?;
     ensure!(
         args.dataset_path.is_none() || args.format == Format::Cxi,
         "--dataset-path is where --format cxi writes the frames inside data.cxi; add --format cxi"
@@ -229,6 +229,7 @@ fn simulate_into(
         let density = crate::eval::density::density_from_transform(&simulator.transform);
         crate::mrc::write_mrc(staging.join("density.mrc"), &density, false).context("writing density.mrc")?;
     }
+    let mask = crate::data::dataset::write_mask(staging, &simulator.config.detector)?;
     let meta = json!({
         "software": {"name": "xrai-bench", "version": env!("CARGO_PKG_VERSION")},
         "command": std::env::args().collect::<Vec<_>>(),
@@ -238,6 +239,7 @@ fn simulate_into(
             "include_hetatm": args.molecule.include_hetatm, "include_water": args.molecule.include_water,
         },
         "config": simulator.config,
+        "mask": mask.then_some("mask.npy (true = bad pixel, written as 0)"),
         "split": format!("{:?}", split).to_lowercase(),
         "poses_file": args.poses,
         "n": n,

@@ -58,7 +58,7 @@ pub(super) fn open_cxi(path: &Path, arg: &str, args: &DataArgs, physics: &Physic
     let (config, grid) = simulate_meta(dir);
     let mut beam = match &config {
         Some(c) => c.beam.clone(),
-        None => physics.config().beam,
+        None => physics.config()?.beam,
     };
     beam.energy_ev = geometry.photon_energy_ev;
     beam.validate()?;

@@ -316,3 +316,23 @@ fn write_pose_rows(out: &mut impl Write, poses: &[UnitQuaternion<f64>]) -> std::
     }
     Ok(())
 }
+
+/// Writes `mask.npy` (booleans, N × N, true = bad pixel: numpy's `np.load` gives the mask
+/// `--mask` reads) into `dir` when the detector has bad pixels; returns whether it did.
+pub fn write_mask(dir: &Path, detector: &crate::physics::detector::Detector) -> anyhow::Result<bool> {
+    let mask = detector.mask();
+    if !mask.iter().any(|&bad| bad) {
+        return Ok(false);
+    }
+    let path = dir.join("mask.npy");
+    let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    let n = detector.pixels as u64;
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[n, n])
+        .writer(BufWriter::new(file))
+        .begin_nd()?;
+    w.extend(mask.iter().copied())?;
+    w.finish()?;
+    Ok(true)
+}

@@ -202,7 +202,7 @@ fn open_emc(path: &Path, arg: &str, args: &DataArgs, physics: &PhysicsArgs) -> R
     let beam = match &config {
         Some(c) => c.beam.clone(),
         None => {
-            let beam = physics.config().beam;
+            let beam = physics.config()?.beam;
             beam.validate()?;
             beam
         }

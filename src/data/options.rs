@@ -5,12 +5,13 @@
 //! them as well as `simulate`.
 
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::ValueEnum;
 
 use crate::data::{Mode, Rescale, SimulationConfig};
+use crate::physics::acquisition::{Acquisition, BackgroundProfile, FocusProfile};
 use crate::physics::beam::Beam;
 use crate::physics::detector::Detector;
 use crate::physics::molecule::{self, SelectionError};
@@ -112,9 +113,79 @@ pub struct PhysicsArgs {
     /// Poisson photon counts instead of expected photons.
     #[arg(long)]
     pub poisson: bool,
+    /// Photon-limited data: the beam's expected photons scaled by one constant so that a
+    /// pattern holds this many on average over random poses in its unmasked pixels, then counted
+    /// (implies --poisson). The physical default beam gives about 12 for 2CEX_A.
+    #[arg(long, value_parser = positive_photons, conflicts_with = "rescale_total", allow_negative_numbers = true)]
+    pub mean_photons: Option<f64>,
+    /// Relative spread (σ/mean) of the pulse fluence, gamma-distributed with mean 1 as in
+    /// Dragonfly's simulator (0.2: 20 %); each pattern's scale, unknown to the methods.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub fluence_jitter: f64,
+    /// flat: every particle sees the mean fluence; gaussian: anywhere within the focus radius
+    /// of a Gaussian focus (a pattern scale from 0.31 to 2.31, mean 1).
+    #[arg(long, value_enum, default_value_t = FocusProfile::Flat)]
+    pub focus_profile: FocusProfile,
+    /// Background photons per pattern (mean, over the unmasked pixels), added to the expected
+    /// photons before counting.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub background: f64,
+    /// How the background spreads: inverse-q2 (falling as 1/|q|² from the beam, as gas and jet
+    /// scattering) or flat.
+    #[arg(long, value_enum, default_value_t = BackgroundProfile::InverseQ2)]
+    pub background_profile: BackgroundProfile,
+    /// Beamstop radius in pixels around the beam: those pixels are bad (written as 0, saved in
+    /// mask.npy, used by no method).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub beamstop_radius: f64,
+    /// Width in pixels of a horizontal and a vertical band of bad pixels through the centre (the
+    /// gaps between pnCCD/CSPAD panels).
+    #[arg(long, default_value_t = 0)]
+    pub gap: usize,
+    /// Bad pixels from a .npy array of booleans with the detector's shape (true = bad).
+    #[arg(long)]
+    pub mask: Option<PathBuf>,
     /// Seed of the pose and noise streams.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// `--mean-photons`: a positive, finite number.
+fn positive_photons(text: &str) -> std::result::Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!(
+            "{text:?} is not a positive number of photons per pattern (e.g. 1000)"
+        )),
+    }
+}
+
+/// The bad pixels of a boolean .npy mask of an n × n detector (frame order).
+pub fn read_mask(path: &Path, n: usize) -> Result<Vec<u32>> {
+    let bytes = std::fs::read(path).with_context(|| format!("--mask {}: cannot read it", path.display()))?;
+    let npy = npyz::NpyFile::new(&bytes[..])
+        .with_context(|| format!("--mask {}: not a .npy file (write it with numpy.save)", path.display()))?;
+    let shape = npy.shape().to_vec();
+    let descr = npy.dtype().descr();
+    anyhow::ensure!(
+        descr.contains("b1"),
+        "--mask {}: an array of {descr}; expected booleans (numpy: np.save(path, mask.astype(bool)), true = bad pixel)",
+        path.display()
+    );
+    anyhow::ensure!(
+        shape == [n as u64, n as u64],
+        "--mask {}: shape {shape:?}; the detector is {n}×{n} (--pixels)",
+        path.display()
+    );
+    let values: Vec<bool> = npy
+        .into_vec()
+        .with_context(|| format!("--mask {}: cannot read its values", path.display()))?;
+    Ok(values
+        .iter()
+        .enumerate()
+        .filter(|(_, &bad)| bad)
+        .map(|(p, _)| p as u32)
+        .collect())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -129,8 +200,13 @@ pub const DEFAULT_DET_DIST_M: f64 = 0.2;
 pub const DEFAULT_ENERGY_EV: f64 = 4600.0;
 
 impl PhysicsArgs {
-    pub fn config(&self) -> SimulationConfig {
-        SimulationConfig {
+    /// The simulation these options describe (reads `--mask`).
+    pub fn config(&self) -> Result<SimulationConfig> {
+        let bad_pixels = match &self.mask {
+            Some(path) => read_mask(path, self.pixels)?,
+            None => Vec::new(),
+        };
+        Ok(SimulationConfig {
             beam: Beam {
                 energy_ev: self.energy.unwrap_or(DEFAULT_ENERGY_EV),
                 photons_per_pulse: self.photons,
@@ -140,18 +216,28 @@ impl PhysicsArgs {
                 pixels: self.pixels,
                 side_m: self.det_size,
                 distance_m: self.det_dist.unwrap_or(DEFAULT_DET_DIST_M),
+                beamstop_radius_px: self.beamstop_radius,
+                gap_px: self.gap,
+                bad_pixels,
             },
             mode: self.mode,
             oversampling: self.oversampling,
             grid: self.grid,
-            rescale: match (self.rescale_total, self.rescale) {
-                (None, _) => Rescale::None,
-                (Some(t), RescaleMode::PerImage) => Rescale::PerImage(t),
-                (Some(t), RescaleMode::Mean) => Rescale::MeanTotal(t),
+            rescale: match (self.mean_photons, self.rescale_total, self.rescale) {
+                (Some(n), _, _) => Rescale::MeanTotal(n),
+                (None, None, _) => Rescale::None,
+                (None, Some(t), RescaleMode::PerImage) => Rescale::PerImage(t),
+                (None, Some(t), RescaleMode::Mean) => Rescale::MeanTotal(t),
             },
-            poisson: self.poisson,
+            poisson: self.poisson || self.mean_photons.is_some(),
             seed: self.seed,
-        }
+            acquisition: Acquisition {
+                fluence_jitter: self.fluence_jitter,
+                focus: self.focus_profile,
+                background: self.background,
+                background_profile: self.background_profile,
+            },
+        })
     }
 }
 

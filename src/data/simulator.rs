@@ -1,16 +1,24 @@
 //! Image i of a stream as a pure function of (seed, split, i): its pose and its photon noise
 //! come from a ChaCha8 generator keyed by (seed, split) and positioned on stream i, so an
-//! image never depends on batch size, thread count or which images were made before it.
+//! image never depends on batch size, thread count or which images were made before it. The
+//! shot-to-shot effects ([`Acquisition`]: fluence jitter, the particle's place in the focus)
+//! each draw from a generator of their own, keyed by the effect as well, so switching one on
+//! changes neither the pose, the noise's random numbers nor the other effects.
+//!
+//! A pattern is made in this order: the expected photons at the pose (rescaled; 0 in bad
+//! pixels), times the pattern's scale, plus the background's expected photons, then counted
+//! (Poisson, by splitting the total: [`poisson_counts_in_place`]).
 
 use nalgebra::UnitQuaternion;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::physics::acquisition::Acquisition;
 use crate::physics::beam::Beam;
 use crate::physics::detector::{Detector, PixelDetector};
 use crate::physics::molecule::Molecule;
-use crate::physics::noise::poisson_in_place;
+use crate::physics::noise::poisson_counts_in_place;
 use crate::physics::slice::Slicer;
 use crate::physics::transform::{direct_transform, grid_transform, GridSpec};
 use crate::rotation::{random_rotation, to_matrix};
@@ -69,6 +77,9 @@ pub struct SimulationConfig {
     pub rescale: Rescale,
     pub poisson: bool,
     pub seed: u64,
+    /// Fluence jitter, focus profile and background (none in configurations from before them).
+    #[serde(default)]
+    pub acquisition: Acquisition,
 }
 
 impl Default for SimulationConfig {
@@ -82,6 +93,7 @@ impl Default for SimulationConfig {
             rescale: Rescale::None,
             poisson: false,
             seed: 0,
+            acquisition: Acquisition::default(),
         }
     }
 }
@@ -100,6 +112,8 @@ pub struct ImageSimulator {
     molecule: Molecule,
     /// Global multiplier applied to every image (1, or the mean-total constant).
     global_scale: f64,
+    /// Expected background photons per pixel (empty: none).
+    background: Vec<f32>,
     /// Seconds spent on the grid transform.
     pub transform_seconds: f64,
 }
@@ -108,6 +122,7 @@ impl ImageSimulator {
     pub fn new(molecule: Molecule, config: SimulationConfig) -> anyhow::Result<ImageSimulator> {
         config.beam.validate()?;
         config.detector.validate()?;
+        config.acquisition.validate()?;
         if let Rescale::PerImage(t) | Rescale::MeanTotal(t) = config.rescale {
             anyhow::ensure!(t.is_finite() && t > 0.0, "--rescale-total must be positive, got {t}");
         }
@@ -143,6 +158,7 @@ impl ImageSimulator {
             Rescale::MeanTotal(t) => t / slicer.mean_total(),
             _ => 1.0,
         };
+        let background = config.acquisition.background_per_pixel(&geometry);
         Ok(ImageSimulator {
             config,
             geometry,
@@ -152,6 +168,7 @@ impl ImageSimulator {
             slicer,
             molecule,
             global_scale,
+            background,
             transform_seconds,
         })
     }
@@ -175,6 +192,31 @@ impl ImageSimulator {
         rng
     }
 
+    /// The generator of one shot-to-shot effect of image i (`effect`: 8 bytes naming it).
+    fn effect_rng(&self, split: Split, index: u64, effect: &[u8; 8]) -> ChaCha8Rng {
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&self.config.seed.to_le_bytes());
+        key[8..16].copy_from_slice(&split.domain().to_le_bytes());
+        key[16..24].copy_from_slice(b"xraibnch");
+        key[24..32].copy_from_slice(effect);
+        let mut rng = ChaCha8Rng::from_seed(key);
+        rng.set_stream(index);
+        rng
+    }
+
+    /// Image `index`'s scale (mean 1): its pulse's fluence and its place in the focus. 1 when
+    /// neither effect is on.
+    pub fn pattern_scale(&self, split: Split, index: u64) -> f64 {
+        let acq = &self.config.acquisition;
+        if !acq.varies() {
+            return 1.0;
+        }
+        acq.pattern_scale(
+            &mut self.effect_rng(split, index, b"fluence\0"),
+            &mut self.effect_rng(split, index, b"focus\0\0\0"),
+        )
+    }
+
     /// The pose of image `index` of `split` (what [`ImageSimulator::image`] renders), without
     /// rendering it.
     pub fn pose(&self, split: Split, index: u64) -> UnitQuaternion<f64> {
@@ -186,19 +228,31 @@ impl ImageSimulator {
         let mut rng = self.rng(split, index);
         let pose = random_rotation(&mut rng);
         self.render(&pose, out);
-        if self.config.poisson {
-            poisson_in_place(out, &mut rng);
-        }
+        self.acquire(split, index, out, &mut rng);
         pose
     }
 
     /// Image `index` of `split` at a given pose (from `--poses`); noise still keyed by index.
     pub fn image_at_pose(&self, split: Split, index: u64, pose: &UnitQuaternion<f64>, out: &mut [f32]) {
         self.render(pose, out);
+        let mut rng = self.rng(split, index);
+        let _ = random_rotation(&mut rng); // same stream position as `image`
+        self.acquire(split, index, out, &mut rng);
+    }
+
+    /// The pattern's scale, the background and the counting, on expected photons `out`;
+    /// `noise` is the image's generator, past its pose.
+    fn acquire(&self, split: Split, index: u64, out: &mut [f32], noise: &mut ChaCha8Rng) {
+        let phi = self.pattern_scale(split, index);
+        if phi != 1.0 {
+            let k = phi as f32;
+            out.iter_mut().for_each(|x| *x *= k);
+        }
+        if !self.background.is_empty() {
+            out.iter_mut().zip(&self.background).for_each(|(x, b)| *x += b);
+        }
         if self.config.poisson {
-            let mut rng = self.rng(split, index);
-            let _ = random_rotation(&mut rng); // same stream position as `image`
-            poisson_in_place(out, &mut rng);
+            poisson_counts_in_place(out, noise);
         }
     }
 

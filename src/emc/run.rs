@@ -183,7 +183,7 @@ pub fn run(args: Options) -> Result<()> {
     // detector, the model grid and the chunk plan.
     let simulator = match &opened {
         Some(_) => None,
-        None => Some(ImageSimulator::new(args.molecule.load()?, args.physics.config())?),
+        None => Some(ImageSimulator::new(args.molecule.load()?, args.physics.config()?)?),
     };
     let (train, test, config, record, recorded_grid) = match (&simulator, opened) {
         (Some(sim), _) => (

@@ -25,15 +25,30 @@ pub struct Detector {
     pub side_m: f64,
     /// Sample–detector distance D in metres.
     pub distance_m: f64,
+    /// Beamstop radius in pixels: pixels whose centre lies closer to the beam (the detector's
+    /// centre) are bad. 0: none.
+    #[serde(default)]
+    pub beamstop_radius_px: f64,
+    /// Width in pixels of a horizontal and a vertical band of bad pixels through the centre (the
+    /// gaps between the panels of a pnCCD or CSPAD): rows and columns ⌊(N − g)/2⌋ … +g − 1. 0: none.
+    #[serde(default)]
+    pub gap_px: usize,
+    /// Further bad pixels, frame order (row-major), e.g. from `--mask FILE.npy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bad_pixels: Vec<u32>,
 }
 
 impl Default for Detector {
-    /// The paper's detector (appendix A.1; distance from DESIGN.md): 128 × 128 pixels, 0.1 m, 0.2 m.
+    /// The paper's detector (appendix A.1; distance from DESIGN.md): 128 × 128 pixels, 0.1 m,
+    /// 0.2 m, nothing masked.
     fn default() -> Self {
         Detector {
             pixels: 128,
             side_m: 0.1,
             distance_m: 0.2,
+            beamstop_radius_px: 0.0,
+            gap_px: 0,
+            bad_pixels: Vec::new(),
         }
     }
 }
@@ -80,7 +95,52 @@ impl Detector {
             "--det-dist must be positive (metres), got {}",
             self.distance_m
         );
+        ensure!(
+            self.beamstop_radius_px.is_finite() && self.beamstop_radius_px >= 0.0,
+            "--beamstop-radius must be a radius in pixels, 0 or more, got {}",
+            self.beamstop_radius_px
+        );
+        ensure!(
+            self.gap_px < self.pixels,
+            "--gap {} leaves no pixels of a {}-pixel side: give fewer pixels (pnCCD: about 2–4)",
+            self.gap_px,
+            self.pixels
+        );
+        let total = self.pixels.checked_mul(self.pixels).unwrap_or(usize::MAX);
+        if let Some(&p) = self.bad_pixels.iter().find(|&&p| p as usize >= total) {
+            bail!(
+                "--mask: bad pixel {p} is outside the {}×{} detector",
+                self.pixels,
+                self.pixels
+            );
+        }
+        // (a detector too large to list is refused by the memory check that follows)
+        ensure!(
+            total > 1 << 26 || self.mask().iter().any(|&bad| !bad),
+            "the beamstop, gaps and --mask leave no pixel of the detector"
+        );
         Ok(())
+    }
+
+    /// Which pixels are bad (frame order): the beamstop, the gaps and `bad_pixels`.
+    pub fn mask(&self) -> Vec<bool> {
+        let n = self.pixels;
+        let c = (n as f64 - 1.0) / 2.0;
+        let gap = (n.saturating_sub(self.gap_px) / 2)..(n.saturating_sub(self.gap_px) / 2 + self.gap_px);
+        let r2 = self.beamstop_radius_px * self.beamstop_radius_px;
+        let mut bad: Vec<bool> = (0..n * n)
+            .map(|t| {
+                let (row, col) = (t / n, t % n);
+                let (dy, dx) = (row as f64 - c, col as f64 - c);
+                gap.contains(&row) || gap.contains(&col) || dx * dx + dy * dy < r2
+            })
+            .collect();
+        for &p in &self.bad_pixels {
+            if let Some(b) = bad.get_mut(p as usize) {
+                *b = true;
+            }
+        }
+        bad
     }
 
     /// Centre of pixel index i along either axis, metres: −L/2 + (i + ½) L/N.
@@ -88,7 +148,7 @@ impl Detector {
         -0.5 * self.side_m + (i as f64 + 0.5) * self.side_m / self.pixels as f64
     }
 
-    /// The detector's pixels for the wavelength of `beam`: N × N, none masked, polarisation
+    /// The detector's pixels for the wavelength of `beam`: N × N, [`Detector::mask`]'s pixels bad, polarisation
     /// P = 1 − (û·x̂)² (beam polarised along x) times solid angle Ω = A_pixel · D / r³.
     pub fn geometry(&self, beam: &Beam) -> PixelDetector {
         let n = self.pixels;
@@ -111,6 +171,11 @@ impl Detector {
                 let solid_angle = pixel_area * z / (r * r * r);
                 g.s.push([u[0] / lambda, u[1] / lambda, (u[2] - 1.0) / lambda]);
                 g.correction.push(polarization * solid_angle);
+            }
+        }
+        for (m, bad) in g.mask.iter_mut().zip(self.mask()) {
+            if bad {
+                *m = PixelMask::Bad;
             }
         }
         g

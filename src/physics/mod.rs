@@ -4,6 +4,7 @@
 //! exp(+2πi s·r). A pose R maps detector-frame s into the molecule frame: image i samples the
 //! volume at R_i s_p.
 
+pub mod acquisition;
 pub mod beam;
 pub mod detector;
 pub mod form_factor;

@@ -60,6 +60,10 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
     let launcher = super::child::launcher(control.launcher.as_deref())?;
     ensure!(args.n.len() == 1, "one run takes one --n (several sizes make a sweep)");
     ensure!(
+        args.mean_photons.len() <= 1,
+        "one run takes one --mean-photons (several photon levels make a sweep)"
+    );
+    ensure!(
         !args.pdb().contains(','),
         "one run takes one --pdb (several proteins make a sweep: xrai-bench sweep --pdb {})",
         args.pdb()
@@ -395,7 +399,13 @@ fn row(args: &RunArgs, n: u64, r: &MethodRun, e: &Evaluation, commit: &str, fina
         ranks: o.world.ranks as u64,
         threads_per_rank: o.world.threads_per_rank as u64,
         seed: args.seed,
-        noise: format!("{:?}", args.noise).to_lowercase(),
+        noise: if args.photons().is_some() {
+            "poisson".into()
+        } else {
+            format!("{:?}", args.noise).to_lowercase()
+        },
+        mean_photons: args.photons().unwrap_or(f64::NAN),
+        realism: args.realism(),
         crate_version: env!("CARGO_PKG_VERSION").into(),
         git_commit: commit.into(),
         params: params.to_string(),

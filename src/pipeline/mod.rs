@@ -6,13 +6,13 @@
 //!
 //! - [`settings`]: what decides a run (`run.toml`), validation, what each method is given;
 //! - [`staging`]: `.NAME.partial` directories and `--resume`;
-//! - [`child`]: a method's process (wall time, peak memory);
+//! - [`child`]: a method's process (wall time, peak memory), under an MPI launcher when asked;
 //! - [`benchmark`]: one run (one dataset size);
 //! - [`evaluate`]: phasing, alignment and FSC of one method's map;
 //! - [`external`]: the benchmark on a file's frames (`--data`), scored against a structure or by
 //!   half-set FSC;
 //! - [`figures`]: the run's plots;
-//! - [`sweep`]: several sizes and the scaling plots.
+//! - [`sweep`]: several sizes, proteins or photon levels, and the plots against N or photons.
 
 pub mod benchmark;
 pub mod child;

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Rescale, SimulationConfig};
 use crate::eval::phasing::PhasingParams;
 use crate::method::budget::parse_budget;
+use crate::physics::acquisition::{Acquisition, BackgroundProfile, FocusProfile};
+use crate::physics::detector::Detector;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -109,6 +111,29 @@ pub struct RunArgs {
     /// Photon energy in eV of --data when the file does not record it (Dragonfly files).
     #[arg(long)]
     pub energy: Option<f64>,
+    /// Photon-limited data: mean photons per pattern over the unmasked pixels, counted (replaces
+    /// --rescale-total and --noise; README, "Photon-limited data"). Several, separated by commas,
+    /// make a sweep over the photon level with a noise-free reference run (sweep only).
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    pub mean_photons: Vec<f64>,
+    /// Relative spread of the pulse fluence, gamma-distributed (0.2: 20 %).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub fluence_jitter: f64,
+    /// flat, or gaussian: each particle anywhere within the focus radius of a Gaussian focus.
+    #[arg(long, value_enum, default_value_t = FocusProfile::Flat)]
+    pub focus_profile: FocusProfile,
+    /// Background photons per pattern, added before counting.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub background: f64,
+    /// How the background spreads: inverse-q2 or flat.
+    #[arg(long, value_enum, default_value_t = BackgroundProfile::InverseQ2)]
+    pub background_profile: BackgroundProfile,
+    /// Beamstop radius in pixels (bad pixels around the beam).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub beamstop_radius: f64,
+    /// Width in pixels of a horizontal and a vertical gap through the detector's centre.
+    #[arg(long, default_value_t = 0)]
+    pub gap: usize,
 }
 
 /// The molecule simulated when `--pdb` is not given.
@@ -148,6 +173,69 @@ impl Default for RunArgs {
             detector: None,
             dataset_path: None,
             energy: None,
+            mean_photons: Vec::new(),
+            fluence_jitter: 0.0,
+            focus_profile: FocusProfile::Flat,
+            background: 0.0,
+            background_profile: BackgroundProfile::InverseQ2,
+            beamstop_radius: 0.0,
+            gap: 0,
+        }
+    }
+}
+
+impl RunArgs {
+    /// The photon level of a run (one `--mean-photons`), None for the paper's rescaled data.
+    pub fn photons(&self) -> Option<f64> {
+        self.mean_photons.first().copied()
+    }
+
+    /// The shot-to-shot effects every method's data have.
+    pub fn acquisition(&self) -> Acquisition {
+        Acquisition {
+            fluence_jitter: self.fluence_jitter,
+            focus: self.focus_profile,
+            background: self.background,
+            background_profile: self.background_profile,
+        }
+    }
+
+    /// The detector: the paper's, with the beamstop and gaps asked for.
+    pub fn detector(&self) -> Detector {
+        Detector {
+            beamstop_radius_px: self.beamstop_radius,
+            gap_px: self.gap,
+            ..Detector::default()
+        }
+    }
+
+    /// The realism settings for the table, e.g. "beamstop 4 px, gaps 2 px, fluence jitter 0.2"
+    /// ("none" for the paper's ideal data).
+    pub fn realism(&self) -> String {
+        let mut parts = Vec::new();
+        if self.beamstop_radius > 0.0 {
+            parts.push(format!("beamstop {} px", self.beamstop_radius));
+        }
+        if self.gap > 0 {
+            parts.push(format!("gaps {} px", self.gap));
+        }
+        if self.fluence_jitter > 0.0 {
+            parts.push(format!("fluence jitter {}", self.fluence_jitter));
+        }
+        if self.focus_profile == FocusProfile::Gaussian {
+            parts.push("gaussian focus".into());
+        }
+        if self.background > 0.0 {
+            let profile = match self.background_profile {
+                BackgroundProfile::Flat => "flat",
+                BackgroundProfile::InverseQ2 => "1/q²",
+            };
+            parts.push(format!("background {} photons ({profile})", self.background));
+        }
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
         }
     }
 }
@@ -253,6 +341,23 @@ pub fn validate(args: &RunArgs) -> Result<()> {
         "--rescale-total must be a positive number of photons, got {}",
         args.rescale_total
     );
+    for &p in &args.mean_photons {
+        ensure!(
+            p.is_finite() && p > 0.0,
+            "--mean-photons must be positive numbers of photons per pattern (e.g. 1000 or 20000,2000,500,100), got {p}"
+        );
+    }
+    ensure!(
+        args.mean_photons.is_empty() || args.noise == Noise::None,
+        "--mean-photons counts the photons already (Poisson): leave out --noise"
+    );
+    ensure!(
+        args.data.is_none() || args.mean_photons.is_empty() && args.realism() == "none",
+        "--mean-photons and the realism options (--fluence-jitter, --focus-profile, --background, \
+         --beamstop-radius, --gap) describe simulated data: a --data file has its own"
+    );
+    args.acquisition().validate()?;
+    args.detector().validate()?;
     for b in [Some(&args.budget), args.xrai_budget.as_ref(), args.emc_budget.as_ref()]
         .into_iter()
         .flatten()
@@ -272,31 +377,66 @@ pub fn validate(args: &RunArgs) -> Result<()> {
 /// detector, images rescaled to a mean total of `--rescale-total`.
 pub fn simulation_config(args: &RunArgs) -> SimulationConfig {
     SimulationConfig {
+        detector: args.detector(),
         grid: args.grid,
-        rescale: Rescale::MeanTotal(args.rescale_total),
-        poisson: args.noise == Noise::Poisson,
+        rescale: Rescale::MeanTotal(args.photons().unwrap_or(args.rescale_total)),
+        poisson: args.noise == Noise::Poisson || args.photons().is_some(),
         seed: args.seed,
+        acquisition: args.acquisition(),
         ..SimulationConfig::default()
     }
 }
 
 /// The data options every method gets, so all see the same images.
 pub fn data_args(args: &RunArgs) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "--pdb",
-        args.pdb(),
-        "--rescale",
-        "mean",
-        "--rescale-total",
-        &args.rescale_total.to_string(),
-        "--seed",
-        &args.seed.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut v: Vec<String> = ["--pdb", args.pdb(), "--seed", &args.seed.to_string()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    match args.photons() {
+        Some(p) => v.extend(["--mean-photons".into(), p.to_string()]),
+        None => v.extend([
+            "--rescale".into(),
+            "mean".into(),
+            "--rescale-total".into(),
+            args.rescale_total.to_string(),
+        ]),
+    }
     if args.noise == Noise::Poisson {
         v.push("--poisson".into());
+    }
+    let d = RunArgs::default();
+    for (on, flag, value) in [
+        (
+            args.fluence_jitter != d.fluence_jitter,
+            "--fluence-jitter",
+            args.fluence_jitter.to_string(),
+        ),
+        (
+            args.focus_profile != d.focus_profile,
+            "--focus-profile",
+            "gaussian".to_string(),
+        ),
+        (
+            args.background != d.background,
+            "--background",
+            args.background.to_string(),
+        ),
+        (
+            args.background_profile != d.background_profile,
+            "--background-profile",
+            "flat".to_string(),
+        ),
+        (
+            args.beamstop_radius != d.beamstop_radius,
+            "--beamstop-radius",
+            args.beamstop_radius.to_string(),
+        ),
+        (args.gap != d.gap, "--gap", args.gap.to_string()),
+    ] {
+        if on {
+            v.extend([flag.to_string(), value]);
+        }
     }
     if let Some(m) = args.grid {
         v.extend(["--grid".into(), m.to_string()]);

@@ -5,7 +5,11 @@
 //! markers, where they projected one).
 //!
 //! Layout: `OUT/n{N}/` for one protein; `OUT/{PDB}/n{N}/` for each of several
-//! (`--pdb 2CEX_A,2DHB`), proteins in the order given, sizes in the order given.
+//! (`--pdb 2CEX_A,2DHB`), proteins in the order given, sizes in the order given. Several photon
+//! levels (`--mean-photons 20000,2000,500,100`) add a level, `p{photons}/` for each and
+//! `noise-free/` for the reference run on the paper's rescaled data with the same detector and
+//! shot-to-shot effects, and the figures of test pose error and resolution against photons per
+//! pattern.
 
 use std::path::PathBuf;
 
@@ -38,18 +42,36 @@ pub fn sweep(args: RunArgs, control: RunControl) -> Result<()> {
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     let mut rows = Vec::new();
     let several = proteins.len() > 1;
-    for (pdb, n) in proteins.iter().flat_map(|p| args.n.iter().map(move |&n| (p, n))) {
-        let dir = if several {
-            root.join(pdb.replace(['/', '\\'], "_")).join(format!("n{n}"))
-        } else {
-            root.join(format!("n{n}"))
-        };
+    // the photon levels, then the noise-free reference (one level: that level, or none)
+    let levels: Vec<Option<f64>> = if args.mean_photons.len() > 1 {
+        args.mean_photons.iter().map(|&p| Some(p)).chain([None]).collect()
+    } else {
+        vec![args.photons()]
+    };
+    let mut runs = Vec::new();
+    for p in &proteins {
+        for &l in &levels {
+            for &n in &args.n {
+                runs.push((p, l, n));
+            }
+        }
+    }
+    for (pdb, photons, n) in runs {
+        let mut dir = root.clone();
+        if several {
+            dir.push(pdb.replace(['/', '\\'], "_"));
+        }
+        if levels.len() > 1 {
+            dir.push(photons.map_or("noise-free".to_string(), |p| format!("p{p}")));
+        }
+        dir.push(format!("n{n}"));
         if let Some(parent) = dir.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
         }
         let one = RunArgs {
             n: vec![n],
             pdb: Some(pdb.clone()),
+            mean_photons: photons.into_iter().collect(),
             ..args.clone()
         };
         if dir.join("table.parquet").exists() {
@@ -85,7 +107,12 @@ pub fn sweep(args: RunArgs, control: RunControl) -> Result<()> {
     let scaling = crate::report::scaling::scaling_summary(&rows);
     std::fs::write(root.join("scaling.md"), &scaling)?;
     if !control.no_plots {
-        scaling_plots(&args, &root, &rows)?;
+        // against N for one photon level; against the photon level for several
+        if levels.len() > 1 {
+            photon_plots(&args, &root, &rows)?;
+        } else {
+            scaling_plots(&args, &root, &rows)?;
+        }
     }
     println!("{md}\n{scaling}");
     eprintln!("sweep results in {}", root.display());
@@ -104,6 +131,73 @@ pub fn proteins(pdb: &str) -> Result<Vec<String>> {
         anyhow::ensure!(seen.insert(p.to_uppercase()), "--pdb {pdb:?}: {p} is given twice");
     }
     Ok(list)
+}
+
+/// Test pose error and resolution against photons per pattern, one series per method (and
+/// protein), at the largest N, each with its noise-free run as a reference line.
+fn photon_plots(args: &RunArgs, root: &std::path::Path, rows: &[ResultRow]) -> Result<()> {
+    let n = args.n.iter().copied().max().unwrap_or(0);
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in rows.iter().filter(|r| r.n_train == n) {
+        let key = (r.method.clone(), r.pdb_id.clone());
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    let several = keys.iter().any(|k| k.1 != keys[0].1);
+    let label = |(m, p): &(String, String)| {
+        let name = crate::method::find(m).map_or(m.clone(), |m| m.label().to_string());
+        if several {
+            format!("{name} ({p})")
+        } else {
+            name
+        }
+    };
+    let plots_dir = root.join("plots");
+    std::fs::create_dir_all(&plots_dir)?;
+    let figures: [(&str, &str, &str, fn(&ResultRow) -> f64); 2] = [
+        (
+            "test_error_vs_photons",
+            "Test pose error against photons per pattern",
+            "median test pose error (°)",
+            |r| r.test_median_deg,
+        ),
+        (
+            "resolution_vs_photons",
+            "Resolution against photons per pattern",
+            "resolution, FSC = 0.5 (px)",
+            |r| r.resolution_px,
+        ),
+    ];
+    for (stem, title, y_label, value) in figures {
+        let of = |k: &(String, String)| -> Vec<&ResultRow> {
+            rows.iter()
+                .filter(|r| r.n_train == n && r.method == k.0 && r.pdb_id == k.1)
+                .collect()
+        };
+        let series: Vec<(String, Vec<(f64, f64)>)> = keys
+            .iter()
+            .map(|k| {
+                let pts = of(k)
+                    .into_iter()
+                    .filter(|r| r.mean_photons.is_finite() && r.status == "ok")
+                    .map(|r| (r.mean_photons, value(r)))
+                    .collect();
+                (label(k), pts)
+            })
+            .collect();
+        let noise_free: Vec<f64> = keys
+            .iter()
+            .map(|k| {
+                of(k)
+                    .into_iter()
+                    .find(|r| !r.mean_photons.is_finite())
+                    .map_or(f64::NAN, value)
+            })
+            .collect();
+        plots::photons(&plots_dir.join(stem), title, y_label, &series, &noise_free)?;
+    }
+    Ok(())
 }
 
 fn scaling_plots(args: &RunArgs, root: &std::path::Path, rows: &[ResultRow]) -> Result<()> {

@@ -48,6 +48,12 @@ pub struct ResultRow {
     pub threads_per_rank: u64,
     pub seed: u64,
     pub noise: String,
+    /// Photon-limited data: the mean photons per pattern (`--mean-photons`); NaN for the
+    /// paper's rescaled data.
+    pub mean_photons: f64,
+    /// The shot-to-shot effects and the detector's mask ("none", or e.g. "beamstop 4 px, gaps
+    /// 2 px, fluence jitter 0.2").
+    pub realism: String,
     pub crate_version: String,
     pub git_commit: String,
     /// Key parameters as compact JSON (budget, steps, grid level, heads, …).
@@ -95,6 +101,8 @@ pub fn to_dataframe(rows: &[ResultRow]) -> Result<DataFrame> {
         col!("threads_per_rank", |r| r.threads_per_rank),
         col!("seed", |r| r.seed),
         col!("noise", |r| r.noise.clone()),
+        col!("mean_photons", |r| r.mean_photons),
+        col!("realism", |r| r.realism.clone()),
         col!("crate_version", |r| r.crate_version.clone()),
         col!("git_commit", |r| r.git_commit.clone()),
         col!("params", |r| r.params.clone()),
@@ -175,6 +183,13 @@ pub fn from_dataframe(df: &DataFrame, source: &Path) -> Result<Vec<ResultRow>> {
         }
     };
     let (ranks, threads) = (optional_u("ranks", 1)?, optional_u("threads_per_rank", 0)?);
+    // Tables from before photon-limited data: rescaled, ideal.
+    let photons = optional_f("mean_photons")?;
+    let realism = if df.column("realism").is_ok() {
+        s("realism")?
+    } else {
+        vec!["none".to_string(); df.height()]
+    };
     Ok((0..df.height())
         .map(|i| ResultRow {
             pdb_id: pdb[i].clone(),
@@ -198,6 +213,8 @@ pub fn from_dataframe(df: &DataFrame, source: &Path) -> Result<Vec<ResultRow>> {
             threads_per_rank: threads[i],
             seed: seed[i],
             noise: noise[i].clone(),
+            mean_photons: photons[i],
+            realism: realism[i].clone(),
             crate_version: version[i].clone(),
             git_commit: commit[i].clone(),
             params: params[i].clone(),
@@ -352,7 +369,20 @@ fn method_label(m: &str) -> String {
 /// "> 1:00h (proj. 3:12h)".
 pub fn markdown(rows: &[ResultRow]) -> String {
     let mut rows: Vec<&ResultRow> = rows.iter().collect();
-    rows.sort_by(|a, b| (&a.pdb_id, a.n_train, &b.method).cmp(&(&b.pdb_id, b.n_train, &a.method)));
+    // by protein, size, photon level (most photons first, the rescaled data before them) and method
+    let photons_key = |r: &ResultRow| {
+        if r.mean_photons.is_finite() {
+            -r.mean_photons
+        } else {
+            f64::NEG_INFINITY
+        }
+    };
+    rows.sort_by(|a, b| {
+        (&a.pdb_id, a.n_train)
+            .cmp(&(&b.pdb_id, b.n_train))
+            .then(photons_key(a).total_cmp(&photons_key(b)))
+            .then(b.method.cmp(&a.method))
+    });
     let best = |pdb: &str, key: fn(&ResultRow) -> f64| -> f64 {
         rows.iter()
             .filter(|r| r.pdb_id == pdb && r.status == "ok")
@@ -377,13 +407,23 @@ pub fn markdown(rows: &[ResultRow]) -> String {
     let mut out = String::new();
     out.push_str("| Dataset | Method | Time | Resolution (px) ↓ | Train error (med / RMS, °) ↓ | Test error (med / RMS, °) ↓ |\n");
     out.push_str("|---|---|---|---|---|---|\n");
-    let mut last_group: Option<(String, u64)> = None;
+    let mut last_group: Option<(String, u64, u64, String)> = None;
     for r in &rows {
-        let group = (r.pdb_id.clone(), r.n_train);
+        let group = (r.pdb_id.clone(), r.n_train, r.mean_photons.to_bits(), r.realism.clone());
         let label = if last_group.as_ref() == Some(&group) {
             String::new()
         } else {
-            format!("{} (Train: {})", r.pdb_id, size_label(r.n_train))
+            let photons = if r.mean_photons.is_finite() {
+                format!(", {} photons", r.mean_photons)
+            } else {
+                String::new()
+            };
+            let realism = if r.realism != "none" && !r.realism.is_empty() {
+                format!("; {}", r.realism)
+            } else {
+                String::new()
+            };
+            format!("{} (Train: {}{photons}{realism})", r.pdb_id, size_label(r.n_train))
         };
         last_group = Some(group);
         if r.status != "ok" {

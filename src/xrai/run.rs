@@ -149,10 +149,11 @@ pub struct Options {
     /// Adam learning rate of the decoder (default 1e-2 for voxels; --paper: 1e-4).
     #[arg(long)]
     pub lr_volume: Option<f64>,
-    /// Images per gradient step (default 64).
+    /// Images per gradient step (default 64): the global batch; over MPI ranks each takes an equal share.
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Data term: squared amplitude error (the paper's) or Poisson NLL (for --poisson data).
+    /// Data term: squared amplitude error (the paper's; the default for expected photons) or
+    /// Poisson NLL (the default for photon counts: --poisson, --mean-photons).
     #[arg(long, value_enum)]
     pub loss: Option<DataLoss>,
     /// Decoder: explicit voxel grid (CPU default) or FourierNet (the paper's, --paper).
@@ -255,6 +256,10 @@ fn config(args: &Options) -> Result<XraiConfig> {
         siren_layers = args.siren_layers,
         pyramid_levels = args.pyramid_levels
     );
+    // Photon counts are scored by their own likelihood unless --loss says otherwise.
+    if args.loss.is_none() && (args.physics.poisson || args.physics.mean_photons.is_some()) {
+        c.loss = DataLoss::Poisson;
+    }
     if args.clip.is_some() {
         c.grad_clip = args.clip;
     }
@@ -318,7 +323,7 @@ pub fn run(mut args: Options) -> Result<()> {
         }
         None => Data::Simulated(Box::new(ImageSimulator::new(
             args.molecule.load()?,
-            args.physics.config(),
+            args.physics.config()?,
         )?)),
     };
     if !comm.is_root() {

@@ -40,3 +40,24 @@ pub fn rel_rms(a: &[f64], b: &[f64]) -> f64 {
     let den: f64 = b.iter().map(|y| y * y).sum();
     (num / den).sqrt()
 }
+
+/// Reads a boolean .npy file: (shape, values).
+pub fn npy_bool(path: &Path) -> (Vec<u64>, Vec<bool>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = npy.shape().to_vec();
+    (shape, npy.into_vec::<bool>().unwrap())
+}
+
+/// Writes an f64 .npy file of the given shape.
+pub fn write_npy_f64(path: &Path, shape: &[u64], values: &[f64]) {
+    use npyz::WriterBuilder;
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(std::io::BufWriter::new(std::fs::File::create(path).unwrap()))
+        .begin_nd()
+        .unwrap();
+    w.extend(values.iter().copied()).unwrap();
+    w.finish().unwrap();
+}
