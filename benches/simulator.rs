@@ -60,7 +60,7 @@ fn images(c: &mut Criterion) {
     group.finish();
 }
 
-/// Counting alone, one thread, on a 2CEX_A pattern of 1,000 expected photons: the split
+/// Counting alone, one thread, on a 2CEX_A pattern of 1,000 expected photons: one process
 /// sampler against one Poisson draw per pixel.
 fn counting(c: &mut Criterion) {
     use rand::SeedableRng;
@@ -77,7 +77,7 @@ fn counting(c: &mut Criterion) {
     let mut group = c.benchmark_group("counting");
     group.sample_size(20).measurement_time(Duration::from_secs(4));
     group.throughput(Throughput::Elements(1));
-    group.bench_function("split_1000_photons_128x128", |b| {
+    group.bench_function("process_1000_photons_128x128", |b| {
         b.iter(|| {
             buf.copy_from_slice(&expected);
             poisson_counts_in_place(&mut buf, &mut rng)

@@ -1,5 +1,5 @@
 //! Photon-limited data as experiments record them: `--mean-photons`, Poisson counts drawn by
-//! splitting the pattern's total, fluence jitter, a Gaussian focus, background, beamstop, gaps
+//! one Poisson process along the pattern, fluence jitter, a Gaussian focus, background, beamstop, gaps
 //! and masks; each effect on its own generator; bad settings refused by name before anything
 //! is written.
 
@@ -81,7 +81,7 @@ fn mean_photons_hold_over_the_unmasked_pixels_and_masked_pixels_are_zero() {
 }
 
 #[test]
-fn split_poisson_counts_have_the_poisson_mean_and_variance() {
+fn process_poisson_counts_have_the_poisson_mean_and_variance() {
     // 400 pixels with means from 0 to 4, a zero-mean pixel among them
     let means: Vec<f32> = (0..400)
         .map(|p| if p == 7 { 0.0 } else { 4.0 * (p as f32 / 400.0).powi(2) })

@@ -7,7 +7,7 @@
 //!
 //! A pattern is made in this order: the expected photons at the pose (rescaled; 0 in bad
 //! pixels), times the pattern's scale, plus the background's expected photons, then counted
-//! (Poisson, by splitting the total: [`poisson_counts_in_place`]).
+//! (Poisson, one process along the pattern's cumulative mean: [`poisson_counts_in_place`]).
 
 use nalgebra::UnitQuaternion;
 use rand::SeedableRng;

@@ -104,8 +104,15 @@ pub fn sweep(args: RunArgs, control: RunControl) -> Result<()> {
     let md = markdown(&rows);
     std::fs::write(root.join("table.md"), &md)?;
     write_table(&root, &rows)?;
-    let scaling = crate::report::scaling::scaling_summary(&rows);
-    std::fs::write(root.join("scaling.md"), &scaling)?;
+    // cost against N: for one photon level (a photon sweep's runs share their N)
+    let scaling = if levels.len() == 1 {
+        crate::report::scaling::scaling_summary(&rows)
+    } else {
+        String::new()
+    };
+    if levels.len() == 1 {
+        std::fs::write(root.join("scaling.md"), &scaling)?;
+    }
     if !control.no_plots {
         // against N for one photon level; against the photon level for several
         if levels.len() > 1 {
