@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Output};
 
 use rand::SeedableRng;
@@ -226,18 +225,6 @@ fn fails_naming(o: &Output, needles: &[&str]) {
     }
 }
 
-fn write_npy_bool(path: &Path, shape: &[u64], values: &[bool]) {
-    use npyz::WriterBuilder;
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(shape)
-        .writer(std::io::BufWriter::new(std::fs::File::create(path).unwrap()))
-        .begin_nd()
-        .unwrap();
-    w.extend(values.iter().copied()).unwrap();
-    w.finish().unwrap();
-}
-
 #[test]
 fn simulate_saves_the_mask_and_reads_it_back_and_bad_settings_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -296,9 +283,9 @@ fn simulate_saves_the_mask_and_reads_it_back_and_bad_settings_are_refused() {
 
     // refusals, each before anything is written
     let wrong_shape = dir.path().join("wrong_shape.npy");
-    write_npy_bool(&wrong_shape, &[16, 16], &vec![false; 256]);
+    common::write_npy(&wrong_shape, &[16, 16], &vec![false; 256]);
     let wrong_type = dir.path().join("wrong_type.npy");
-    common::write_npy_f64(&wrong_type, &[32, 32], &vec![0.0; 1024]);
+    common::write_npy(&wrong_type, &[32, 32], &vec![0.0f64; 1024]);
     let ws = wrong_shape.to_str().unwrap();
     let wt = wrong_type.to_str().unwrap();
     let target = dir.path().join("never");

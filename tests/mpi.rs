@@ -130,17 +130,9 @@ fn emc_on_two_ranks_gives_the_one_process_model() {
         );
         let differ = pa.lines().zip(pb.lines()).filter(|(x, y)| x != y).count();
         assert_eq!(pa.lines().count(), pb.lines().count(), "{f}");
-        // A frame whose two best grid rotations tie to float rounding may take the other one
-        // (measured: 3 of 200 test frames at level 3, none of the training frames).
+        // A frame whose two best grid rotations tie to float rounding may take the other one.
         assert!(differ * 20 <= pa.lines().count(), "{f}: {differ} poses differ");
     }
-    let median = |d: &Path| -> f64 {
-        let o: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(d.join("output.json")).unwrap()).unwrap();
-        o["pose_error"]["test"]["median_deg"].as_f64().unwrap()
-    };
-    let (ma, mb) = (median(&one), median(&two));
-    assert!((ma - mb).abs() <= 0.5, "test median {ma:.2}° on 1 rank, {mb:.2}° on 2");
     let o: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(two.join("output.json")).unwrap()).unwrap();
     assert_eq!(o["world"]["ranks"], 2);

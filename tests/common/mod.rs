@@ -49,8 +49,8 @@ pub fn npy_bool(path: &Path) -> (Vec<u64>, Vec<bool>) {
     (shape, npy.into_vec::<bool>().unwrap())
 }
 
-/// Writes an f64 .npy file of the given shape.
-pub fn write_npy_f64(path: &Path, shape: &[u64], values: &[f64]) {
+/// Writes a .npy file of the given shape (f64, bool, … as npyz writes them).
+pub fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], values: &[T]) {
     use npyz::WriterBuilder;
     let mut w = npyz::WriteOptions::new()
         .default_dtype()
