@@ -64,23 +64,6 @@ impl Adam {
         })
     }
 
-    /// Global L2 norm of the gradients of all parameters.
-    pub fn grad_norm(&self, grads: &GradStore) -> Result<f64> {
-        let mut sq = 0f64;
-        for g in &self.groups {
-            for v in &g.vars {
-                if let Some(gr) = grads.get(v.as_tensor()) {
-                    sq += gr
-                        .sqr()?
-                        .sum_all()?
-                        .to_dtype(candle_core::DType::F64)?
-                        .to_scalar::<f64>()?;
-                }
-            }
-        }
-        Ok(sq.sqrt())
-    }
-
     /// The moments as named tensors (`<group>.<index>.m|v|vmax`), for checkpoints: a resumed
     /// run continues with the same Adam state instead of restarting its moment estimates.
     pub fn state_tensors(&self) -> std::collections::HashMap<String, Tensor> {
@@ -164,6 +147,9 @@ impl Adam {
         self.apply(&grads)
     }
 
+    /// The Adam update with one gradient per parameter in [`Adam::vars`] order (None: the loss
+    /// did not reach it, the parameter and its moments are left as they are); the global norm
+    /// is taken before clipping.
     fn apply(&mut self, grads: &[Option<Tensor>]) -> Result<StepInfo> {
         self.step += 1;
         let mut sq = 0f64;

@@ -272,17 +272,8 @@ impl Trainer {
 
     /// One Adam step on a batch of working-size amplitude images `[B × P]`.
     pub fn train_step(&mut self, amps: &[f32]) -> anyhow::Result<StepStats> {
-        let (errors, rots, _) = self.forward(amps, true)?;
-        let data = symmetric_multihead(&errors, self.cfg.mean_head_weight)?;
-        let (loss, unif) = if self.cfg.uniformity_weight > 0.0 {
-            let u = uniformity(&rots)?;
-            (
-                (&data + (&u * self.cfg.uniformity_weight)?)?,
-                u.to_scalar::<f32>()? as f64,
-            )
-        } else {
-            (data.clone(), 0.0)
-        };
+        let (loss, data, unif) = self.objective(amps)?;
+        let unif = unif as f64;
         let loss_v = loss.to_scalar::<f32>()? as f64;
         if !loss_v.is_finite() {
             anyhow::bail!("the loss became {loss_v} at step {}", self.step + 1);
@@ -296,6 +287,19 @@ impl Trainer {
             uniformity: unif,
             grad_norm: info.grad_norm,
         })
+    }
+
+    /// The training objective of a batch: (loss, its data term, the uniformity term's value).
+    fn objective(&self, amps: &[f32]) -> anyhow::Result<(Tensor, Tensor, f32)> {
+        let (errors, rots, _) = self.forward(amps, true)?;
+        let data = symmetric_multihead(&errors, self.cfg.mean_head_weight)?;
+        if self.cfg.uniformity_weight > 0.0 {
+            let u = uniformity(&rots)?;
+            let loss = (&data + (&u * self.cfg.uniformity_weight)?)?;
+            Ok((loss, data, u.to_scalar::<f32>()?))
+        } else {
+            Ok((data.clone(), data, 0.0))
+        }
     }
 
     /// One Adam step on the mean gradient of `comm`'s ranks, each with its own `amps` (its
@@ -337,14 +341,7 @@ impl Trainer {
     /// This rank's part of a shared step: [gradients (optimiser order) | running statistics
     /// after this batch | loss, data term, uniformity], and where the running statistics start.
     fn local_gradient(&mut self, amps: &[f32]) -> anyhow::Result<(Vec<f32>, usize)> {
-        let (errors, rots, _) = self.forward(amps, true)?;
-        let data = symmetric_multihead(&errors, self.cfg.mean_head_weight)?;
-        let (loss, unif) = if self.cfg.uniformity_weight > 0.0 {
-            let u = uniformity(&rots)?;
-            ((&data + (&u * self.cfg.uniformity_weight)?)?, u.to_scalar::<f32>()?)
-        } else {
-            (data.clone(), 0.0)
-        };
+        let (loss, data, unif) = self.objective(amps)?;
         let loss_v = loss.to_scalar::<f32>()?;
         let data_v = data.to_scalar::<f32>()?;
         let grads = loss.backward()?;
@@ -381,24 +378,30 @@ impl Trainer {
         })
     }
 
+    /// The names of the batch-norm running statistics, sorted: the order they travel in.
+    fn running_names(&self) -> Vec<String> {
+        let data = self.varmap.data().lock().unwrap();
+        let mut names: Vec<String> = data.keys().filter(|n| n.contains("running_")).cloned().collect();
+        names.sort();
+        names
+    }
+
     /// The batch-norm running statistics, flat, in name order.
     fn running_statistics(&self) -> anyhow::Result<Vec<f32>> {
+        let names = self.running_names();
         let data = self.varmap.data().lock().unwrap();
-        let mut names: Vec<&String> = data.keys().filter(|n| n.contains("running_")).collect();
-        names.sort();
         let mut out = Vec::new();
-        for name in names {
+        for name in &names {
             out.extend(data[name].as_tensor().flatten_all()?.to_vec1::<f32>()?);
         }
         Ok(out)
     }
 
     fn set_running_statistics(&self, values: &[f32]) -> anyhow::Result<()> {
+        let names = self.running_names();
         let data = self.varmap.data().lock().unwrap();
-        let mut names: Vec<&String> = data.keys().filter(|n| n.contains("running_")).collect();
-        names.sort();
         let mut at = 0;
-        for name in names {
+        for name in &names {
             let var = &data[name];
             let n = var.elem_count();
             let chunk = values.get(at..at + n).context("running statistics are too short")?;
