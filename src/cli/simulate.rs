@@ -10,10 +10,11 @@ use serde_json::json;
 
 use crate::data::dataset::{check_output_dir, ensure_space, write_atomically};
 use crate::data::simulator::{ensure_memory, sum_f64};
-use crate::data::{Batch, DatasetWriter, EmcDatasetWriter, ImageSimulator, ImageStream, Split};
+use crate::data::{Batch, FrameWriter, ImageSimulator, ImageStream, Split};
 use crate::rotation::read_poses;
 
 pub use crate::data::options::{MoleculeArgs, PhysicsArgs, RescaleMode};
+pub use crate::data::writer::Format;
 
 #[derive(clap::Args, Debug)]
 #[command(
@@ -62,13 +63,6 @@ pub struct Args {
     /// Images generated per batch.
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Npy,
-    Emc,
-    Cxi,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -174,25 +168,14 @@ fn simulate_into(
         SplitArg::Test => Split::Test,
     };
     let side = simulator.config.detector.pixels;
-    let mut writer = match args.format {
-        Format::Npy => Writer::Npy(DatasetWriter::create(staging, n, side)?),
-        Format::Emc => Writer::Emc(EmcDatasetWriter::create(
-            staging,
-            n,
-            &simulator.config.detector,
-            &simulator.config.beam,
-        )?),
-        #[cfg(feature = "hdf5")]
-        Format::Cxi => Writer::Cxi(crate::data::cxi::CxiDatasetWriter::create(
-            staging,
-            n,
-            &simulator.config.detector,
-            &simulator.config.beam,
-            args.dataset_path.as_deref(),
-        )?),
-        #[cfg(not(feature = "hdf5"))]
-        Format::Cxi => anyhow::bail!("--format cxi needs the `hdf5` feature"),
-    };
+    let mut writer = FrameWriter::create(
+        args.format,
+        staging,
+        n,
+        &simulator.config.detector,
+        &simulator.config.beam,
+        args.dataset_path.as_deref(),
+    )?;
     let bar = indicatif::ProgressBar::new(n).with_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -208,12 +191,7 @@ fn simulate_into(
         for k in 0..batch.len() {
             totals.push(sum_f64(batch.image(k)));
         }
-        match &mut writer {
-            Writer::Npy(w) => w.append(&batch.images, &batch.poses)?,
-            Writer::Emc(w) => w.append(&batch.images, &batch.poses)?,
-            #[cfg(feature = "hdf5")]
-            Writer::Cxi(w) => w.append(&batch.images, &batch.poses)?,
-        }
+        writer.append(&batch.images, &batch.poses)?;
         bar.inc(batch.len() as u64);
     }
     bar.finish_and_clear();
@@ -243,19 +221,8 @@ fn simulate_into(
         "split": format!("{:?}", split).to_lowercase(),
         "poses_file": args.poses,
         "n": n,
-        "format": match args.format { Format::Npy => "npy", Format::Emc => "emc", Format::Cxi => "cxi" },
-        "images": match args.format {
-            Format::Npy => json!({"file": "images.npy", "dtype": "float32", "shape": [n, side, side],
-                "layout": "[image][row = y][col = x]",
-                "unit": if simulator.config.poisson { "photon counts" } else { "expected photons" }}),
-            Format::Emc => json!({"file": "photons.emc", "format": "Dragonfly sparse photons",
-                "detector": "detector.dat", "frames": n, "pixels": side * side,
-                "layout": "pixel t = row * N + col, row = y, col = x", "unit": "photon counts"}),
-            Format::Cxi => json!({"file": "data.cxi", "format": "CXI 1.6 (HDF5)",
-                "dataset": format!("/{}", args.dataset_path.as_deref().unwrap_or("entry_1/data_1/data").trim_start_matches('/')),
-                "dtype": "float32", "shape": [n, side, side], "layout": "[frame][row = y][col = x]",
-                "unit": if simulator.config.poisson { "photon counts" } else { "expected photons" }}),
-        },
+        "format": args.format.name(),
+        "images": args.format.describe(n, side, simulator.config.poisson, args.dataset_path.as_deref()),
         "wavelength_angstrom": simulator.geometry.wavelength,
         "s_max_per_angstrom": simulator.geometry.s_max(),
         "grid": {"m": simulator.grid.m, "spacing_per_angstrom": simulator.grid.spacing},
@@ -272,19 +239,5 @@ fn simulate_into(
             "total": simulator.transform_seconds + started.elapsed().as_secs_f64(),
         },
     });
-    match writer {
-        Writer::Npy(w) => w.finish(&meta)?,
-        Writer::Emc(w) => w.finish(&meta)?,
-        #[cfg(feature = "hdf5")]
-        Writer::Cxi(w) => w.finish(&meta)?,
-    };
-    Ok(())
-}
-
-/// The dataset being written, in the format asked for.
-enum Writer {
-    Npy(DatasetWriter),
-    Emc(EmcDatasetWriter),
-    #[cfg(feature = "hdf5")]
-    Cxi(crate::data::cxi::CxiDatasetWriter),
+    writer.finish(&meta)
 }

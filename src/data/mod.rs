@@ -4,8 +4,8 @@
 //! structure file (bundled, `XRAI_PDB_DIR`, cache, download), [`options`] holds the data options
 //! every simulating command shares and the methods' file options, [`open`] opens those files
 //! (simulate's directories, Dragonfly photon and detector files, CXI files with the `hdf5`
-//! feature), and [`output`] the staged, atomically renamed output
-//! directories every command writes.
+//! feature), [`writer`] the dataset `simulate` writes in any of those formats, and [`output`]
+//! the staged, atomically renamed output directories every command writes.
 
 #[cfg(feature = "hdf5")]
 pub mod cxi;
@@ -17,9 +17,11 @@ pub mod pdb;
 pub mod simulator;
 pub mod source;
 pub mod stream;
+pub mod writer;
 
 pub use dataset::{Dataset, DatasetWriter, EmcDatasetWriter};
 pub use open::{open, Opened};
 pub use simulator::{ImageSimulator, Mode, Rescale, SimulationConfig, Split};
 pub use source::{bin_frames, bin_frames_into, bin_frames_shaped_into, Origin, Source};
 pub use stream::{Batch, ImageStream};
+pub use writer::{Format, FrameWriter};
