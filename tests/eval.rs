@@ -329,6 +329,41 @@ fn fsc_finds_the_period_of_a_known_low_pass() {
     }
 }
 
+/// The evaluation grid is the simulator's, whose last FSC shell reaches the detector's corner
+/// (its largest |s|): a map right up to the corner and wrong beyond it reads the corner's
+/// period, the limit the table reports beside each method's resolution.
+#[test]
+fn a_map_cut_at_the_detector_corner_reads_the_detector_limit() {
+    let config = xrai_bench::data::SimulationConfig::default();
+    let s_max = config.detector.geometry(&config.beam).s_max();
+    let molecule = common::cex_a();
+    for grid in [
+        GridSpec::for_molecule(molecule.radius(), s_max, xrai_bench::physics::transform::DEFAULT_OVERSAMPLING).unwrap(),
+        GridSpec::with_size(M, molecule.radius(), s_max).unwrap(),
+    ] {
+        let last = ((grid.m - 1) / 2) as f64 * grid.spacing;
+        assert!(last >= s_max, "grid {}: last shell {last:.4} Å⁻¹ < corner {s_max:.4}", grid.m);
+    }
+    let grid = GridSpec::with_size(M, molecule.radius(), s_max).unwrap();
+    let density = density_from_transform(&grid_transform(&molecule, &grid));
+    let k_cut = s_max / grid.spacing;
+    let a = scrambled_beyond(&density, k_cut, 12);
+    let b = scrambled_beyond(&density, k_cut, 13);
+    let curve = fsc(&a, &b).unwrap();
+    let limit = curve.period_px_at(s_max);
+    let r = curve.resolution(THRESHOLD_HALF);
+    assert!(r.crossed);
+    assert!(
+        (r.resolution_px - limit).abs() < 0.05 * limit,
+        "cut at the corner ({limit:.3} px, {:.2} Å), FSC says {:.3} px",
+        1.0 / s_max,
+        r.resolution_px
+    );
+    // the same map uncut never crosses: it is at the grid's limit, not at a measured value
+    let whole = fsc(&density, &density).unwrap().resolution(THRESHOLD_HALF);
+    assert!(!whole.crossed && whole.resolution_px <= limit);
+}
+
 #[test]
 fn fsc_rejects_maps_of_different_sizes() {
     let a = Volume::filled(9, 1.0, 0.0f32);

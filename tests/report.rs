@@ -23,6 +23,11 @@ fn row(pdb: &str, n: u64, method: &str, res: f64, med: f64, status: &str) -> Res
         projected_time_s: f64::NAN,
         resolution_px: res,
         resolution_angstrom: res * 3.6,
+        resolution_limit_px: 2.05,
+        resolution_limit_angstrom: 7.36,
+        resolution_at_limit: false,
+        time_to_3deg_s: 1200.0,
+        time_to_2deg_s: f64::NAN,
         train_median_deg: med,
         train_rms_deg: med * 1.5,
         test_median_deg: med + 0.1,
@@ -43,7 +48,7 @@ fn row(pdb: &str, n: u64, method: &str, res: f64, med: f64, status: &str) -> Res
     }
 }
 
-const COLUMNS: [&str; 28] = [
+const COLUMNS: [&str; 33] = [
     "pdb_id",
     "chain",
     "n_train",
@@ -55,6 +60,11 @@ const COLUMNS: [&str; 28] = [
     "projected_time_s",
     "resolution_px",
     "resolution_angstrom",
+    "resolution_limit_px",
+    "resolution_limit_angstrom",
+    "resolution_at_limit",
+    "time_to_3deg_s",
+    "time_to_2deg_s",
     "train_median_deg",
     "train_rms_deg",
     "test_median_deg",
@@ -136,12 +146,12 @@ fn markdown_has_the_paper_layout() {
     let lines: Vec<&str> = md.lines().collect();
     assert_eq!(
         lines[0],
-        "| Dataset | Method | Time | Resolution (px) ↓ | Train error (med / RMS, °) ↓ | Test error (med / RMS, °) ↓ |"
+        "| Dataset | Method | Time | Time to 3° / 2° | Resolution (px) ↓ | Train error (med / RMS, °) ↓ | Test error (med / RMS, °) ↓ |"
     );
     assert_eq!(lines.len(), 6, "{md}");
     // grouped by dataset size, X-RAI first, the label only on a group's first row
     assert!(
-        lines[2].starts_with("| 2CEX_A (Train: 50K) | X-RAI | 1:00h | 5.15 |"),
+        lines[2].starts_with("| 2CEX_A (Train: 50K) | X-RAI | 1:00h | 0:20h / not reached | 5.15 |"),
         "{}",
         lines[2]
     );
@@ -155,7 +165,27 @@ fn markdown_has_the_paper_layout() {
     );
     assert!(!lines[2].contains("**5.15**") && lines[3].contains("| 11.52 |"), "{md}");
     // out of budget: the paper's "> 24h" form
-    assert_eq!(lines[5], "|  | EMC | > budget | | | |");
+    assert_eq!(lines[5], "|  | EMC | > budget | | | | |");
+}
+
+#[test]
+fn markdown_marks_a_map_at_the_grid_limit() {
+    let mut at_limit = row("2CEX_A", 50_000, "xrai", 2.02, 0.3, "ok");
+    at_limit.resolution_at_limit = true;
+    let crossed = row("2CEX_A", 50_000, "emc", 2.81, 5.6, "ok");
+    let md = markdown(&[at_limit.clone(), crossed]);
+    assert!(md.contains("≥ limit (2.02)"), "{md}");
+    assert!(md.contains("| 2.81 |"), "{md}");
+    // the flag and the detector limit survive the table files
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, parquet) = write_table(dir.path(), &[at_limit]).unwrap();
+    for path in [csv, parquet] {
+        let back = &read_table(&path).unwrap()[0];
+        assert!(back.resolution_at_limit, "{}", path.display());
+        assert_eq!(back.resolution_limit_px, 2.05);
+        assert_eq!(back.time_to_3deg_s, 1200.0);
+        assert!(back.time_to_2deg_s.is_nan());
+    }
 }
 
 fn bin() -> Command {

@@ -126,6 +126,8 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
     let mut evaluations = Vec::new();
     let mut fsc_curves = Vec::new();
     let (starts, seed) = (args.phasing_starts, args.seed);
+    // the detector's corner: the finest period any method could resolve
+    let s_max = sim.as_ref().map(|s| s.geometry.s_max());
     for (r, m) in runs.iter().zip(&methods) {
         let (e, curve) = match (&external, &args.pdb) {
             (None, _) => evaluate(
@@ -135,10 +137,11 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
                 starts,
                 seed,
                 THRESHOLD_HALF,
+                s_max,
             )?,
             (Some(_), Some(pdb)) => {
                 let truth = external::truth_on_grid(pdb, &r.dir.join(crate::method::output::AMPLITUDE_FILE))?;
-                evaluate(r, &truth, &staging, starts, seed, THRESHOLD_HALF)?
+                evaluate(r, &truth, &staging, starts, seed, THRESHOLD_HALF, s_max)?
             }
             (Some(_), None) => {
                 // Half-set FSC: the two halves of the training frames, reconstructed apart.
@@ -149,7 +152,7 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
                 });
                 let (a, b) = (a?, b?);
                 let first = half_density(&a, starts, seed)?;
-                let (e, curve) = evaluate(&b, &first, &staging, starts, seed, external::THRESHOLD_HALF_SET)?;
+                let (e, curve) = evaluate(&b, &first, &staging, starts, seed, external::THRESHOLD_HALF_SET, s_max)?;
                 eprintln!(
                     "  {}: half-set FSC 0.143 at {:.2} px ({:.2} Å)",
                     r.label, e.resolution_px, e.resolution_angstrom
@@ -390,6 +393,11 @@ fn row(args: &RunArgs, n: u64, r: &MethodRun, e: &Evaluation, commit: &str, fina
             .unwrap_or(f64::NAN),
         resolution_px: e.resolution_px,
         resolution_angstrom: e.resolution_angstrom,
+        resolution_limit_px: e.limit_px,
+        resolution_limit_angstrom: e.limit_angstrom,
+        resolution_at_limit: !e.crossed,
+        time_to_3deg_s: time_to(o, r.wall_time_s, 3.0),
+        time_to_2deg_s: time_to(o, r.wall_time_s, 2.0),
         train_median_deg: stat(o.pose_error.train, |s| s.median_deg),
         train_rms_deg: stat(o.pose_error.train, |s| s.rms_deg),
         test_median_deg: stat(o.pose_error.test, |s| s.median_deg),
@@ -411,6 +419,30 @@ fn row(args: &RunArgs, n: u64, r: &MethodRun, e: &Evaluation, commit: &str, fina
         params: params.to_string(),
         run_dir: final_dir.display().to_string(),
         timestamp: chrono::Utc::now().to_rfc3339(),
+    }
+}
+
+/// Seconds until the method's test median pose error first reached `deg`: from its curve,
+/// linear between the evaluation before and the one at or below; the wall time when only the
+/// final score reaches it (a method with no curve, or a last stage after the curve); NaN when
+/// it never did.
+pub fn time_to(o: &crate::method::MethodOutput, wall_s: f64, deg: f64) -> f64 {
+    let points: Vec<(f64, f64)> = o
+        .progress
+        .iter()
+        .filter_map(|p| p.test_median_deg.filter(|v| v.is_finite()).map(|v| (p.elapsed_s, v)))
+        .collect();
+    for (i, &(t, v)) in points.iter().enumerate() {
+        if v <= deg {
+            return match i.checked_sub(1).map(|j| points[j]) {
+                Some((t0, v0)) if v0 > v => t0 + (t - t0) * (v0 - deg) / (v0 - v),
+                _ => t,
+            };
+        }
+    }
+    match o.pose_error.test {
+        Some(e) if e.median_deg <= deg => wall_s,
+        _ => f64::NAN,
     }
 }
 

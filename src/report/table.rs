@@ -33,6 +33,17 @@ pub struct ResultRow {
     /// FSC = 0.5 crossing against the truth, in pixels of the evaluation grid (NaN: none).
     pub resolution_px: f64,
     pub resolution_angstrom: f64,
+    /// The finest resolution the detector records (the period at its corner's |s|), in the same
+    /// px and in Å; NaN when unknown (frames read from files).
+    pub resolution_limit_px: f64,
+    pub resolution_limit_angstrom: f64,
+    /// The FSC never fell below its threshold: the map is at least as good as the grid's last
+    /// shell, and the resolution columns hold that shell's period, a bound ("≥ limit").
+    pub resolution_at_limit: bool,
+    /// Wall time at which the method's test median pose error first reached 3° and 2°, from its
+    /// curve (linear between evaluations); NaN when it never did.
+    pub time_to_3deg_s: f64,
+    pub time_to_2deg_s: f64,
     pub train_median_deg: f64,
     /// The paper's second statistic ("MSE"): the root-mean-square pose error, degrees.
     pub train_rms_deg: f64,
@@ -91,6 +102,11 @@ pub fn to_dataframe(rows: &[ResultRow]) -> Result<DataFrame> {
         col!("projected_time_s", |r| r.projected_time_s),
         col!("resolution_px", |r| r.resolution_px),
         col!("resolution_angstrom", |r| r.resolution_angstrom),
+        col!("resolution_limit_px", |r| r.resolution_limit_px),
+        col!("resolution_limit_angstrom", |r| r.resolution_limit_angstrom),
+        col!("resolution_at_limit", |r| r.resolution_at_limit),
+        col!("time_to_3deg_s", |r| r.time_to_3deg_s),
+        col!("time_to_2deg_s", |r| r.time_to_2deg_s),
         col!("train_median_deg", |r| r.train_median_deg),
         col!("train_rms_deg", |r| r.train_rms_deg),
         col!("test_median_deg", |r| r.test_median_deg),
@@ -174,6 +190,14 @@ pub fn from_dataframe(df: &DataFrame, source: &Path) -> Result<Vec<ResultRow>> {
         f("peak_memory_mib")?,
     );
     let projected = optional_f("projected_time_s")?;
+    // Tables from before the detector limit and the times to 3° and 2°: unknown.
+    let (limit_px, limit_a) = (optional_f("resolution_limit_px")?, optional_f("resolution_limit_angstrom")?);
+    let (to3, to2) = (optional_f("time_to_3deg_s")?, optional_f("time_to_2deg_s")?);
+    let at_limit: Vec<bool> = if df.column("resolution_at_limit").is_ok() {
+        s("resolution_at_limit")?.iter().map(|v| v == "true").collect()
+    } else {
+        vec![false; df.height()]
+    };
     // Tables from before MPI: one process (threads unknown: 0).
     let optional_u = |name: &str, missing: u64| -> Result<Vec<u64>> {
         if df.column(name).is_ok() {
@@ -203,6 +227,11 @@ pub fn from_dataframe(df: &DataFrame, source: &Path) -> Result<Vec<ResultRow>> {
             projected_time_s: projected[i],
             resolution_px: res_px[i],
             resolution_angstrom: res_a[i],
+            resolution_limit_px: limit_px[i],
+            resolution_limit_angstrom: limit_a[i],
+            resolution_at_limit: at_limit[i],
+            time_to_3deg_s: to3[i],
+            time_to_2deg_s: to2[i],
             train_median_deg: trm[i],
             train_rms_deg: trr[i],
             test_median_deg: tem[i],
@@ -405,8 +434,10 @@ pub fn markdown(rows: &[ResultRow]) -> String {
         }
     };
     let mut out = String::new();
-    out.push_str("| Dataset | Method | Time | Resolution (px) ↓ | Train error (med / RMS, °) ↓ | Test error (med / RMS, °) ↓ |\n");
-    out.push_str("|---|---|---|---|---|---|\n");
+    out.push_str(
+        "| Dataset | Method | Time | Time to 3° / 2° | Resolution (px) ↓ | Train error (med / RMS, °) ↓ | Test error (med / RMS, °) ↓ |\n",
+    );
+    out.push_str("|---|---|---|---|---|---|---|\n");
     let mut last_group: Option<(String, u64, u64, String)> = None;
     for r in &rows {
         let group = (r.pdb_id.clone(), r.n_train, r.mean_photons.to_bits(), r.realism.clone());
@@ -428,7 +459,7 @@ pub fn markdown(rows: &[ResultRow]) -> String {
         last_group = Some(group);
         if r.status != "ok" {
             out.push_str(&format!(
-                "| {label} | {} | {} | | | |\n",
+                "| {label} | {} | {} | | | | |\n",
                 method_label(&r.method),
                 time_cell(r)
             ));
@@ -437,8 +468,14 @@ pub fn markdown(rows: &[ResultRow]) -> String {
         let res = bold(
             r.resolution_px,
             best(&r.pdb_id, |r| r.resolution_px),
-            num(r.resolution_px, 2),
+            if r.resolution_at_limit {
+                format!("≥ limit ({})", num(r.resolution_px, 2))
+            } else {
+                num(r.resolution_px, 2)
+            },
         );
+        let to = |s: f64| if s.is_finite() { hours_minutes(s) } else { "not reached".into() };
+        let reach = format!("{} / {}", to(r.time_to_3deg_s), to(r.time_to_2deg_s));
         let tr = bold(
             r.train_median_deg,
             best(&r.pdb_id, |r| r.train_median_deg),
@@ -450,7 +487,7 @@ pub fn markdown(rows: &[ResultRow]) -> String {
             format!("{} / {}", num(r.test_median_deg, 1), num(r.test_rms_deg, 1)),
         );
         out.push_str(&format!(
-            "| {label} | {} | {} | {res} | {tr} | {te} |\n",
+            "| {label} | {} | {} | {reach} | {res} | {tr} | {te} |\n",
             method_label(&r.method),
             r.wall_time_hm
         ));

@@ -11,8 +11,9 @@
 //! models: [`conv`] (im2col + GEMM convolution), [`layers`] (batch norm, ReLU + max pool) and the
 //! decoder's trilinear op. Training: [`geometry`] (working-size images from a
 //! [`crate::data::Source`]), [`init`] (input statistics, starting volume), [`pyramid`], [`loss`],
-//! [`optim`], [`trainer`] (step, prediction, checkpoints), [`train`] (the loop) and [`run`] (the
-//! method as the benchmark runs it).
+//! [`optim`], [`trainer`] (step, prediction, checkpoints), [`train`] (the loop), [`refine`]
+//! (after training: each image's pose against the frozen decoder, then the volume with the poses
+//! fixed) and [`run`] (the method as the benchmark runs it).
 
 pub mod config;
 pub mod conv;
@@ -24,6 +25,7 @@ pub mod layers;
 pub mod loss;
 pub mod optim;
 pub mod pyramid;
+pub mod refine;
 pub mod run;
 pub mod train;
 pub mod trainer;

@@ -17,6 +17,7 @@ use candle_core::Device;
 use super::config::{DataLoss, DecoderKind};
 use super::geometry::{amplitudes, WorkingGeometry};
 use super::init::{radial_volume, true_amplitude_volume, InputStats};
+use super::refine::{self, RefineOptions};
 use super::train::{train_loop, LoopOptions};
 use super::trainer::{read_config, CheckpointState, Trainer, VolumeInit};
 use super::{SymmetricBranch, XraiConfig};
@@ -204,6 +205,23 @@ pub struct Options {
     /// Training images whose predicted poses are written (the first ones of the set/stream).
     #[arg(long, default_value_t = 10_000)]
     pub train_pose_images: usize,
+    /// Refinement after training: descent steps on each image's own rotation against the frozen
+    /// decoder, per pose pass (0: the encoder's poses as they are, the paper's inference). The
+    /// stage's measured cost is kept from the budget before training stops.
+    #[arg(long, default_value_t = RefineOptions::default().pose_steps)]
+    pub refine_steps: usize,
+    /// Encoder hypotheses (heads and their π partners, best first) refined per image in the
+    /// first pose pass; the lowest final loss wins.
+    #[arg(long, default_value_t = RefineOptions::default().candidates)]
+    pub refine_candidates: usize,
+    /// Rounds of (volume with the poses fixed, then the poses again) after the first pose pass:
+    /// the first is kept from the budget, the others run while it allows.
+    #[arg(long, default_value_t = 3)]
+    pub refine_rounds: usize,
+    /// Training images whose poses are refined and which the volume rounds fit (the first of the
+    /// set or stream; at least --train-pose-images).
+    #[arg(long, default_value_t = 20_000)]
+    pub refine_images: usize,
     /// Diagnostic: freeze the true amplitude volume in the decoder (trains the encoder only).
     #[arg(long)]
     pub frozen_true_volume: bool,
@@ -508,6 +526,37 @@ fn train(
     };
     let n_test = test_amps.len() / geo.pixels();
     let n_train_poses = train_n.map_or(args.train_pose_images, |n| (n as usize).min(args.train_pose_images));
+    let refine_opts = RefineOptions {
+        pose_steps: args.refine_steps,
+        candidates: args.refine_candidates,
+        ..RefineOptions::default()
+    };
+    let refining = args.refine_steps > 0;
+    // The refinement stage's plan: its first pass and one round are kept from the budget (at
+    // most REFINE_SHARE of it: fewer training images are refined when they would not fit), and
+    // further rounds, up to --refine-rounds, run while the budget allows.
+    let mut n_closing_train = n_train_poses;
+    let mut refine_cost = RefineCost::default();
+    if refining {
+        let wanted = args.refine_images.max(n_train_poses);
+        n_closing_train = train_n.map_or(wanted, |n| (n as usize).min(wanted));
+        if root {
+            refine_cost = RefineCost::measure(&trainer, &test_amps, &refine_opts)?;
+            if let Some(limit) = budget.limit_s() {
+                let share = REFINE_SHARE * (limit - budget.elapsed_s()).max(0.0);
+                while n_closing_train > n_train_poses && refine_cost.reserve_s(n_closing_train, n_test, args.refine_rounds) > share {
+                    n_closing_train = (n_closing_train * 3 / 4).max(n_train_poses);
+                }
+            }
+            eprintln!(
+                "refinement after training: {n_closing_train} training and {n_test} test images, about {:.0} s kept from \
+                 the budget ({:.0} µs per rotation and descent step)",
+                refine_cost.reserve_s(n_closing_train, n_test, args.refine_rounds),
+                refine_cost.step_s * 1e6
+            );
+        }
+    }
+    let refine_s = refine_cost.reserve_s(n_closing_train, n_test, args.refine_rounds);
     let preparation_s = budget.elapsed_s();
     let mut curve_file: Box<dyn Write> = match staging {
         Some(dir) => Box::new(std::io::BufWriter::new(std::fs::File::create(dir.join("curve.csv"))?)),
@@ -520,7 +569,8 @@ fn train(
     let opts = LoopOptions {
         steps,
         budget,
-        closing_images: n_test + n_train_poses,
+        closing_images: n_test + n_closing_train,
+        closing_extra_s: refine_s,
         eval_every: if test_poses.is_empty() { 0 } else { args.eval_every },
         checkpoint_every: args.checkpoint_every,
         checkpoint_dir: staging.map(|s| s.join("checkpoint")),
@@ -566,12 +616,62 @@ fn train(
     };
     let reconstruction_s = budget.elapsed_s() - preparation_s;
     let out_of_budget = steps.is_some_and(|s| state.step < s);
-    // Closing work: the test set's poses (inferred, not trained) and the training poses.
+    // Closing work: the test set's poses (inferred, not trained) and the training poses, from
+    // the encoder, then refined (poses, then volume and poses again, rounds as set).
     let t0 = std::time::Instant::now();
-    let test_est = if n_test > 0 {
-        trainer.predict(&test_amps)?
+    let (train_amps, train_poses) = amplitudes(&train_source, &geo, 0, n_closing_train)?;
+    let mut refine_record = Vec::new();
+    let mut first_pass = serde_json::Value::Null;
+    let (test_est, train_est) = if refining {
+        let mut stage = |name: String, objective: f64, test_rots: &[nalgebra::Matrix3<f64>], progress: &mut Vec<ProgressPoint>| {
+            let err = (!test_poses.is_empty())
+                .then(|| crate::eval::pose_error::pose_error(&test_poses, &refine::quaternions(test_rots)))
+                .transpose()?
+                .map(|e| e.summary);
+            let elapsed = budget.elapsed_s();
+            if let Some(e) = &err {
+                eprintln!(
+                    "{name}: {:.0} s, test pose error median {:.2}°  rms {:.2}° ({} images)",
+                    elapsed, e.median_deg, e.rms_deg, e.images
+                );
+                progress.push(ProgressPoint {
+                    step: state.step as u64,
+                    elapsed_s: elapsed,
+                    objective,
+                    test_median_deg: Some(e.median_deg),
+                    beta: None,
+                });
+            }
+            refine_record.push(serde_json::json!({ "stage": name, "elapsed_s": elapsed, "test_pose_error": err }));
+            anyhow::Ok(())
+        };
+        let (mut test_r, test_report) = refine::refine_from_encoder(&trainer, &test_amps, &refine_opts)?;
+        let (mut train_r, train_report) = refine::refine_from_encoder(&trainer, &train_amps, &refine_opts)?;
+        for (set, r) in [("test", &test_report), ("training", &train_report)] {
+            eprintln!(
+                "{set} poses: {} images retried from every hypothesis ({} moved); {} searched over SO(3) ({} improved)",
+                r.retried, r.retry_moved, r.searched, r.search_improved
+            );
+        }
+        first_pass = serde_json::json!({ "test": test_report, "training": train_report });
+        let last_loss = progress.last().map_or(0.0, |p| p.objective);
+        stage("poses refined".into(), last_loss, &test_r, &mut progress)?;
+        for round in 1..=args.refine_rounds {
+            let round_s = refine_cost.round_s(n_closing_train, n_test);
+            if round > 1 && budget.remaining_s() < 1.2 * round_s + 4.0 {
+                eprintln!("round {round} of {} skipped: {:.0} s left, a round takes about {round_s:.0} s", args.refine_rounds, budget.remaining_s());
+                break;
+            }
+            let fit = refine::refine_volume(&trainer, &train_amps, &train_r, &refine_opts, cfg.seed + round as u64)?;
+            train_r = refine::refine_again(&trainer, &train_amps, &train_r, &refine_opts)?;
+            test_r = refine::refine_again(&trainer, &test_amps, &test_r, &refine_opts)?;
+            stage(format!("round {round} (volume loss {fit:.5})"), fit, &test_r, &mut progress)?;
+        }
+        train_r.truncate(n_train_poses);
+        (refine::quaternions(&test_r), refine::quaternions(&train_r))
     } else {
-        Vec::new()
+        let test = if n_test > 0 { trainer.predict(&test_amps)? } else { Vec::new() };
+        (test, trainer.predict(&train_amps[..n_train_poses * geo.pixels()])?)
     };
     let test_s = t0.elapsed().as_secs_f64();
     write_poses_csv(&staging.join(output::TEST_POSES_FILE), &test_est)?;
@@ -581,14 +681,13 @@ fn train(
         write_poses_csv(&staging.join("poses_test_true.csv"), &test_poses)?;
         Some(crate::eval::pose_error::pose_error(&test_poses, &test_est)?.summary)
     };
-    let (train_amps, train_poses) = amplitudes(&train_source, &geo, 0, n_train_poses)?;
-    let train_est = trainer.predict(&train_amps)?;
     write_poses_csv(&staging.join(output::TRAIN_POSES_FILE), &train_est)?;
+    let train_poses = &train_poses[..train_poses.len().min(n_train_poses)];
     let train_err = if train_poses.is_empty() {
         None
     } else {
-        write_poses_csv(&staging.join("poses_train_true.csv"), &train_poses)?;
-        Some(crate::eval::pose_error::pose_error(&train_poses, &train_est)?.summary)
+        write_poses_csv(&staging.join("poses_train_true.csv"), train_poses)?;
+        Some(crate::eval::pose_error::pose_error(train_poses, &train_est)?.summary)
     };
     // The learned grid as it is, and resampled onto the evaluation grid (the simulator's, the
     // one EMC uses) for `phase` and `fsc`; beyond the working detector's s_max: −1.
@@ -614,6 +713,7 @@ fn train(
         "simulation": sim_config,
         "test_pose_error": test_err,
         "train_pose_error": train_err,
+        "refinement": { "options": refine_opts, "rounds": args.refine_rounds, "images": n_closing_train, "first_pass": first_pass, "stages": refine_record },
         "volume": { "m": m, "spacing_inv_angstrom": spacing },
         "evaluation_grid": { "m": eval_m, "spacing_inv_angstrom": eval_spacing },
     });
@@ -663,4 +763,74 @@ fn read_state(dir: &Path) -> Result<CheckpointState> {
     let path = dir.join("state.json");
     let text = std::fs::read_to_string(&path).with_context(|| format!("--resume: cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("--resume: {} is not a checkpoint state", path.display()))
+}
+
+/// Most of a budget the refinement stage may keep from training.
+const REFINE_SHARE: f64 = 0.3;
+
+/// The refinement stage's measured unit costs: per image for the encoder's hypotheses, per
+/// rotation and descent step (which a volume step per image shares), per rotation scored in
+/// the global search; and the options they multiply.
+#[derive(Clone, Debug, Default)]
+struct RefineCost {
+    hypotheses_s: f64,
+    step_s: f64,
+    opts: RefineOptions,
+    per: usize,
+}
+
+impl RefineCost {
+    /// Times the encoder's hypotheses and a few descent steps on up to 128 test images.
+    fn measure(t: &Trainer, test_amps: &[f32], opts: &RefineOptions) -> Result<RefineCost> {
+        let p = t.geometry.pixels();
+        let n = (test_amps.len() / p).min(128);
+        let per = 2 * t.cfg.heads;
+        if n == 0 {
+            return Ok(RefineCost { opts: opts.clone(), per, ..RefineCost::default() });
+        }
+        let amps = &test_amps[..n * p];
+        let t0 = std::time::Instant::now();
+        let (hyp, errs) = t.hypotheses(amps)?;
+        let hypotheses_s = t0.elapsed().as_secs_f64() / n as f64;
+        let start = refine::starts(&hyp, &errs, per, 2);
+        let steps = 3;
+        // the faster of two timings (the first pays for first-touch allocations), per rotation
+        // and step (the closing scoring pass counts as one more step)
+        let mut step_s = f64::INFINITY;
+        for _ in 0..2 {
+            let t0 = std::time::Instant::now();
+            refine::refine_rotations(t, amps, &start, 2, steps, opts.schedule())?;
+            step_s = step_s.min(t0.elapsed().as_secs_f64() / (2 * n * (steps + 1)) as f64);
+        }
+        Ok(RefineCost { hypotheses_s, step_s, opts: opts.clone(), per })
+    }
+
+    /// The first pose pass over `n_train` + `n_test` images: hypotheses, the candidates'
+    /// descent, the retried images' descent from every hypothesis and the searched images'.
+    fn first_s(&self, n_train: usize, n_test: usize) -> f64 {
+        let o = &self.opts;
+        let images = (n_train + n_test) as f64;
+        let steps = (o.pose_steps + 1) as f64;
+        let c = o.candidates.clamp(1, self.per.max(1)) as f64;
+        let retried = images * o.retry_fraction;
+        let searched = images * o.search_fraction;
+        images * (self.hypotheses_s + self.step_s * c * steps)
+            + retried * self.step_s * self.per as f64 * steps
+            + searched * self.step_s * (o.search_rotations as f64 / 2.0 + c * steps)
+    }
+
+    /// One round: the volume's epochs over the training images, then a pose pass over all.
+    fn round_s(&self, n_train: usize, n_test: usize) -> f64 {
+        let o = &self.opts;
+        self.step_s * (n_train as f64 * o.volume_epochs as f64 + (n_train + n_test) as f64 * (o.pose_steps + 1) as f64)
+    }
+
+    /// What the budget keeps for the stage: the first pass and one round (later rounds use
+    /// what is left).
+    fn reserve_s(&self, n_train: usize, n_test: usize, rounds: usize) -> f64 {
+        if self.step_s == 0.0 {
+            return 0.0;
+        }
+        self.first_s(n_train, n_test) + rounds.min(1) as f64 * self.round_s(n_train, n_test)
+    }
 }

@@ -24,6 +24,9 @@ pub struct LoopOptions {
     /// Images the closing work predicts after training (test set and training poses): their
     /// measured cost is kept from the budget, so the run ends inside it.
     pub closing_images: usize,
+    /// Seconds of closing work beyond reading and predicting those images (the refinement
+    /// stage's estimate), kept from the budget too.
+    pub closing_extra_s: f64,
     /// Test pose error every this many steps (0: only at the end).
     pub eval_every: usize,
     pub checkpoint_every: usize,
@@ -79,7 +82,8 @@ pub fn train_loop(
     let mut predict_s_per_image = 0.0f64;
     // Prediction and reading scale with the images; the two pose-error alignments and the
     // volume outputs are a few seconds whatever the count.
-    let reserve = |read: f64, predict: f64| 1.2 * opts.closing_images as f64 * (read + predict) + 4.0;
+    let reserve =
+        |read: f64, predict: f64| 1.2 * (opts.closing_images as f64 * (read + predict) + opts.closing_extra_s) + 4.0;
     // The closing work's prediction cost, measured before the first step (the periodic
     // evaluations refine it; a budget too short for the first one must not go unreserved).
     if opts.closing_images > 0 && !test.1.is_empty() && budget.limit_s().is_some() {

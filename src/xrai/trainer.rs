@@ -18,7 +18,7 @@ use super::decoder::{Amplitudes, Decoder, FourierNet};
 use super::encoder::{sixd_to_rotation, Encoder};
 use super::geometry::WorkingGeometry;
 use super::init::InputStats;
-use super::loss::{branch_errors, symmetric_multihead, uniformity, winners};
+use super::loss::{branch_errors, symmetric_multihead, uniformity};
 use super::optim::{Adam, ParamGroup};
 use super::pyramid::gaussian_pyramid;
 use crate::data::Rescale;
@@ -231,16 +231,14 @@ impl Trainer {
         Tensor::cat(&[&x, &blurred], 1)
     }
 
-    /// Encodes and decodes a batch: (errors `[B, K, 2]`, rotations `[B, K, 3, 3]`, rotations
-    /// of the π branch when it is re-encoded).
-    pub fn forward(&self, amps: &[f32], train: bool) -> candle_core::Result<(Tensor, Tensor, Option<Tensor>)> {
+    /// The loss's targets of images `[B × P]`: `([B, P], [B, P])`, the images and their π
+    /// rotations. The loss sees only the pixels it uses (measured, π partner measured; the mask
+    /// is symmetric under π, so the π target is masked alike); the encoder sees all measured ones.
+    pub fn targets(&self, amps: &[f32]) -> candle_core::Result<(Tensor, Tensor)> {
         let p = self.geometry.pixels();
         let b = amps.len() / p;
-        let k = self.cfg.heads;
-        // The loss sees only the pixels it uses (measured, π partner measured; the mask is
-        // symmetric under π, so the π target is masked alike); the encoder sees all measured ones.
         let masked;
-        let target_values = match &self.geometry.loss_mask {
+        let values = match &self.geometry.loss_mask {
             Some(mask) => {
                 masked = amps
                     .chunks_exact(p)
@@ -250,8 +248,61 @@ impl Trainer {
             }
             None => amps,
         };
-        let target = Tensor::from_vec(target_values.to_vec(), (b, p), &self.device)?;
-        let target_pi = Tensor::from_vec(rotate_pi(target_values, p), (b, p), &self.device)?;
+        Ok((
+            Tensor::from_vec(values.to_vec(), (b, p), &self.device)?,
+            Tensor::from_vec(rotate_pi(values, p), (b, p), &self.device)?,
+        ))
+    }
+
+    /// The data term of each image against `c` rotations of its own: `rots` `[B·c, 3, 3]`
+    /// (image-major), `target` `[B, P]` → `[B, c]`, the loss's per-image value at those poses.
+    pub fn slice_errors(&self, rots: &Tensor, target: &Tensor, c: usize) -> candle_core::Result<Tensor> {
+        let (b, p) = target.dims2()?;
+        let pred = self.decoder.forward(rots)?.reshape((b, c, p))?;
+        branch_errors(&pred, &pred, target, target, self.norm, self.cfg.loss)?
+            .narrow(2, 0, 1)?
+            .squeeze(2)
+    }
+
+    /// Every pose hypothesis of the encoder (evaluation mode) for images `[B × P]` with its data
+    /// term: `2K` rotations per image, heads first, then each head's π partner R·Rz(π) (scored
+    /// against the image, which is the π branch of the loss), and the `[B × 2K]` errors.
+    pub fn hypotheses(&self, amps: &[f32]) -> anyhow::Result<(Vec<Matrix3<f64>>, Vec<f32>)> {
+        let p = self.geometry.pixels();
+        let k = self.cfg.heads;
+        let rz_pi = Matrix3::new(-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0);
+        let mut rots = Vec::with_capacity(amps.len() / p * 2 * k);
+        let mut errs = Vec::with_capacity(amps.len() / p * 2 * k);
+        for chunk in amps.chunks(256 * p) {
+            let (errors, r, r_pi) = self.forward(chunk, false)?;
+            let e = errors.flatten_all()?.to_vec1::<f32>()?;
+            let r = r.flatten_all()?.to_vec1::<f32>()?;
+            let r_pi = match &r_pi {
+                Some(t) => t.flatten_all()?.to_vec1::<f32>()?,
+                None => r.clone(),
+            };
+            for i in 0..chunk.len() / p {
+                for branch in 0..2 {
+                    let src = if branch == 0 { &r } else { &r_pi };
+                    for h in 0..k {
+                        let o = (i * k + h) * 9;
+                        let mat = Matrix3::from_fn(|a, b| src[o + a * 3 + b] as f64);
+                        rots.push(if branch == 0 { mat } else { mat * rz_pi });
+                        errs.push(e[(i * k + h) * 2 + branch]);
+                    }
+                }
+            }
+        }
+        Ok((rots, errs))
+    }
+
+    /// Encodes and decodes a batch: (errors `[B, K, 2]`, rotations `[B, K, 3, 3]`, rotations
+    /// of the π branch when it is re-encoded).
+    pub fn forward(&self, amps: &[f32], train: bool) -> candle_core::Result<(Tensor, Tensor, Option<Tensor>)> {
+        let p = self.geometry.pixels();
+        let b = amps.len() / p;
+        let k = self.cfg.heads;
+        let (target, target_pi) = self.targets(amps)?;
         let decode = |x: &Tensor| -> candle_core::Result<(Tensor, Tensor)> {
             let sixd = self.encoder.forward_t(&self.input(x)?, train)?;
             let rots = sixd_to_rotation(&sixd.reshape((b * k, 6))?)?;
@@ -433,31 +484,16 @@ impl Trainer {
     /// Poses of images (encoder in evaluation mode); each image takes the head and branch
     /// whose slice matches it best, a π-branch winner composed with the in-plane π rotation.
     pub fn predict(&self, amps: &[f32]) -> anyhow::Result<Vec<UnitQuaternion<f64>>> {
-        let p = self.geometry.pixels();
-        let n = amps.len() / p;
-        let mut out = Vec::with_capacity(n);
-        let rz_pi = Matrix3::new(-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0);
-        for chunk in amps.chunks(256 * p) {
-            let (errors, rots, rots_pi) = self.forward(chunk, false)?;
-            let win = winners(&errors)?;
-            let r = rots.flatten_all()?.to_vec1::<f32>()?;
-            let r_pi = match &rots_pi {
-                Some(t) => Some(t.flatten_all()?.to_vec1::<f32>()?),
-                None => None,
-            };
-            let k = self.cfg.heads;
-            for (i, (head, branch)) in win.into_iter().enumerate() {
-                let src = if branch == 1 { r_pi.as_ref().unwrap_or(&r) } else { &r };
-                let o = (i * k + head) * 9;
-                let mut mat = Matrix3::from_fn(|a, b| src[o + a * 3 + b] as f64);
-                if branch == 1 {
-                    mat *= rz_pi;
-                }
-                let rot = Rotation3::from_matrix(&mat);
-                out.push(canonical(UnitQuaternion::from_rotation_matrix(&rot)));
-            }
-        }
-        Ok(out)
+        let (rots, errs) = self.hypotheses(amps)?;
+        let per = 2 * self.cfg.heads;
+        Ok(rots
+            .chunks(per)
+            .zip(errs.chunks(per))
+            .map(|(r, e)| {
+                let best = (0..per).fold(0, |a, j| if e[j] < e[a] { j } else { a });
+                canonical(UnitQuaternion::from_rotation_matrix(&Rotation3::from_matrix(&r[best])))
+            })
+            .collect())
     }
 
     /// Writes `model.safetensors`, `config.json` and `state.json` into `dir` (atomically per file).
