@@ -7,15 +7,17 @@
 //!
 //! The MPI side runs under `mpirun --oversubscribe --allow-run-as-root -np 2` (CI runs as root),
 //! one rayon thread per rank.
+
 #![cfg(feature = "mpi")]
+
+mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 use candle_core::Device;
 use xrai_bench::comm::share;
-use xrai_bench::data::{ImageSimulator, Rescale, SimulationConfig, Split};
-use xrai_bench::physics::molecule;
+use xrai_bench::data::Split;
 use xrai_bench::xrai::init::InputStats;
 use xrai_bench::xrai::trainer::VolumeInit;
 use xrai_bench::xrai::{Trainer, WorkingGeometry, XraiConfig};
@@ -141,15 +143,7 @@ fn emc_on_two_ranks_gives_the_one_process_model() {
 
 fn tiny_trainer() -> (XraiConfig, WorkingGeometry, Vec<f32>, impl Fn() -> Trainer) {
     xrai_bench::xrai::configure_cpu();
-    let mol = molecule::load("2CEX_A", None, false, false).unwrap();
-    let sim = ImageSimulator::new(
-        mol,
-        SimulationConfig {
-            rescale: Rescale::MeanTotal(20000.0),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let sim = common::cex_a_simulator();
     let cfg = XraiConfig {
         heads: 2,
         working_size: 16,

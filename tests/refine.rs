@@ -2,13 +2,13 @@
 //! decoder's 41³ grid, frozen, with images the decoder makes at known poses, so the loss's
 //! minimum is the true pose and any residual is the descent's.
 
+mod common;
+
 use candle_core::Device;
 use nalgebra::{Matrix3, Rotation3, UnitQuaternion, Vector3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use xrai_bench::data::{ImageSimulator, Rescale, SimulationConfig};
-use xrai_bench::physics::molecule;
 use xrai_bench::rotation::{random_rotation, to_matrix};
 use xrai_bench::xrai::init::{true_amplitude_volume, InputStats};
 use xrai_bench::xrai::refine::{self, best_of, refine_rotations, RefineOptions};
@@ -18,15 +18,7 @@ use xrai_bench::xrai::{Trainer, WorkingGeometry, XraiConfig};
 /// A trainer holding the true volume, and `n` images it predicts at random poses.
 fn setup(n: usize, seed: u64) -> (Trainer, Vec<f32>, Vec<Matrix3<f64>>) {
     xrai_bench::xrai::configure_cpu();
-    let mol = molecule::load("2CEX_A", None, false, false).unwrap();
-    let sim = ImageSimulator::new(
-        mol,
-        SimulationConfig {
-            rescale: Rescale::MeanTotal(20000.0),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let sim = common::cex_a_simulator();
     let cfg = XraiConfig::default();
     let geo = WorkingGeometry::new(&sim, cfg.working_size).unwrap();
     let m = cfg.volume_size;

@@ -174,7 +174,8 @@ fn markdown_marks_a_map_at_the_grid_limit() {
     at_limit.resolution_at_limit = true;
     let crossed = row("2CEX_A", 50_000, "emc", 2.81, 5.6, "ok");
     let md = markdown(&[at_limit.clone(), crossed]);
-    assert!(md.contains("≥ limit (2.02)"), "{md}");
+    // the detector's limit (2.05 px) when the grid's last shell (2.02 px) lies beyond it
+    assert!(md.contains("≥ limit (2.05)"), "{md}");
     assert!(md.contains("| 2.81 |"), "{md}");
     // the flag and the detector limit survive the table files
     let dir = tempfile::tempdir().unwrap();
@@ -380,4 +381,17 @@ fn config_file_sets_and_command_line_overrides() {
     let m = W::command().get_matches_from(["x"]);
     let err = merge_config(W::from_arg_matches(&m).unwrap().run, Some(&m), Some(&path)).unwrap_err();
     assert!(format!("{err:#}").contains("budgte"), "{err:#}");
+}
+
+#[test]
+fn time_to_an_error_is_the_first_evaluation_at_or_below_it() {
+    use xrai_bench::report::table::time_to;
+    // an encoder curve, then refinement's step down
+    let curve = [(300.0, 40.0), (600.0, 3.5), (900.0, 2.9), (1400.0, 0.4)];
+    assert_eq!(time_to(&curve, 0.4, 1500.0, 3.0), 900.0);
+    assert_eq!(time_to(&curve, 0.4, 1500.0, 2.0), 1400.0);
+    // no curve (EMC): the final score, at the wall time, or never
+    assert_eq!(time_to(&[], 1.9, 1000.0, 2.0), 1000.0);
+    assert!(time_to(&[], 5.6, 1000.0, 3.0).is_nan());
+    assert!(time_to(&curve[..2], 3.5, 700.0, 3.0).is_nan());
 }

@@ -1,6 +1,8 @@
 //! X-RAI: 6D → rotation, the trilinear op's gradients, the symmetric loss, and pose learning
 //! with the true volume frozen in the decoder.
 
+mod common;
+
 use candle_core::{Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -297,15 +299,7 @@ fn encoder_learns_poses_with_the_true_volume_frozen() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
-    let mol = molecule::load("2CEX_A", None, false, false).unwrap();
-    let sim = ImageSimulator::new(
-        mol,
-        SimulationConfig {
-            rescale: Rescale::MeanTotal(20000.0),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let sim = common::cex_a_simulator();
     let cfg = XraiConfig {
         uniformity_weight: 0.0,
         ..XraiConfig::default()
@@ -565,15 +559,7 @@ fn gaussian_pyramid_blurs_by_level() {
 #[test]
 fn fouriernet_decoder_is_friedel_symmetric_and_trainable() {
     xrai_bench::xrai::configure_cpu();
-    let mol = molecule::load("2CEX_A", None, false, false).unwrap();
-    let sim = ImageSimulator::new(
-        mol,
-        SimulationConfig {
-            rescale: Rescale::MeanTotal(20000.0),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let sim = common::cex_a_simulator();
     let cfg = XraiConfig {
         decoder: DecoderKind::FourierNet,
         heads: 1,
@@ -628,15 +614,7 @@ fn fouriernet_decoder_is_friedel_symmetric_and_trainable() {
 #[test]
 fn resume_from_checkpoint_continues_the_same_trajectory() {
     xrai_bench::xrai::configure_cpu();
-    let mol = molecule::load("2CEX_A", None, false, false).unwrap();
-    let sim = ImageSimulator::new(
-        mol,
-        SimulationConfig {
-            rescale: Rescale::MeanTotal(20000.0),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let sim = common::cex_a_simulator();
     let cfg = XraiConfig {
         heads: 2,
         working_size: 16,
@@ -721,15 +699,7 @@ fn resume_from_checkpoint_continues_the_same_trajectory() {
 #[test]
 fn same_seed_same_training_at_a_fixed_thread_count() {
     xrai_bench::xrai::configure_cpu();
-    let mol = molecule::load("2CEX_A", None, false, false).unwrap();
-    let sim = ImageSimulator::new(
-        mol,
-        SimulationConfig {
-            rescale: Rescale::MeanTotal(20000.0),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let sim = common::cex_a_simulator();
     let cfg = XraiConfig {
         working_size: 16,
         volume_size: 21,

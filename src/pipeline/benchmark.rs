@@ -20,7 +20,7 @@ use crate::data::ImageSimulator;
 use crate::eval::fsc::THRESHOLD_HALF;
 use crate::method::{self, Job, Method, MethodOutput};
 use crate::mrc::{read_mrc, write_mrc};
-use crate::report::table::{append_summary, hours_minutes, markdown, write_table, ResultRow};
+use crate::report::table::{append_summary, hours_minutes, markdown, time_to, write_table, ResultRow};
 
 /// One run (one training-set size); returns its rows.
 pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMatches>) -> Result<Vec<ResultRow>> {
@@ -367,6 +367,13 @@ fn row(args: &RunArgs, n: u64, r: &MethodRun, e: &Evaluation, commit: &str, fina
     let o = &r.output;
     let stat = |s: Option<crate::eval::pose_error::PoseErrorSummary>,
                 f: fn(&crate::eval::pose_error::PoseErrorSummary) -> f64| s.as_ref().map_or(f64::NAN, f);
+    // the test pose error against time, for the times to 3° and 2°
+    let curve: Vec<(f64, f64)> = o
+        .progress
+        .iter()
+        .filter_map(|p| p.test_median_deg.map(|v| (p.elapsed_s, v)))
+        .collect();
+    let test_median = stat(o.pose_error.test, |s| s.median_deg);
     let mut params = o.params.clone();
     if let Some(map) = params.as_object_mut() {
         map.insert("repeat".into(), r.repeat.into());
@@ -393,11 +400,11 @@ fn row(args: &RunArgs, n: u64, r: &MethodRun, e: &Evaluation, commit: &str, fina
             .unwrap_or(f64::NAN),
         resolution_px: e.resolution_px,
         resolution_angstrom: e.resolution_angstrom,
-        resolution_limit_px: e.limit_px,
-        resolution_limit_angstrom: e.limit_angstrom,
+        resolution_limit_px: e.limit_px.unwrap_or(f64::NAN),
+        resolution_limit_angstrom: e.limit_angstrom.unwrap_or(f64::NAN),
         resolution_at_limit: !e.crossed,
-        time_to_3deg_s: time_to(o, r.wall_time_s, 3.0),
-        time_to_2deg_s: time_to(o, r.wall_time_s, 2.0),
+        time_to_3deg_s: time_to(&curve, test_median, r.wall_time_s, 3.0),
+        time_to_2deg_s: time_to(&curve, test_median, r.wall_time_s, 2.0),
         train_median_deg: stat(o.pose_error.train, |s| s.median_deg),
         train_rms_deg: stat(o.pose_error.train, |s| s.rms_deg),
         test_median_deg: stat(o.pose_error.test, |s| s.median_deg),
@@ -419,30 +426,6 @@ fn row(args: &RunArgs, n: u64, r: &MethodRun, e: &Evaluation, commit: &str, fina
         params: params.to_string(),
         run_dir: final_dir.display().to_string(),
         timestamp: chrono::Utc::now().to_rfc3339(),
-    }
-}
-
-/// Seconds until the method's test median pose error first reached `deg`: from its curve,
-/// linear between the evaluation before and the one at or below; the wall time when only the
-/// final score reaches it (a method with no curve, or a last stage after the curve); NaN when
-/// it never did.
-pub fn time_to(o: &crate::method::MethodOutput, wall_s: f64, deg: f64) -> f64 {
-    let points: Vec<(f64, f64)> = o
-        .progress
-        .iter()
-        .filter_map(|p| p.test_median_deg.filter(|v| v.is_finite()).map(|v| (p.elapsed_s, v)))
-        .collect();
-    for (i, &(t, v)) in points.iter().enumerate() {
-        if v <= deg {
-            return match i.checked_sub(1).map(|j| points[j]) {
-                Some((t0, v0)) if v0 > v => t0 + (t - t0) * (v0 - deg) / (v0 - v),
-                _ => t,
-            };
-        }
-    }
-    match o.pose_error.test {
-        Some(e) if e.median_deg <= deg => wall_s,
-        _ => f64::NAN,
     }
 }
 

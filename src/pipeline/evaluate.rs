@@ -25,19 +25,15 @@ pub struct Evaluation {
     /// Whether the FSC crossed its threshold inside the grid (else the resolution is the grid's
     /// limit).
     pub crossed: bool,
-    /// The finest period the detector records (its corner's |s|) in the same px and Å; NaN
+    /// The finest period the detector records (its corner's |s|) in the same px and Å; None
     /// when the detector is not known here.
-    #[serde(default = "nan")]
-    pub limit_px: f64,
-    #[serde(default = "nan")]
-    pub limit_angstrom: f64,
+    #[serde(default)]
+    pub limit_px: Option<f64>,
+    #[serde(default)]
+    pub limit_angstrom: Option<f64>,
     pub fourier_error: f64,
     pub alignment_correlation: f64,
     pub seconds: f64,
-}
-
-fn nan() -> f64 {
-    f64::NAN
 }
 
 /// Phase, align onto the truth, FSC read at `threshold`; `s_max` (Å⁻¹), the detector's largest
@@ -85,8 +81,8 @@ pub fn evaluate(
             resolution_px: res.resolution_px,
             resolution_angstrom: res.resolution_angstrom,
             crossed: res.crossed,
-            limit_px: s_max.map_or(f64::NAN, |s| curve.period_px_at(s)),
-            limit_angstrom: s_max.map_or(f64::NAN, |s| 1.0 / s),
+            limit_px: s_max.map(|s| curve.period_px_at(s)),
+            limit_angstrom: s_max.map(|s| 1.0 / s),
             fourier_error: phased.fourier_error(),
             alignment_correlation: alignment.correlation,
             seconds: t0.elapsed().as_secs_f64(),
@@ -102,11 +98,9 @@ pub fn evaluate(
     let mut evaluation: Evaluation = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a complete evaluation record", record.display()))?;
     // a record from before the limit was kept: the limit on the truth's grid
-    if evaluation.limit_px.is_nan() {
-        if let Some(s) = s_max {
-            evaluation.limit_px = truth.m as f64 / (s * truth.m as f64 * truth.spacing);
-            evaluation.limit_angstrom = 1.0 / s;
-        }
+    if let (None, Some(s)) = (evaluation.limit_px, s_max) {
+        evaluation.limit_px = Some(1.0 / (s * truth.spacing));
+        evaluation.limit_angstrom = Some(1.0 / s);
     }
     let curve: Vec<(f64, f64)> = std::fs::read_to_string(&fsc_csv)?
         .lines()

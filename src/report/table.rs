@@ -38,10 +38,12 @@ pub struct ResultRow {
     pub resolution_limit_px: f64,
     pub resolution_limit_angstrom: f64,
     /// The FSC never fell below its threshold: the map is at least as good as the grid's last
-    /// shell, and the resolution columns hold that shell's period, a bound ("≥ limit").
+    /// shell, and the resolution columns hold that shell's period, a bound; the Markdown says
+    /// "≥ limit (L)" with L the detector's limit (or that shell, when coarser or unknown).
     pub resolution_at_limit: bool,
-    /// Wall time at which the method's test median pose error first reached 3° and 2°, from its
-    /// curve (linear between evaluations); NaN when it never did.
+    /// Wall time at which the method's test median pose error first reached 3° and 2°: the
+    /// first evaluation of its curve at or below (the final score when it has no curve); NaN
+    /// when it never did.
     pub time_to_3deg_s: f64,
     pub time_to_2deg_s: f64,
     pub train_median_deg: f64,
@@ -72,6 +74,18 @@ pub struct ResultRow {
     pub run_dir: String,
     /// UTC time the row was written, RFC 3339.
     pub timestamp: String,
+}
+
+/// Seconds until a test median pose error first reached `deg`: the time of the first point of
+/// `curve` (seconds, degrees) at or below it (not interpolated: a stage such as X-RAI's
+/// refinement changes the error in a step); `wall_s` when only the final score reaches it (a
+/// method with no curve); NaN when it never did.
+pub fn time_to(curve: &[(f64, f64)], final_deg: f64, wall_s: f64, deg: f64) -> f64 {
+    match curve.iter().find(|(_, v)| *v <= deg) {
+        Some(&(t, _)) => t,
+        None if final_deg <= deg => wall_s,
+        None => f64::NAN,
+    }
 }
 
 /// h:mm of a duration in seconds (the paper's "8:16h").
@@ -469,7 +483,14 @@ pub fn markdown(rows: &[ResultRow]) -> String {
             r.resolution_px,
             best(&r.pdb_id, |r| r.resolution_px),
             if r.resolution_at_limit {
-                format!("≥ limit ({})", num(r.resolution_px, 2))
+                // at least as good as the detector supports (the grid's last shell when the
+                // detector is not known)
+                let limit = if r.resolution_limit_px.is_finite() {
+                    r.resolution_limit_px.max(r.resolution_px)
+                } else {
+                    r.resolution_px
+                };
+                format!("≥ limit ({})", num(limit, 2))
             } else {
                 num(r.resolution_px, 2)
             },

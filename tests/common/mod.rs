@@ -61,3 +61,17 @@ pub fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], valu
     w.extend(values.iter().copied()).unwrap();
     w.finish().unwrap();
 }
+
+/// The simulator on 2CEX chain A in the paper's setting: noise-free images rescaled by one
+/// constant to a mean total of 20,000 photons.
+pub fn cex_a_simulator() -> xrai_bench::data::ImageSimulator {
+    let mol = xrai_bench::physics::molecule::load("2CEX_A", None, false, false).expect("bundled 2CEX_A");
+    xrai_bench::data::ImageSimulator::new(
+        mol,
+        xrai_bench::data::SimulationConfig {
+            rescale: xrai_bench::data::Rescale::MeanTotal(20000.0),
+            ..Default::default()
+        },
+    )
+    .expect("the default simulation")
+}
