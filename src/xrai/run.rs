@@ -790,7 +790,7 @@ fn read_state(dir: &Path) -> Result<CheckpointState> {
 }
 
 /// Most of a budget the refinement stage may keep from training.
-const REFINE_SHARE: f64 = 0.3;
+const REFINE_SHARE: f64 = 0.4;
 
 /// What the stage took against its estimate from the timed steps, measured on 2CEX_A with
 /// 20,000 training and 10,000 test images (2 cores; 25- and 60-minute runs): the first pass
