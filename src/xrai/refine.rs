@@ -384,3 +384,83 @@ pub fn quaternions(rots: &[Matrix3<f64>]) -> Vec<UnitQuaternion<f64>> {
         .map(|r| canonical(UnitQuaternion::from_rotation_matrix(&Rotation3::from_matrix(r))))
         .collect()
 }
+
+/// Most of a budget the refinement stage may keep from training.
+pub const REFINE_SHARE: f64 = 0.4;
+
+/// What the stage took against its estimate from the timed steps, measured on 2CEX_A with
+/// 20,000 training and 10,000 test images (2 cores; 25- and 60-minute runs): the first pass
+/// 1.33× (280 s against 210 s), a round 1.4–1.46× (57–59 s against 39–42 s; the volume's Adam
+/// updates and the shuffled batch copies).
+const FIRST_PASS_MEASURED: f64 = 1.35;
+const ROUND_MEASURED: f64 = 1.5;
+
+/// The refinement stage's measured unit costs: per image for the encoder's hypotheses, per
+/// rotation and descent step (which a volume step per image shares), per rotation scored in
+/// the global search; and the options they multiply.
+#[derive(Clone, Debug, Default)]
+pub struct RefineCost {
+    hypotheses_s: f64,
+    pub step_s: f64,
+    opts: RefineOptions,
+    per: usize,
+}
+
+impl RefineCost {
+    /// Times the encoder's hypotheses and a few descent steps on up to 128 test images.
+    pub fn measure(t: &Trainer, test_amps: &[f32], opts: &RefineOptions) -> Result<RefineCost> {
+        let p = t.geometry.pixels();
+        let n = (test_amps.len() / p).min(128);
+        let per = 2 * t.cfg.heads;
+        if n == 0 {
+            return Ok(RefineCost { opts: opts.clone(), per, ..RefineCost::default() });
+        }
+        let amps = &test_amps[..n * p];
+        let t0 = std::time::Instant::now();
+        let (hyp, errs) = t.hypotheses(amps)?;
+        let hypotheses_s = t0.elapsed().as_secs_f64() / n as f64;
+        let start = starts(&hyp, &errs, per, 2);
+        let steps = 3;
+        // the faster of two timings (the first pays for first-touch allocations), per rotation
+        // and step (the closing scoring pass counts as one more step)
+        let mut step_s = f64::INFINITY;
+        for _ in 0..2 {
+            let t0 = std::time::Instant::now();
+            refine_rotations(t, amps, &start, 2, steps, opts.schedule())?;
+            step_s = step_s.min(t0.elapsed().as_secs_f64() / (2 * n * (steps + 1)) as f64);
+        }
+        Ok(RefineCost { hypotheses_s, step_s, opts: opts.clone(), per })
+    }
+
+    /// The first pose pass over `n_train` + `n_test` images: hypotheses, the candidates'
+    /// descent, the retried images' descent from every hypothesis and the searched images'.
+    pub fn first_s(&self, n_train: usize, n_test: usize) -> f64 {
+        let o = &self.opts;
+        let images = (n_train + n_test) as f64;
+        let steps = (o.pose_steps + 1) as f64;
+        let c = o.candidates.clamp(1, self.per.max(1)) as f64;
+        let retried = images * o.retry_fraction;
+        let searched = images * o.search_fraction;
+        FIRST_PASS_MEASURED
+            * (images * (self.hypotheses_s + self.step_s * c * steps)
+                + retried * self.step_s * self.per as f64 * steps
+                + searched * self.step_s * (o.search_rotations as f64 / 2.0 + c * steps))
+    }
+
+    /// One round: the volume's epochs over the training images, then a pose pass over all.
+    pub fn round_s(&self, n_train: usize, n_test: usize) -> f64 {
+        let o = &self.opts;
+        ROUND_MEASURED
+            * self.step_s
+            * (n_train as f64 * o.volume_epochs as f64 + (n_train + n_test) as f64 * (o.pose_steps + 1) as f64)
+    }
+
+    /// What the budget keeps for the stage: the first pass and one round (later rounds use
+    /// what is left).
+    pub fn reserve_s(&self, n_train: usize, n_test: usize, rounds: usize) -> f64 {
+        if self.step_s == 0.0 {
+            return 0.0;
+        }
+        self.first_s(n_train, n_test) + rounds.min(1) as f64 * self.round_s(n_train, n_test)
+    }
+}
