@@ -61,6 +61,13 @@ pub fn to_matrix(q: &UnitQuaternion<f64>) -> Rotation3<f64> {
     q.to_rotation_matrix()
 }
 
+/// Canonical quaternions of rotation matrices (projected onto SO(3) first).
+pub fn from_matrices(rots: &[nalgebra::Matrix3<f64>]) -> Vec<UnitQuaternion<f64>> {
+    rots.iter()
+        .map(|r| canonical(UnitQuaternion::from_rotation_matrix(&Rotation3::from_matrix(r))))
+        .collect()
+}
+
 /// The in-plane rotation by π: Rz(π) about the beam axis z, (w, x, y, z) = (0, 0, 0, 1).
 ///
 /// It maps a detector-frame s = (x, y, z) to (−x, −y, z), the pixel point-reflected through the

@@ -350,7 +350,7 @@ fn a_map_cut_at_the_detector_corner_reads_the_detector_limit() {
     let a = scrambled_beyond(&density, k_cut, 12);
     let b = scrambled_beyond(&density, k_cut, 13);
     let curve = fsc(&a, &b).unwrap();
-    let limit = curve.period_px_at(s_max);
+    let limit = xrai_bench::pipeline::evaluate::limit_px(s_max, curve.voxel_size);
     let r = curve.resolution(THRESHOLD_HALF);
     assert!(r.crossed);
     assert!(

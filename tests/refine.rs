@@ -32,7 +32,7 @@ fn setup(n: usize, seed: u64) -> (Trainer, Vec<f32>, Vec<Matrix3<f64>>) {
         .collect();
     let amps = t
         .decoder
-        .forward(&refine::matrices_tensor(&poses, &Device::Cpu).unwrap())
+        .forward(&xrai_bench::xrai::trainer::matrices_tensor(&poses, &Device::Cpu).unwrap())
         .unwrap()
         .flatten_all()
         .unwrap()
@@ -102,6 +102,6 @@ fn the_global_search_finds_a_pose_with_no_start() {
         let e = e.min(angle_deg(f, &(r * rz_pi())));
         assert!(e < 1.0, "the search ended {e:.2}° from the pose");
     }
-    let q: Vec<UnitQuaternion<f64>> = refine::quaternions(&found);
+    let q: Vec<UnitQuaternion<f64>> = xrai_bench::rotation::from_matrices(&found);
     assert_eq!(q.len(), 4);
 }

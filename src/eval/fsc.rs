@@ -132,12 +132,6 @@ impl FscCurve {
         self.m as f64 / shell
     }
 
-    /// Full period in voxels at a spatial frequency (Å⁻¹): e.g. the detector's corner |s|,
-    /// the finest period the data can support (the benchmark's resolution limit).
-    pub fn period_px_at(&self, frequency: f64) -> f64 {
-        self.period_px(frequency * self.m as f64 * self.voxel_size)
-    }
-
     /// First crossing below `threshold` after the origin shell, interpolated between shells.
     pub fn resolution(&self, threshold: f64) -> Resolution {
         let last = self.fsc.len() - 1;

@@ -36,6 +36,12 @@ pub struct Evaluation {
     pub seconds: f64,
 }
 
+/// The period, in voxels of a density map of `voxel` Å, at spatial frequency `s_max` (Å⁻¹):
+/// the finest the detector records, the benchmark's resolution limit.
+pub fn limit_px(s_max: f64, voxel: f64) -> f64 {
+    1.0 / (s_max * voxel)
+}
+
 /// Phase, align onto the truth, FSC read at `threshold`; `s_max` (Å⁻¹), the detector's largest
 /// |s|, gives the limit. Returns the evaluation and the FSC
 /// curve as (1/Å, FSC).
@@ -81,7 +87,7 @@ pub fn evaluate(
             resolution_px: res.resolution_px,
             resolution_angstrom: res.resolution_angstrom,
             crossed: res.crossed,
-            limit_px: s_max.map(|s| curve.period_px_at(s)),
+            limit_px: s_max.map(|s| limit_px(s, truth.spacing)),
             limit_angstrom: s_max.map(|s| 1.0 / s),
             fourier_error: phased.fourier_error(),
             alignment_correlation: alignment.correlation,
@@ -99,7 +105,7 @@ pub fn evaluate(
         .with_context(|| format!("{}: not a complete evaluation record", record.display()))?;
     // a record from before the limit was kept: the limit on the truth's grid
     if let (None, Some(s)) = (evaluation.limit_px, s_max) {
-        evaluation.limit_px = Some(1.0 / (s * truth.spacing));
+        evaluation.limit_px = Some(limit_px(s, truth.spacing));
         evaluation.limit_angstrom = Some(1.0 / s);
     }
     let curve: Vec<(f64, f64)> = std::fs::read_to_string(&fsc_csv)?

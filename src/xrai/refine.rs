@@ -16,13 +16,12 @@
 //! decoder's parameters alone with the loss of training.
 
 use anyhow::{ensure, Result};
-use candle_core::{Tensor, Var};
-use nalgebra::{Matrix3, Rotation3, UnitQuaternion, Vector3};
+use candle_core::Var;
+use nalgebra::{Matrix3, Rotation3, Vector3};
 use serde::{Deserialize, Serialize};
 
 use super::optim::{Adam, ParamGroup};
-use super::trainer::Trainer;
-use crate::rotation::canonical;
+use super::trainer::{matrices_tensor, Trainer};
 
 /// How the refinement stage runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -81,6 +80,16 @@ pub const DISTINCT_DEG: f64 = 3.0;
 /// Hypotheses refined together (a chunk of images × their candidates).
 const ROTATIONS_PER_CHUNK: usize = 512;
 
+/// cos of the angle between two rotations: (tr(AᵀB) − 1) / 2.
+fn cos_between(a: &Matrix3<f64>, b: &Matrix3<f64>) -> f64 {
+    ((a.transpose() * b).trace() - 1.0) / 2.0
+}
+
+/// The images `indices` of `amps` (`p` values each), in that order.
+fn gather(amps: &[f32], p: usize, indices: &[usize]) -> Vec<f32> {
+    indices.iter().flat_map(|&i| amps[i * p..(i + 1) * p].iter().copied()).collect()
+}
+
 /// Up to `c` starting rotations per image from the encoder's hypotheses (`per` per image, as
 /// [`Trainer::hypotheses`] lists them): lowest error first, skipping any within
 /// [`DISTINCT_DEG`] of one already taken; an image with fewer distinct ones repeats its best.
@@ -95,8 +104,7 @@ pub fn starts(rots: &[Matrix3<f64>], errs: &[f32], per: usize, c: usize) -> Vec<
             if taken.len() == c {
                 break;
             }
-            // cos of the angle between two rotations: (tr(AᵀB) − 1) / 2
-            let far = taken.iter().all(|t| ((t.transpose() * r[j]).trace() - 1.0) / 2.0 < cos_limit);
+            let far = taken.iter().all(|t| cos_between(t, &r[j]) < cos_limit);
             if far {
                 taken.push(r[j]);
             }
@@ -220,22 +228,12 @@ pub fn refine_from_encoder(t: &Trainer, amps: &[f32], opts: &RefineOptions) -> R
         order.sort_by(|&a, &b| best_e[b].total_cmp(&best_e[a]));
         order.truncate(retry);
         order.sort_unstable();
-        let img: Vec<f32> = order.iter().flat_map(|&i| amps[i * p..(i + 1) * p].iter().copied()).collect();
+        let img = gather(amps, p, &order);
         let all: Vec<Matrix3<f64>> = order.iter().flat_map(|&i| hyp[i * per..(i + 1) * per].iter().copied()).collect();
         let (r2, e2) = refine_rotations(t, &img, &all, per, opts.pose_steps, lr)?;
         let (b2, be2) = best_of(&r2, &e2, per);
-        let mut changed = 0;
-        for (k, &i) in order.iter().enumerate() {
-            if be2[k] < best_e[i] {
-                if ((best[i].transpose() * b2[k]).trace() - 1.0) / 2.0 < DISTINCT_DEG.to_radians().cos() {
-                    changed += 1;
-                }
-                best[i] = b2[k];
-                best_e[i] = be2[k];
-            }
-        }
         report.retried = retry;
-        report.retry_moved = changed;
+        report.retry_moved = keep_lower(&mut best, &mut best_e, &order, &b2, &be2).1;
     }
     // images still far above the typical loss: no hypothesis was near; search all of SO(3)
     let median = crate::stats::median(&mut best_e.iter().map(|&e| e as f64).collect::<Vec<_>>());
@@ -247,20 +245,36 @@ pub fn refine_from_encoder(t: &Trainer, amps: &[f32], opts: &RefineOptions) -> R
     lost.sort_unstable();
     let lost = &lost[..];
     if !lost.is_empty() && opts.search_rotations > 0 {
-        let img: Vec<f32> = lost.iter().flat_map(|&i| amps[i * p..(i + 1) * p].iter().copied()).collect();
-        let (b2, be2) = search(t, &img, opts)?;
-        let mut changed = 0;
-        for (k, &i) in lost.iter().enumerate() {
-            if be2[k] < best_e[i] {
-                changed += 1;
-                best[i] = b2[k];
-                best_e[i] = be2[k];
-            }
-        }
+        let (b2, be2) = search(t, &gather(amps, p, lost), opts)?;
         report.searched = lost.len();
-        report.search_improved = changed;
+        report.search_improved = keep_lower(&mut best, &mut best_e, lost, &b2, &be2).0;
     }
     Ok((best, report))
+}
+
+/// Replaces image `indices[k]`'s rotation and error by candidate k where the candidate's error
+/// is lower; returns how many were replaced and how many of those moved by more than
+/// [`DISTINCT_DEG`].
+fn keep_lower(
+    best: &mut [Matrix3<f64>],
+    best_e: &mut [f32],
+    indices: &[usize],
+    cand: &[Matrix3<f64>],
+    cand_e: &[f32],
+) -> (usize, usize) {
+    let cos_limit = DISTINCT_DEG.to_radians().cos();
+    let (mut replaced, mut moved) = (0, 0);
+    for (k, &i) in indices.iter().enumerate() {
+        if cand_e[k] < best_e[i] {
+            replaced += 1;
+            if cos_between(&best[i], &cand[k]) < cos_limit {
+                moved += 1;
+            }
+            best[i] = cand[k];
+            best_e[i] = cand_e[k];
+        }
+    }
+    (replaced, moved)
 }
 
 /// What the first pose pass did beyond refining each image's best hypotheses.
@@ -354,7 +368,7 @@ pub fn refine_volume(t: &Trainer, amps: &[f32], rots: &[Matrix3<f64>], opts: &Re
         rand::seq::SliceRandom::shuffle(&mut order[..], &mut rng);
         let (mut sum, mut count) = (0f64, 0usize);
         for batch in order.chunks(opts.volume_batch.max(1)) {
-            let img: Vec<f32> = batch.iter().flat_map(|&i| amps[i * p..(i + 1) * p].iter().copied()).collect();
+            let img = gather(amps, p, batch);
             let r: Vec<Matrix3<f64>> = batch.iter().map(|&i| rots[i]).collect();
             let (target, _) = t.targets(&img)?;
             let loss = t.slice_errors(&matrices_tensor(&r, &t.device)?, &target, 1)?.mean_all()?;
@@ -367,22 +381,6 @@ pub fn refine_volume(t: &Trainer, amps: &[f32], rots: &[Matrix3<f64>], opts: &Re
         last = sum / count.max(1) as f64;
     }
     Ok(last)
-}
-
-/// Rotation matrices as a `[N, 3, 3]` f32 tensor.
-pub fn matrices_tensor(rots: &[Matrix3<f64>], dev: &candle_core::Device) -> candle_core::Result<Tensor> {
-    let v: Vec<f32> = rots
-        .iter()
-        .flat_map(|r| (0..9).map(move |k| r[(k / 3, k % 3)] as f32))
-        .collect();
-    Tensor::from_vec(v, (rots.len(), 3, 3), dev)
-}
-
-/// Canonical quaternions of rotation matrices.
-pub fn quaternions(rots: &[Matrix3<f64>]) -> Vec<UnitQuaternion<f64>> {
-    rots.iter()
-        .map(|r| canonical(UnitQuaternion::from_rotation_matrix(&Rotation3::from_matrix(r))))
-        .collect()
 }
 
 /// Most of a budget the refinement stage may keep from training.

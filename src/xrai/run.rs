@@ -640,7 +640,7 @@ fn train(
     let (test_est, train_est) = if refining {
         let mut stage = |name: String, objective: f64, test_rots: &[nalgebra::Matrix3<f64>], progress: &mut Vec<ProgressPoint>| {
             let err = (!test_poses.is_empty())
-                .then(|| crate::eval::pose_error::pose_error(&test_poses, &refine::quaternions(test_rots)))
+                .then(|| crate::eval::pose_error::pose_error(&test_poses, &crate::rotation::from_matrices(test_rots)))
                 .transpose()?
                 .map(|e| e.summary);
             let elapsed = budget.elapsed_s();
@@ -692,10 +692,11 @@ fn train(
             stage(format!("round {round} (volume loss {fit:.5})"), objective, &test_r, &mut progress)?;
         }
         train_r.truncate(n_train_poses);
-        (refine::quaternions(&test_r), refine::quaternions(&train_r))
+        (crate::rotation::from_matrices(&test_r), crate::rotation::from_matrices(&train_r))
     } else {
         let test = if n_test > 0 { trainer.predict(&test_amps)? } else { Vec::new() };
-        (test, trainer.predict(&train_amps[..n_train_poses * geo.pixels()])?)
+        // without refinement the training images read are exactly those whose poses are written
+        (test, trainer.predict(&train_amps)?)
     };
     let test_s = t0.elapsed().as_secs_f64();
     write_poses_csv(&staging.join(output::TEST_POSES_FILE), &test_est)?;

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{ensure, Context};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder, VarMap};
-use nalgebra::{Matrix3, Rotation3, UnitQuaternion};
+use nalgebra::{Matrix3, UnitQuaternion};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -22,20 +22,21 @@ use super::loss::{branch_errors, symmetric_multihead, uniformity};
 use super::optim::{Adam, ParamGroup};
 use super::pyramid::gaussian_pyramid;
 use crate::data::Rescale;
-use crate::rotation::{canonical, to_matrix};
+use crate::rotation::to_matrix;
 
 /// Rotation matrices of quaternions as a `[N, 3, 3]` tensor.
 pub fn rotations_tensor(poses: &[UnitQuaternion<f64>], dev: &Device) -> candle_core::Result<Tensor> {
-    let mut v = Vec::with_capacity(poses.len() * 9);
-    for q in poses {
-        let r = to_matrix(q);
-        for i in 0..3 {
-            for j in 0..3 {
-                v.push(r[(i, j)] as f32);
-            }
-        }
-    }
-    Tensor::from_vec(v, (poses.len(), 3, 3), dev)
+    let mats: Vec<Matrix3<f64>> = poses.iter().map(|q| *to_matrix(q).matrix()).collect();
+    matrices_tensor(&mats, dev)
+}
+
+/// Rotation matrices as a `[N, 3, 3]` f32 tensor.
+pub fn matrices_tensor(rots: &[Matrix3<f64>], dev: &Device) -> candle_core::Result<Tensor> {
+    let v: Vec<f32> = rots
+        .iter()
+        .flat_map(|r| (0..9).map(move |k| r[(k / 3, k % 3)] as f32))
+        .collect();
+    Tensor::from_vec(v, (rots.len(), 3, 3), dev)
 }
 
 /// Reverses each image's pixel order: the in-plane rotation by π (both axes reversed).
@@ -270,7 +271,7 @@ impl Trainer {
     pub fn hypotheses(&self, amps: &[f32]) -> anyhow::Result<(Vec<Matrix3<f64>>, Vec<f32>)> {
         let p = self.geometry.pixels();
         let k = self.cfg.heads;
-        let rz_pi = Matrix3::new(-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0);
+        let rz_pi = *to_matrix(&crate::rotation::rz_pi()).matrix();
         let mut rots = Vec::with_capacity(amps.len() / p * 2 * k);
         let mut errs = Vec::with_capacity(amps.len() / p * 2 * k);
         for chunk in amps.chunks(256 * p) {
@@ -485,15 +486,8 @@ impl Trainer {
     /// whose slice matches it best, a π-branch winner composed with the in-plane π rotation.
     pub fn predict(&self, amps: &[f32]) -> anyhow::Result<Vec<UnitQuaternion<f64>>> {
         let (rots, errs) = self.hypotheses(amps)?;
-        let per = 2 * self.cfg.heads;
-        Ok(rots
-            .chunks(per)
-            .zip(errs.chunks(per))
-            .map(|(r, e)| {
-                let best = (0..per).fold(0, |a, j| if e[j] < e[a] { j } else { a });
-                canonical(UnitQuaternion::from_rotation_matrix(&Rotation3::from_matrix(&r[best])))
-            })
-            .collect())
+        let (best, _) = super::refine::best_of(&rots, &errs, 2 * self.cfg.heads);
+        Ok(crate::rotation::from_matrices(&best))
     }
 
     /// Writes `model.safetensors`, `config.json` and `state.json` into `dir` (atomically per file).
