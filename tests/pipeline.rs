@@ -258,3 +258,28 @@ fn bad_settings_fail_before_any_file_and_resume_refuses_other_settings() {
         "the staging directory was changed"
     );
 }
+
+/// Patterns whose scale varies give EMC its per-frame scale (once, also when asked for), and
+/// patterns of one scale do not.
+#[test]
+fn emc_fits_the_scale_when_patterns_vary() {
+    use xrai_bench::pipeline::settings::{method_settings, RunArgs};
+    let count = |args: &RunArgs| {
+        let (_, extra) = method_settings(args, "emc");
+        extra.iter().filter(|w| *w == "--scale").count()
+    };
+    let plain = RunArgs::default();
+    assert_eq!(count(&plain), 0);
+    let jitter = RunArgs {
+        fluence_jitter: 0.2,
+        ..RunArgs::default()
+    };
+    assert_eq!(count(&jitter), 1);
+    let asked = RunArgs {
+        emc_args: Some("--scale --beta 0.01".into()),
+        ..jitter.clone()
+    };
+    assert_eq!(count(&asked), 1);
+    let (_, xrai) = method_settings(&jitter, "xrai");
+    assert!(!xrai.iter().any(|w| w == "--scale"));
+}

@@ -10,11 +10,11 @@ use xrai_bench::data::{ImageSimulator, Rescale, SimulationConfig, Split};
 use xrai_bench::eval::pose_error::pose_error;
 use xrai_bench::physics::form_factor::FormFactor;
 use xrai_bench::physics::molecule::{self, Molecule};
-use xrai_bench::xrai::config::{DataLoss, DecoderKind};
+use xrai_bench::xrai::config::{DataLoss, DecoderKind, PatternScale};
 use xrai_bench::xrai::decoder::{trilinear, trilinear_generic};
 use xrai_bench::xrai::geometry::load_amplitudes;
 use xrai_bench::xrai::init::{radial_volume, true_amplitude_volume, InputStats};
-use xrai_bench::xrai::loss::{branch_errors, poisson_deviance, symmetric_multihead, winners};
+use xrai_bench::xrai::loss::{branch_errors, poisson_deviance, symmetric_multihead, winners, DataModel};
 use xrai_bench::xrai::trainer::VolumeInit;
 use xrai_bench::xrai::{sixd_to_rotation, XraiConfig};
 use xrai_bench::xrai::{Trainer, WorkingGeometry};
@@ -231,7 +231,7 @@ fn fused_branch_errors_match_tensor_ops() {
         let x = pred.as_tensor();
         // a copy with another identity takes the tensor-op path
         let other = if fused { x.clone() } else { (x * 1.0).unwrap() };
-        let e = branch_errors(x, &other, &t, &tp, 0.7, DataLoss::Mse).unwrap();
+        let e = branch_errors(x, &other, &t, &tp, 0.7, &DataModel::plain(DataLoss::Mse)).unwrap();
         let g = (&e * &wt).unwrap().sum_all().unwrap().backward().unwrap();
         (
             e.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
@@ -262,7 +262,7 @@ fn symmetric_loss_picks_the_smaller_branch() {
         &dev,
     )
     .unwrap();
-    let e = branch_errors(&pred, &pred, &target, &target_pi, 1.0, DataLoss::Mse).unwrap();
+    let e = branch_errors(&pred, &pred, &target, &target_pi, 1.0, &DataModel::plain(DataLoss::Mse)).unwrap();
     assert_eq!(e.dims(), &[2, 2, 2]);
     let w = winners(&e).unwrap();
     assert_eq!(w, vec![(1, 1), (0, 0)]);
@@ -271,19 +271,100 @@ fn symmetric_loss_picks_the_smaller_branch() {
     assert!((loss - 0.5).abs() < 1e-6, "loss {loss}");
     // single head, flipped-only match: the min still takes the π branch (equation 4)
     let one = pred.narrow(1, 1, 1).unwrap();
-    let e1 = branch_errors(&one, &one, &target, &target_pi, 1.0, DataLoss::Mse)
+    let e1 = branch_errors(&one, &one, &target, &target_pi, 1.0, &DataModel::plain(DataLoss::Mse))
         .unwrap()
         .to_vec3::<f32>()
         .unwrap();
     assert!(e1[0][0][1] < e1[0][0][0]);
     let l1 = symmetric_multihead(
-        &branch_errors(&one, &one, &target, &target_pi, 1.0, DataLoss::Mse).unwrap(),
+        &branch_errors(&one, &one, &target, &target_pi, 1.0, &DataModel::plain(DataLoss::Mse)).unwrap(),
         0.0,
     )
     .unwrap();
     let direct_only = e1[0][0][0] + e1[1][0][0];
     assert!(l1.to_scalar::<f32>().unwrap() < direct_only / 2.0);
     let _ = p;
+}
+
+/// A fitted pattern scale makes the loss blind to a pattern's brightness and nothing else:
+/// a prediction scaled by any factor scores as the unscaled one (Poisson and squared error),
+/// the fitted Poisson scale is Σk / Σλ, and a wrong shape still scores worse. With a fixed
+/// scale the same brightness change costs.
+#[test]
+fn fitted_pattern_scale_ignores_brightness_only() {
+    let dev = Device::Cpu;
+    let counts = [0f32, 1., 3., 0., 7., 2., 5., 1.];
+    let target = Tensor::new(&counts, &dev).unwrap().sqrt().unwrap().reshape((1, 8)).unwrap();
+    let shape = [0.2f32, 0.8, 2.5, 0.1, 6.0, 2.2, 4.1, 1.3];
+    let wrong = [3.0f32, 0.1, 0.5, 4.0, 0.3, 6.0, 0.2, 3.0];
+    let amp = |v: &[f32], k: f32| Tensor::new(v, &dev).unwrap().affine(k as f64, 0.0).unwrap().sqrt().unwrap();
+    // one image, three heads: the shape, the shape 1.7× brighter, a wrong shape
+    let pred = Tensor::stack(&[amp(&shape, 1.0), amp(&shape, 1.7), amp(&wrong, 1.0)], 0)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    for kind in [DataLoss::Poisson, DataLoss::Mse] {
+        let model = |scale| DataModel {
+            loss: kind,
+            scale,
+            background: None,
+        };
+        let fit = branch_errors(&pred, &pred, &target, &target, 1.0, &model(PatternScale::Fit))
+            .unwrap()
+            .to_vec3::<f32>()
+            .unwrap();
+        let fixed = branch_errors(&pred, &pred, &target, &target, 1.0, &model(PatternScale::Fixed))
+            .unwrap()
+            .to_vec3::<f32>()
+            .unwrap();
+        let (a, b, w) = (fit[0][0][0], fit[0][1][0], fit[0][2][0]);
+        assert!((a - b).abs() < 1e-5 * a.abs().max(1e-3), "{kind:?}: scaled {b} vs {a}");
+        assert!(w > 2.0 * a, "{kind:?}: the wrong shape scores {w}, the right one {a}");
+        assert!(fixed[0][1][0] > fixed[0][0][0] * 1.05, "{kind:?}: a fixed scale ignores brightness");
+        assert!(a <= fixed[0][0][0] + 1e-6, "{kind:?}: the fitted scale is no worse than 1");
+    }
+    // Poisson: the fitted intensity scale is Σk / Σλ
+    let scaled = xrai_bench::xrai::loss::fit_scale(&pred, &target.unsqueeze(1).unwrap(), DataLoss::Poisson)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum(2)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let total: f32 = counts.iter().sum();
+    for (h, t) in scaled[0].iter().enumerate() {
+        assert!((t - total).abs() < 1e-3 * total, "head {h}: scaled total {t}, counts {total}");
+    }
+}
+
+/// A known background in the forward model: a prediction of the right shape at any brightness,
+/// scored against its expected counts φ·λ + b, has zero Poisson deviance with the background
+/// modelled and a positive one without it.
+#[test]
+fn background_in_the_forward_model() {
+    let dev = Device::Cpu;
+    let shape = [0.2f32, 0.8, 2.5, 0.1, 6.0, 2.2, 4.1, 1.3];
+    let b = [1.0f32, 0.8, 0.6, 0.5, 0.4, 0.6, 0.8, 1.0];
+    let phi = 1.6f32;
+    let counts: Vec<f32> = shape.iter().zip(&b).map(|(s, b)| phi * s + b).collect();
+    let target = Tensor::new(counts.as_slice(), &dev).unwrap().sqrt().unwrap().reshape((1, 8)).unwrap();
+    let pred = Tensor::new(&shape, &dev).unwrap().sqrt().unwrap().reshape((1, 1, 8)).unwrap();
+    let model = |background: Option<Tensor>| DataModel {
+        loss: DataLoss::Poisson,
+        scale: PatternScale::Fit,
+        background,
+    };
+    let with = branch_errors(&pred, &pred, &target, &target, 1.0, &model(Some(Tensor::new(&b, &dev).unwrap())))
+        .unwrap()
+        .to_vec3::<f32>()
+        .unwrap()[0][0][0];
+    let without = branch_errors(&pred, &pred, &target, &target, 1.0, &model(None))
+        .unwrap()
+        .to_vec3::<f32>()
+        .unwrap()[0][0][0];
+    assert!(with.abs() < 1e-5, "deviance {with} at the true shape with the background modelled");
+    assert!(without > 100.0 * with.abs().max(1e-6), "deviance {without} without the background");
 }
 
 /// The multi-head encoder learns poses with the true amplitude volume frozen in the decoder.
@@ -525,7 +606,7 @@ fn poisson_deviance_is_the_shifted_negative_log_likelihood() {
     let target = Tensor::new(&[[1f32, 2., 3.]], &dev).unwrap();
     let target_pi = Tensor::new(&[[3f32, 2., 1.]], &dev).unwrap();
     let pred = Tensor::new(&[[[3f32, 2., 1.]]], &dev).unwrap();
-    let e = branch_errors(&pred, &pred, &target, &target_pi, 1.0, DataLoss::Poisson)
+    let e = branch_errors(&pred, &pred, &target, &target_pi, 1.0, &DataModel::plain(DataLoss::Poisson))
         .unwrap()
         .to_vec3::<f32>()
         .unwrap();

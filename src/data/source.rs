@@ -19,6 +19,7 @@ use super::dataset::Dataset;
 use super::simulator::{ImageSimulator, Split};
 use super::stream::ImageStream;
 use crate::formats::dragonfly::EmcReader;
+use crate::physics::acquisition::Acquisition;
 use crate::physics::beam::Beam;
 use crate::physics::detector::{PixelDetector, PixelMask};
 
@@ -182,6 +183,25 @@ impl<'a> Source<'a> {
     pub fn binned(self, bin: usize) -> Result<Source<'a>> {
         let detector = self.full.binned(bin)?;
         Ok(Source { bin, detector, ..self })
+    }
+
+    /// The expected background photons per pixel of these frames, binned like them, from the
+    /// acquisition that made them (empty when it has none). The methods may use it as an
+    /// experiment uses the mean of its blank shots; each pattern's scale stays unknown.
+    pub fn expected_background(&self, acquisition: &Acquisition) -> Vec<f32> {
+        let mut b = acquisition.background_per_pixel(&self.full);
+        if b.is_empty() {
+            return b;
+        }
+        for &t in &self.bad {
+            b[t] = 0.0;
+        }
+        if self.bin == 1 {
+            return b;
+        }
+        let mut out = Vec::new();
+        bin_frames_shaped_into(&b, self.full.rows, self.full.cols, self.bin, &mut out);
+        out
     }
 
     /// Only frames `range` of these (indices relative to this source); `what` names the

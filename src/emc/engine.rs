@@ -14,6 +14,17 @@
 //!   in one voxel, and it makes the merge a plain sum over frames, so chunks of frames add up
 //!   without holding a rotations × pixels accumulator (Dragonfly weights every touched rotation
 //!   equally instead).
+//! * **Background** (when the data have one): a known expected background b_p (photons per
+//!   pixel, as an experiment measures it from blank shots) enters the model as
+//!   λ_ip = φ_i (W_rp + b_p): the likelihood's logarithm is ln(W_rp + b_p), T_r gains Σ_p b_p,
+//!   and the merge subtracts each frame's expected background before it averages, W'_r =
+//!   Σ_i P_ir (K_i − φ_i b) / Σ_i P_ir φ_i (the average rule), or weights each photon by its
+//!   signal share W/(W + b) (the EM rule). The model's background scales with the frame's φ
+//!   (gas and jet scatter the same pulse), which keeps the likelihood one GEMM per rotation
+//!   block, as without background (a per-frame b/φ_i inside the logarithm would not be); the
+//!   simulator's background does not follow the fluence, so with a fitted scale a frame's
+//!   background is off by its φ_i (±20 % at 20 % jitter). The model is clamped at 0.
+//!   Dragonfly's background-aware EMC adds a known background the same way inside the logarithm.
 //! * **Scale** (optional): φ_i = Σ_p K_ip / Σ_r P_ir Σ_p W_rp (Ayyer et al. 2016, eq. 7), updated
 //!   after the E-step and before the merge, so the merge uses the new φ (conditional
 //!   maximisation; updating φ after the merge with the old slices makes φ and the model's overall
@@ -91,6 +102,9 @@ pub struct EmcParams {
     /// Pixels merged into the model but left out of the likelihood (Dragonfly's mask 1).
     #[serde(skip)]
     pub merge_only: Vec<u32>,
+    /// Expected background photons per pixel (empty: none); see the module docs.
+    #[serde(skip)]
+    pub background: Vec<f32>,
 }
 
 impl Default for EmcParams {
@@ -108,6 +122,7 @@ impl Default for EmcParams {
             min_probability: 1e-6,
             max_s: None,
             merge_only: Vec::new(),
+            background: Vec::new(),
         }
     }
 }
@@ -168,6 +183,8 @@ pub struct Emc {
     pub(super) factors: Vec<f32>,
     /// Pixels used in the likelihood (all, or those inside the cut-off).
     pub(super) lik_pixels: Vec<u32>,
+    /// Σ_p b_p over the likelihood pixels (0 without a background).
+    pub(super) background_total: f32,
     /// Full pixel index → likelihood index, or u32::MAX.
     pub(super) compact: Vec<u32>,
     pub model: IntensityVolume,
@@ -221,6 +238,16 @@ impl Emc {
             params.beta
         );
         ensure!(params.rotation_block >= 1, "rotation block must be at least 1");
+        ensure!(
+            params.background.is_empty() || params.background.len() == s.len(),
+            "the background has {} pixels, the detector {}",
+            params.background.len(),
+            s.len()
+        );
+        ensure!(
+            params.background.iter().all(|b| b.is_finite() && *b >= 0.0),
+            "the background must be finite and non-negative photons per pixel"
+        );
         let compact_limit = params.max_s.unwrap_or(f64::INFINITY);
         ensure!(compact_limit > 0.0, "--max-s must be positive");
         // Pixels with factor 0 (bad: masked) carry no weight anywhere; merge-only pixels are
@@ -243,6 +270,11 @@ impl Emc {
             !lik_pixels.is_empty(),
             "no pixel is left for the likelihood (the mask and the resolution cut-off exclude all)"
         );
+        let background_total = if params.background.is_empty() {
+            0.0
+        } else {
+            lik_pixels.iter().map(|&q| params.background[q as usize] as f64).sum::<f64>() as f32
+        };
         let model = IntensityVolume::filled(m, spacing, 0.0);
         // Checks that the grid covers the detector.
         Slicer::with_scale(&model, &s, vec![1.0; s.len()]).context("the model grid does not cover the detector")?;
@@ -255,6 +287,7 @@ impl Emc {
             factors,
             lik_pixels,
             compact,
+            background_total,
             model,
             params,
             scales: Vec::new(),
@@ -293,6 +326,11 @@ impl Emc {
     }
 
     /// Pixels that enter the likelihood.
+    /// Σ_p b_p over the likelihood pixels: the known background's photons per frame (0: none).
+    pub fn background_photons(&self) -> f64 {
+        self.background_total as f64
+    }
+
     pub fn likelihood_pixels(&self) -> usize {
         self.lik_pixels.len()
     }
@@ -429,19 +467,24 @@ impl Emc {
         );
         let slicer = self.slicer()?;
         let t = self.slice_totals(&slicer);
-        let mean_t = t.iter().map(|&x| x as f64).sum::<f64>() / t.len() as f64;
+        let bt = self.background_total as f64;
+        let mut mean_t = t.iter().map(|&x| x as f64).sum::<f64>() / t.len() as f64;
         ensure!(
-            mean_t > 0.0,
+            mean_t - bt > 0.0,
             "the model is zero on the detector: start from a random or given model"
         );
+        // A fresh model's level is the data's signal (mean slice total = mean frame total, the
+        // background's share taken from both); with a background the level is no longer free
+        // under a fitted scale, so it is set then too.
+        if self.iteration == 0 && (!self.params.scale || bt > 0.0) {
+            let k = (mean_total - bt).max(0.05 * mean_total) / (mean_t - bt);
+            self.model.data.iter_mut().for_each(|v| *v *= k as f32);
+            mean_t = (mean_t - bt) * k + bt;
+        }
         if self.params.scale {
             totals.iter_mut().for_each(|k| *k = (*k as f64 / mean_t) as f32);
             self.scales = totals;
         } else {
-            if self.iteration == 0 {
-                let k = (mean_total / mean_t) as f32;
-                self.model.data.iter_mut().for_each(|v| *v *= k);
-            }
             self.scales = Vec::new();
         }
         self.prepared = n;
@@ -452,7 +495,7 @@ impl Emc {
         Slicer::with_scale(&self.model, &self.s, self.factors.clone())
     }
 
-    /// T_r = Σ_p W_rp over the likelihood pixels, every rotation.
+    /// T_r = Σ_p (W_rp + b_p) over the likelihood pixels, every rotation.
     fn slice_totals(&self, slicer: &Slicer) -> Vec<f32> {
         let p = self.pixels();
         self.rotations
@@ -462,6 +505,7 @@ impl Emc {
                 |buf, rot| {
                     slicer.slice_into(rot, buf);
                     self.lik_pixels.iter().map(|&q| buf[q as usize] as f64).sum::<f64>() as f32
+                        + self.background_total
                 },
             )
             .collect()
@@ -583,7 +627,8 @@ impl Emc {
         self.measured = den.iter().map(|&b| b > 0.0).collect();
         for ((v, &a), &b) in self.model.data.iter_mut().zip(&num).zip(&den) {
             if b > 0.0 {
-                let ratio = (a / b) as f32;
+                // clamped: with a background subtracted a voxel's mean can fall below 0
+                let ratio = ((a / b) as f32).max(0.0);
                 let new = if self.params.merge == MergeRule::Em {
                     *v * ratio
                 } else {

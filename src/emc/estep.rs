@@ -87,6 +87,7 @@ impl Emc {
             // Expand: log-slices of this block, then pixel-major [P_L × rb] for the products.
             slices[..nb * p].par_chunks_mut(p).enumerate().for_each(|(j, out)| {
                 slicer.slice_into(&self.rotations[r0 + j], out);
+                out.iter_mut().zip(&self.params.background).for_each(|(w, b)| *w += b);
                 ln_in_place(out, LOG_FLOOR);
             });
             const ROWS: usize = 64;
@@ -343,12 +344,18 @@ impl Emc {
                         let a = &mut acc[row * p..(row + 1) * p];
                         let weight: f32 = of_row(row).iter().map(|&(i, prob)| prob * phi[i as usize]).sum();
                         let r = r as usize;
+                        let bg = &self.params.background;
                         if self.params.merge == MergeRule::Em {
-                            // K / S with S the old model's slice: old = c·S, so K c / old.
+                            // K / S with S the old model's slice: old = c·S, so K c / old; with a
+                            // background K c / (old + b), each photon's signal share.
                             slicer.slice_into(&self.rotations[r], &mut old);
-                            for ((x, &w), &c) in a.iter_mut().zip(&old).zip(&self.factors) {
+                            for (q, ((x, &w), &c)) in a.iter_mut().zip(&old).zip(&self.factors).enumerate() {
+                                let w = w + bg.get(q).copied().unwrap_or(0.0);
                                 *x = if w > 0.0 { *x * c / w } else { 0.0 };
                             }
+                        } else {
+                            // Σ_i P_ir (K_i − φ_i b): the frames' expected background removed
+                            a.iter_mut().zip(bg).for_each(|(x, &b)| *x -= weight * b);
                         }
                         self.merger.merge(&self.rotations[r], a, weight, n_l, d_l);
                     }

@@ -213,6 +213,10 @@ pub fn run(args: Options) -> Result<()> {
             .filter(|&p| detector.mask[p] == PixelMask::MergeOnly)
             .map(|p| p as u32)
             .collect(),
+        background: config
+            .as_ref()
+            .map(|c| train.expected_background(&c.acquisition))
+            .unwrap_or_default(),
         ..EmcParams::default()
     };
     let emc = Emc::new(grid, detector.s.clone(), &detector.scale(&beam), m, spacing, params)?.with_comm(comm.clone());
@@ -287,6 +291,12 @@ fn reconstruct(args: &Options, out: Option<&Path>, mut emc: Emc, problem: Proble
         pl = emc.likelihood_pixels(),
         level = args.level,
     ));
+    if emc.background_photons() > 0.0 {
+        note(format!(
+            "background: {:.1} expected photons per frame in the likelihood pixels, in the model as φ(W + b)",
+            emc.background_photons()
+        ));
+    }
     if world.ranks > 1 {
         note(format!(
             "MPI: {} ranks × {} threads, about {} frames each ({})",

@@ -1,7 +1,10 @@
 //! What an experiment adds to the ideal pattern before the detector counts it: the pulse's
 //! fluence varies from shot to shot, the particle crosses the focus anywhere, and the gas and
-//! the jet scatter a background. The methods are told none of it: a pattern's scale and its
-//! background are unknowns, as in a real run.
+//! the jet scatter a background. A pattern's scale is unknown to the methods, as in a real
+//! run; the background's expected photons per pixel are known to them
+//! ([`crate::data::Source::expected_background`]), as an experiment knows it from the mean of
+//! its blank shots (Dragonfly's background-aware EMC takes it the same way). The background
+//! here does not follow the pulse's fluence.
 //!
 //! * **Fluence jitter** (`--fluence-jitter σ`): the pulse's fluence times a gamma variate of
 //!   mean 1 and relative spread σ (shape 1/σ², scale σ²), as Dragonfly's simulator draws it.

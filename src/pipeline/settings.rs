@@ -445,7 +445,8 @@ pub fn data_args(args: &RunArgs) -> Vec<String> {
 }
 
 /// A method's budget text and further options in a run: its own `--<id>-budget` or `--budget`;
-/// the run's method-specific settings (X-RAI's steps; EMC's level, binning and iterations),
+/// the run's method-specific settings (X-RAI's steps; EMC's level, binning and iterations, and
+/// its per-frame scale when the patterns' scale varies),
 /// then `--<id>-args` and `--args <id>=…`.
 pub fn method_settings(args: &RunArgs, id: &str) -> (String, Vec<String>) {
     let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
@@ -478,6 +479,11 @@ pub fn method_settings(args: &RunArgs, id: &str) -> (String, Vec<String>) {
         if let Some(options) = a.strip_prefix(id).and_then(|r| r.strip_prefix('=')) {
             extra.extend(words(options));
         }
+    }
+    // Patterns whose scale varies (fluence jitter, the focus) get EMC's per-frame scale, as
+    // X-RAI fits each pattern's scale on counts.
+    if id == "emc" && args.acquisition().varies() && !extra.iter().any(|w| w == "--scale") {
+        extra.push("--scale".into());
     }
     (budget.unwrap_or_else(|| args.budget.clone()), extra)
 }

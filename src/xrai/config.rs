@@ -27,6 +27,22 @@ pub enum DataLoss {
     Poisson,
 }
 
+/// Whether each pattern's overall scale is known.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PatternScale {
+    /// Every pattern shares one scale (the paper's rescaled images; a learned global constant).
+    #[default]
+    Fixed,
+    /// Each pattern's scale φ (its pulse's fluence, the particle's place in the focus) is
+    /// unknown. The loss profiles it out per image and hypothesis at its maximum-likelihood
+    /// value (Poisson: φ̂ = Σk / Σλ over the loss's pixels, as EMC's `--scale` does per frame;
+    /// squared error: the least-squares amplitude factor), so gradients see the scale-free
+    /// likelihood; and the encoder sees each image normalised to the data's mean total, so a
+    /// bright pulse is not a different pose. The default for photon counts.
+    Fit,
+}
+
 /// The decoder's representation of the Fourier amplitude volume.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -91,6 +107,9 @@ pub struct XraiConfig {
     /// i = 0 … levels − 1 (cryoAI's fixed "Gaussian pyramid"; 0: off, the measured default).
     #[serde(default)]
     pub pyramid_levels: usize,
+    /// Whether each pattern's scale is fitted (photon counts) or shared (rescaled images).
+    #[serde(default)]
+    pub pattern_scale: PatternScale,
 }
 
 fn default_siren_width() -> usize {
@@ -133,6 +152,7 @@ impl Default for XraiConfig {
             siren_layers: default_siren_layers(),
             siren_omega: default_siren_omega(),
             pyramid_levels: 0,
+            pattern_scale: PatternScale::Fixed,
         }
     }
 }

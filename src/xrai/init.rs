@@ -45,6 +45,23 @@ impl InputStats {
     }
 }
 
+/// Amplitude images `[n × pixels]` each scaled to the mean total intensity of them all (the
+/// encoder's input with a fitted pattern scale; see `Trainer::input`).
+pub fn normalized_to_mean_total(amps: &[f32], pixels: usize) -> Vec<f32> {
+    let totals: Vec<f64> = amps
+        .chunks_exact(pixels)
+        .map(|img| img.iter().map(|&a| (a as f64).powi(2)).sum())
+        .collect();
+    let mean = totals.iter().sum::<f64>() / totals.len().max(1) as f64;
+    amps.chunks_exact(pixels)
+        .zip(&totals)
+        .flat_map(|(img, &t)| {
+            let f = (mean / (t + 1e-12)).sqrt() as f32;
+            img.iter().map(move |&a| a * f)
+        })
+        .collect()
+}
+
 /// The orientation-free starting volume: the radial average of the data's amplitudes
 /// (divided by the pixel factor), placed on the M³ grid by |s|, times (1 + noise · N(0, 1)).
 pub fn radial_volume(geo: &WorkingGeometry, amps: &[f32], m: usize, spacing: f64, noise: f64, seed: u64) -> Vec<f32> {

@@ -6,22 +6,46 @@ use rayon::prelude::*;
 
 use super::{contiguous_f32, with_f32};
 
-pub use super::config::DataLoss;
+pub use super::config::{DataLoss, PatternScale};
+
+
+/// How a predicted slice becomes the expected image it is scored against: the data term, the
+/// pattern's scale and the background.
+#[derive(Clone, Debug)]
+pub struct DataModel {
+    pub loss: DataLoss,
+    pub scale: PatternScale,
+    /// Known expected background per pixel `[P]` of the working image (photons, the loss's
+    /// pixels only; None: none): the expected image is φ·(amplitude²) + b.
+    pub background: Option<Tensor>,
+}
+
+impl DataModel {
+    /// The data term alone: one shared scale, no background (the paper's setting).
+    pub fn plain(loss: DataLoss) -> DataModel {
+        DataModel {
+            loss,
+            scale: PatternScale::Fixed,
+            background: None,
+        }
+    }
+}
 
 /// Per image, head and branch: the data term averaged over pixels, divided by `norm` (the mean
 /// squared target amplitude, i.e. the mean intensity per pixel, so the term is a relative error
 /// of order 1). `pred`: `[B, K, P]` amplitudes for branch 0; `pred_pi`: `[B, K, P]` for branch 1
 /// (the same tensor in the cheap form); `target`, `target_pi`: `[B, P]` amplitudes. Returns
-/// `[B, K, 2]`.
+/// `[B, K, 2]`. The predictions become expected images by `model` ([`expected_intensity`]).
 pub fn branch_errors(
     pred: &Tensor,
     pred_pi: &Tensor,
     target: &Tensor,
     target_pi: &Tensor,
     norm: f64,
-    kind: DataLoss,
+    model: &DataModel,
 ) -> Result<Tensor> {
-    if kind == DataLoss::Mse && pred.id() == pred_pi.id() && pred.device().is_cpu() {
+    let plain = model.scale == PatternScale::Fixed && model.background.is_none();
+    if plain && model.loss == DataLoss::Mse && pred.id() == pred_pi.id() && pred.device().is_cpu() {
         // the cheap π branch on CPU: both squared errors in one pass
         return pred
             .contiguous()?
@@ -30,14 +54,71 @@ pub fn branch_errors(
     }
     let term = |p: &Tensor, t: &Tensor| -> Result<Tensor> {
         let t = t.unsqueeze(1)?;
-        match kind {
-            DataLoss::Mse => p.broadcast_sub(&t)?.sqr()?.mean(D::Minus1),
-            DataLoss::Poisson => poisson_deviance(&p.sqr()?, &t.sqr()?),
+        match (model.loss, &model.background) {
+            (DataLoss::Mse, None) => {
+                let p = if plain { p.clone() } else { fit_scale(p, &t, DataLoss::Mse)? };
+                p.broadcast_sub(&t)?.sqr()?.mean(D::Minus1)
+            }
+            (DataLoss::Mse, Some(_)) => (expected_intensity(p, &t, model)? + 1e-12)?
+                .sqrt()?
+                .broadcast_sub(&t)?
+                .sqr()?
+                .mean(D::Minus1),
+            (DataLoss::Poisson, _) => poisson_deviance(&expected_intensity(p, &t, model)?, &t.sqr()?),
         }
     };
     let e0 = term(pred, target)?;
     let e1 = term(pred_pi, target_pi)?;
     Tensor::stack(&[e0, e1], D::Minus1)? / norm
+}
+
+/// The expected image λ `[B, K, P]` of predicted amplitudes `pred` `[B, K, P]` against target
+/// amplitudes `[B, 1, P]`: φ·pred² + b. φ is 1 with a fixed scale; fitted, it is Σk / Σpred²
+/// without a background ([`fit_scale`]'s maximum), and with one the moment estimate
+/// (Σk − Σb) / Σpred², floored at 5 % of Σk / Σpred² (the likelihood's maximum has no closed
+/// form then; the two agree in expectation). The scale stays in the graph.
+pub fn expected_intensity(pred: &Tensor, target: &Tensor, model: &DataModel) -> Result<Tensor> {
+    let Some(b) = &model.background else {
+        let p = match model.scale {
+            PatternScale::Fixed => pred.clone(),
+            PatternScale::Fit => fit_scale(pred, target, DataLoss::Poisson)?,
+        };
+        return p.sqr();
+    };
+    let lam = pred.sqr()?;
+    let lam = match model.scale {
+        PatternScale::Fixed => lam,
+        PatternScale::Fit => {
+            let k = target.sqr()?.sum_keepdim(D::Minus1)?; // [B, 1, 1]
+            let signal = k.affine(1.0, -b.sum_all()?.to_scalar::<f32>()? as f64)?.maximum(&(&k * 0.05)?)?;
+            let total = (lam.sum_keepdim(D::Minus1)? + 1e-12)?; // [B, K, 1]
+            lam.broadcast_mul(&signal.broadcast_div(&total)?)?
+        }
+    };
+    lam.broadcast_add(b)
+}
+
+/// Predicted amplitudes `[B, K, P]` times each one's maximum-likelihood pattern scale against
+/// its target amplitudes `[B, 1, P]`, the scale kept in the graph (a profile likelihood: its
+/// gradient is the scale-free one). Poisson: the intensity scale φ̂ = Σk / Σλ (k = t², λ = p²;
+/// the stationary point of Σ φλ − k ln φλ), so the amplitudes are multiplied by √φ̂. Squared
+/// error: the least-squares amplitude factor Σ p t / Σ p². Pixels outside the loss are zero in
+/// both and add nothing to the sums.
+pub fn fit_scale(pred: &Tensor, target: &Tensor, kind: DataLoss) -> Result<Tensor> {
+    const EPS: f64 = 1e-12;
+    let factor = match kind {
+        DataLoss::Poisson => {
+            let k = target.sqr()?.sum_keepdim(D::Minus1)?; // [B, 1, 1]
+            let lam = (pred.sqr()?.sum_keepdim(D::Minus1)? + EPS)?; // [B, K, 1]
+            k.broadcast_div(&lam)?.sqrt()?
+        }
+        DataLoss::Mse => {
+            let pt = pred.broadcast_mul(target)?.sum_keepdim(D::Minus1)?;
+            let pp = (pred.sqr()?.sum_keepdim(D::Minus1)? + EPS)?;
+            (pt / pp)?
+        }
+    };
+    pred.broadcast_mul(&factor)
 }
 
 /// `(pred [B, K, P], target [B, P], target_pi [B, P])` → `[B, K, 2]`: the mean squared error

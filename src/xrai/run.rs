@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{ensure, Context, Result};
 use candle_core::Device;
 
-use super::config::{DataLoss, DecoderKind};
+use super::config::{DataLoss, DecoderKind, PatternScale};
 use super::geometry::{amplitudes, WorkingGeometry};
-use super::init::{radial_volume, true_amplitude_volume, InputStats};
+use super::init::{normalized_to_mean_total, radial_volume, true_amplitude_volume, InputStats};
 use super::refine::{self, RefineCost, RefineOptions, REFINE_SHARE};
 use super::train::{train_loop, LoopOptions};
 use super::trainer::{read_config, CheckpointState, Trainer, VolumeInit};
@@ -158,6 +158,11 @@ pub struct Options {
     /// Poisson NLL (the default for photon counts: --poisson, --mean-photons).
     #[arg(long, value_enum)]
     pub loss: Option<DataLoss>,
+    /// Each pattern's scale: fit (unknown per pattern: profiled out of the loss, images
+    /// normalised to the mean total at the encoder's input; the default for photon counts) or
+    /// fixed (one shared scale; the default for rescaled images).
+    #[arg(long, value_enum)]
+    pub pattern_scale: Option<PatternScale>,
     /// Decoder: explicit voxel grid (CPU default) or FourierNet (the paper's, --paper).
     #[arg(long, value_enum)]
     pub decoder: Option<DecoderKind>,
@@ -177,9 +182,16 @@ pub struct Options {
     /// instead of plain Adam; --paper turns it on already.
     #[arg(long)]
     pub amsgrad: bool,
-    /// Feed raw amplitudes (scaled) instead of per-pixel standardised ones.
-    #[arg(long)]
+    /// Feed amplitudes scaled by one global factor instead of per-pixel standardised ones (the
+    /// default for photon counts: their outer pixels hold mostly shot noise, which per-pixel
+    /// standardising raises to the level of the signal; measured at 1,000 photons, 25° against
+    /// 55° median test pose error after 3,800 steps).
+    #[arg(long, conflicts_with = "standardize")]
     pub no_standardize: bool,
+    /// Standardise each input pixel with the data's statistics (the default for expected
+    /// photons) also for photon counts.
+    #[arg(long)]
+    pub standardize: bool,
     /// Weight of the pose-uniformity penalty.
     #[arg(long)]
     pub uniformity_weight: Option<f64>,
@@ -276,14 +288,21 @@ fn config(args: &Options) -> Result<XraiConfig> {
         pyramid_levels = args.pyramid_levels
     );
     // Photon counts are scored by their own likelihood unless --loss says otherwise.
-    if args.loss.is_none() && (args.physics.poisson || args.physics.mean_photons.is_some()) {
+    let counts = args.physics.poisson || args.physics.mean_photons.is_some();
+    if args.loss.is_none() && counts {
         c.loss = DataLoss::Poisson;
     }
+    // ... and their scale is each pulse's own unless --pattern-scale says otherwise.
+    c.pattern_scale = match args.pattern_scale {
+        Some(s) => s,
+        None if counts => PatternScale::Fit,
+        None => PatternScale::Fixed,
+    };
     if args.clip.is_some() {
         c.grad_clip = args.clip;
     }
     c.amsgrad |= args.amsgrad;
-    c.standardize = !args.no_standardize;
+    c.standardize = args.standardize || (!args.no_standardize && !counts);
     c.seed = args.init_seed;
     Ok(c)
 }
@@ -439,8 +458,13 @@ fn train(
     let spacing = geo.volume_spacing(m);
     let stats_n = train_n.map_or(cfg.stats_images, |n| (n as usize).min(cfg.stats_images));
     let (stat_amps, stat_poses) = amplitudes(&train_source, &geo, 0, stats_n)?;
-    let stats = InputStats::from_amplitudes(&stat_amps, geo.pixels());
-    let mut trainer = if args.frozen_true_volume {
+    let stats = match cfg.pattern_scale {
+        PatternScale::Fixed => InputStats::from_amplitudes(&stat_amps, geo.pixels()),
+        PatternScale::Fit => {
+            InputStats::from_amplitudes(&normalized_to_mean_total(&stat_amps, geo.pixels()), geo.pixels())
+        }
+    };
+    let trainer = if args.frozen_true_volume {
         let sim = sim
             .as_ref()
             .context("--frozen-true-volume needs simulated data (not --data)")?;
@@ -484,6 +508,19 @@ fn train(
             device,
         )?
     };
+    // The data's known background enters the forward model (λ = φ·slice + b).
+    let background = sim_config
+        .as_ref()
+        .map(|c| train_source.expected_background(&c.acquisition))
+        .unwrap_or_default();
+    let background_photons: f64 = background.iter().map(|&b| b as f64).sum();
+    let mut trainer = if background.is_empty() {
+        trainer
+    } else {
+        let mut placed = Vec::new();
+        geo.amplitudes(&background, &mut placed);
+        trainer.with_background(&placed.iter().map(|a| a * a).collect::<Vec<f32>>())?
+    };
     // A resumed run's earlier process counts against the budget too.
     let budget = match &args.resume {
         Some(dir) => budget.resumed(read_state(dir)?.elapsed_s),
@@ -499,9 +536,11 @@ fn train(
             DecoderKind::Voxel => format!("{m}³ voxel"),
             DecoderKind::FourierNet => format!("FourierNet ({}×{})", cfg.siren_layers, cfg.siren_width),
         },
-        match cfg.loss {
-            DataLoss::Mse => "squared-error",
-            DataLoss::Poisson => "Poisson",
+        match (cfg.loss, cfg.pattern_scale) {
+            (DataLoss::Mse, PatternScale::Fixed) => "squared-error",
+            (DataLoss::Mse, PatternScale::Fit) => "squared-error (each pattern's scale fitted)",
+            (DataLoss::Poisson, PatternScale::Fixed) => "Poisson",
+            (DataLoss::Poisson, PatternScale::Fit) => "Poisson (each pattern's scale fitted)",
         },
         cfg.batch,
         match (train_n, &args.files.data) {
@@ -511,6 +550,9 @@ fn train(
         },
         staging.map_or(PathBuf::new(), |s| s.join("checkpoint")).display()
     );
+        if background_photons > 0.0 {
+            eprintln!("background: {background_photons:.1} expected photons per image, in the forward model (λ = φ·slice² + b)");
+        }
         if world.ranks > 1 {
             eprintln!(
                 "MPI: {} ranks × {} threads, {} images per rank and step ({})",

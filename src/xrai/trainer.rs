@@ -13,12 +13,12 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::config::{DecoderKind, SymmetricBranch, XraiConfig};
+use super::config::{DecoderKind, PatternScale, SymmetricBranch, XraiConfig};
 use super::decoder::{Amplitudes, Decoder, FourierNet};
 use super::encoder::{sixd_to_rotation, Encoder};
 use super::geometry::WorkingGeometry;
 use super::init::InputStats;
-use super::loss::{branch_errors, symmetric_multihead, uniformity};
+use super::loss::{branch_errors, symmetric_multihead, uniformity, DataModel};
 use super::optim::{Adam, ParamGroup};
 use super::pyramid::gaussian_pyramid;
 use crate::data::Rescale;
@@ -65,7 +65,16 @@ pub struct Trainer {
     mean: Tensor,
     inv_std: Tensor,
     norm: f64,
+    /// How a slice becomes the expected image (loss, pattern scale, background).
+    pub data_model: DataModel,
     pub step: usize,
+}
+
+/// Amplitude images `[B, P]` each scaled so that its total intensity (Σ amplitude²) is `total`
+/// (an empty image stays empty).
+pub fn normalize_totals(amps: &Tensor, total: f64) -> candle_core::Result<Tensor> {
+    let sums = (amps.sqr()?.sum_keepdim(1)? + 1e-12)?;
+    amps.broadcast_mul(&(sums.recip()? * total)?.sqrt()?)
 }
 
 /// How the volume starts.
@@ -187,6 +196,11 @@ impl Trainer {
             });
         }
         let optimizer = Adam::new(groups, cfg.grad_clip, cfg.amsgrad)?;
+        let data_model = DataModel {
+            loss: cfg.loss,
+            scale: cfg.pattern_scale,
+            background: None,
+        };
         let mut t = Trainer {
             cfg,
             device,
@@ -198,10 +212,29 @@ impl Trainer {
             mean: Tensor::zeros(1, DType::F32, &Device::Cpu)?,
             inv_std: Tensor::zeros(1, DType::F32, &Device::Cpu)?,
             norm: 1.0,
+            data_model,
             step: 0,
         };
         t.refresh_stats()?;
         Ok(t)
+    }
+
+    /// The data's known expected background, photons per pixel of the working image (as
+    /// [`WorkingGeometry::amplitudes`] places the frames, squared back), put in the forward model
+    /// (λ = φ·slice + b); pixels outside the loss get none.
+    pub fn with_background(mut self, background: &[f32]) -> anyhow::Result<Trainer> {
+        let p = self.geometry.pixels();
+        ensure!(
+            background.len() == p,
+            "the background has {} pixels, the working image {p}",
+            background.len()
+        );
+        let b: Vec<f32> = match &self.geometry.loss_mask {
+            Some(mask) => background.iter().zip(mask).map(|(b, m)| b * m).collect(),
+            None => background.to_vec(),
+        };
+        self.data_model.background = Some(Tensor::from_vec(b, p, &self.device)?);
+        Ok(self)
     }
 
     /// Re-reads the statistics tensors (after construction or a checkpoint load).
@@ -215,10 +248,17 @@ impl Trainer {
     }
 
     /// Encoder input: standardised images `[B, 1, S, S]`, plus the fixed Gaussian-pyramid
-    /// channels when configured.
+    /// channels when configured. The images are amplitudes, √(binned counts) for photon data:
+    /// the square root stabilises the Poisson variance (Var √k ≈ 1/4, Anscombe's transform
+    /// without its 3/8), and binning 4 × 4 first lifts most pixels off 0 and 1 photon. With a
+    /// fitted pattern scale each image is first normalised to the data's mean total.
     fn input(&self, amps: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, _) = amps.dims2()?;
+        let (b, p) = amps.dims2()?;
         let s = self.cfg.working_size;
+        let amps = match self.cfg.pattern_scale {
+            PatternScale::Fixed => amps.clone(),
+            PatternScale::Fit => normalize_totals(amps, self.norm * p as f64)?,
+        };
         let x = amps
             .reshape((b, 1, s, s))?
             .broadcast_sub(&self.mean)?
@@ -260,7 +300,7 @@ impl Trainer {
     pub fn slice_errors(&self, rots: &Tensor, target: &Tensor, c: usize) -> candle_core::Result<Tensor> {
         let (b, p) = target.dims2()?;
         let pred = self.decoder.forward(rots)?.reshape((b, c, p))?;
-        branch_errors(&pred, &pred, target, target, self.norm, self.cfg.loss)?
+        branch_errors(&pred, &pred, target, target, self.norm, &self.data_model)?
             .narrow(2, 0, 1)?
             .squeeze(2)
     }
@@ -318,7 +358,7 @@ impl Trainer {
                 (p2, Some(r2))
             }
         };
-        let errors = branch_errors(&pred, &pred_pi, &target, &target_pi, self.norm, self.cfg.loss)?;
+        let errors = branch_errors(&pred, &pred_pi, &target, &target_pi, self.norm, &self.data_model)?;
         Ok((errors, rots, rots_pi))
     }
 
