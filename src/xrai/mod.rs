@@ -6,6 +6,11 @@
 //! prediction with the image and with its in-plane π rotation (equation 4), generalised to a
 //! winner-takes-all minimum over heads (cryoSPIN), plus a pose-uniformity penalty.
 //!
+//! Photon counts, beyond the paper, change three things. The data term becomes the Poisson
+//! likelihood. Each pattern's unknown scale is profiled out of it, and a known background
+//! enters the expected image ([`loss::DataModel`]). The encoder sees √counts, normalised per
+//! image and scaled globally, not standardised per pixel ([`trainer::Trainer`]'s input).
+//!
 //! One file per concept. The model, in the candle-transformers style (config struct,
 //! `VarBuilder`, `forward`): [`config`], [`encoder`], [`decoder`]. Kernels apart from the
 //! models: [`conv`] (im2col + GEMM convolution), [`layers`] (batch norm, ReLU + max pool) and the
