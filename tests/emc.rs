@@ -100,7 +100,10 @@ fn known_background_is_modelled_and_removed() {
     let truth = sim.transform.intensity();
     let picks: Vec<usize> = (0..12).map(|k| 2 * k + 1).collect();
     let slicer = Slicer::with_scale(&truth, &detector.s, factors).unwrap();
-    let slices: Vec<Vec<f32>> = picks.iter().map(|&r| slicer.slice(&rotations[r].to_rotation_matrix())).collect();
+    let slices: Vec<Vec<f32>> = picks
+        .iter()
+        .map(|&r| slicer.slice(&rotations[r].to_rotation_matrix()))
+        .collect();
     // one level for all frames: 200 signal photons per frame on average, 2,000 of background
     let mean_total = slices.iter().map(|f| f.iter().sum::<f32>()).sum::<f32>() / slices.len() as f32;
     let c = 200.0 / mean_total;
@@ -144,19 +147,38 @@ fn known_background_is_modelled_and_removed() {
     // the ratio of two models' sums over the voxels both reach
     let level = |a: &[f32], b: &[f32]| -> f64 {
         let both = |x: &f32, y: &f32| *x > 0.0 && *y > 0.0;
-        let sa: f64 = a.iter().zip(b).filter(|(x, y)| both(x, y)).map(|(x, _)| *x as f64).sum();
-        let sb: f64 = a.iter().zip(b).filter(|(x, y)| both(x, y)).map(|(_, y)| *y as f64).sum();
+        let sa: f64 = a
+            .iter()
+            .zip(b)
+            .filter(|(x, y)| both(x, y))
+            .map(|(x, _)| *x as f64)
+            .sum();
+        let sb: f64 = a
+            .iter()
+            .zip(b)
+            .filter(|(x, y)| both(x, y))
+            .map(|(_, y)| *y as f64)
+            .sum();
         sa / sb
     };
     let (clean, clean_assigned) = merged(frames(&vec![0.0; p]), Vec::new());
     let (with, assigned) = merged(frames(&b), b.clone());
-    assert_eq!(assigned, clean_assigned, "the background moved frames off their rotations");
+    assert_eq!(
+        assigned, clean_assigned,
+        "the background moved frames off their rotations"
+    );
     assert_eq!(assigned, picks.iter().map(|&r| r as u32).collect::<Vec<_>>());
     let ratio = level(&with, &clean);
-    assert!((ratio - 1.0).abs() < 0.1, "model level {ratio:.3} × the clean one with the background removed");
+    assert!(
+        (ratio - 1.0).abs() < 0.1,
+        "model level {ratio:.3} × the clean one with the background removed"
+    );
     let (without, _) = merged(frames(&b), Vec::new());
     let ratio = level(&without, &clean);
-    assert!(ratio > 3.0, "model level {ratio:.3} × the clean one with the background ignored");
+    assert!(
+        ratio > 3.0,
+        "model level {ratio:.3} × the clean one with the background ignored"
+    );
 }
 
 #[test]

@@ -338,11 +338,20 @@ fn a_map_cut_at_the_detector_corner_reads_the_detector_limit() {
     let s_max = config.detector.geometry(&config.beam).s_max();
     let molecule = common::cex_a();
     for grid in [
-        GridSpec::for_molecule(molecule.radius(), s_max, xrai_bench::physics::transform::DEFAULT_OVERSAMPLING).unwrap(),
+        GridSpec::for_molecule(
+            molecule.radius(),
+            s_max,
+            xrai_bench::physics::transform::DEFAULT_OVERSAMPLING,
+        )
+        .unwrap(),
         GridSpec::with_size(M, molecule.radius(), s_max).unwrap(),
     ] {
         let last = ((grid.m - 1) / 2) as f64 * grid.spacing;
-        assert!(last >= s_max, "grid {}: last shell {last:.4} Å⁻¹ < corner {s_max:.4}", grid.m);
+        assert!(
+            last >= s_max,
+            "grid {}: last shell {last:.4} Å⁻¹ < corner {s_max:.4}",
+            grid.m
+        );
     }
     let grid = GridSpec::with_size(M, molecule.radius(), s_max).unwrap();
     let density = density_from_transform(&grid_transform(&molecule, &grid));

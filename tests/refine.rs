@@ -42,12 +42,20 @@ fn setup(n: usize, seed: u64) -> (Trainer, Vec<f32>, Vec<Matrix3<f64>>) {
 }
 
 fn angle_deg(a: &Matrix3<f64>, b: &Matrix3<f64>) -> f64 {
-    (((a.transpose() * b).trace() - 1.0) / 2.0).clamp(-1.0, 1.0).acos().to_degrees()
+    (((a.transpose() * b).trace() - 1.0) / 2.0)
+        .clamp(-1.0, 1.0)
+        .acos()
+        .to_degrees()
 }
 
 /// `r` turned by `deg` about a random axis.
 fn perturbed(r: &Matrix3<f64>, deg: f64, rng: &mut impl Rng) -> Matrix3<f64> {
-    let axis = Vector3::new(rng.random::<f64>() - 0.5, rng.random::<f64>() - 0.5, rng.random::<f64>() - 0.5).normalize();
+    let axis = Vector3::new(
+        rng.random::<f64>() - 0.5,
+        rng.random::<f64>() - 0.5,
+        rng.random::<f64>() - 0.5,
+    )
+    .normalize();
     r * Rotation3::from_axis_angle(&nalgebra::Unit::new_normalize(axis), deg.to_radians()).into_inner()
 }
 
@@ -68,7 +76,10 @@ fn refinement_recovers_a_pose_perturbed_by_10_degrees() {
     assert!(worst < 1.0, "a 10° start ended {worst:.2}° from the truth");
     // the same descent with no steps leaves them where they were (the check can fail)
     let (same, _) = refine_rotations(&t, &amps, &start, 1, 0, o.schedule()).unwrap();
-    assert!(same.iter().zip(&truth).all(|(a, b)| (angle_deg(a, b) - 10.0).abs() < 1e-6));
+    assert!(same
+        .iter()
+        .zip(&truth)
+        .all(|(a, b)| (angle_deg(a, b) - 10.0).abs() < 1e-6));
 }
 
 #[test]
@@ -87,7 +98,11 @@ fn a_pi_flipped_start_is_recovered_with_its_pi_partner() {
     let errs: Vec<f64> = best.iter().zip(&truth).map(|(a, b)| angle_deg(a, b)).collect();
     let worst = errs.iter().cloned().fold(0.0, f64::max);
     eprintln!("π-flipped starts: {stuck} of 24 stay flipped alone; with the partner the worst is {worst:.3}°");
-    assert!(stuck > 12, "refinement alone left the π minimum in {} of 24 images", 24 - stuck);
+    assert!(
+        stuck > 12,
+        "refinement alone left the π minimum in {} of 24 images",
+        24 - stuck
+    );
     assert!(worst < 1.0, "with the π partner the worst pose is {worst:.2}° off");
 }
 

@@ -294,10 +294,22 @@ fn symmetric_loss_picks_the_smaller_branch() {
 fn fitted_pattern_scale_ignores_brightness_only() {
     let dev = Device::Cpu;
     let counts = [0f32, 1., 3., 0., 7., 2., 5., 1.];
-    let target = Tensor::new(&counts, &dev).unwrap().sqrt().unwrap().reshape((1, 8)).unwrap();
+    let target = Tensor::new(&counts, &dev)
+        .unwrap()
+        .sqrt()
+        .unwrap()
+        .reshape((1, 8))
+        .unwrap();
     let shape = [0.2f32, 0.8, 2.5, 0.1, 6.0, 2.2, 4.1, 1.3];
     let wrong = [3.0f32, 0.1, 0.5, 4.0, 0.3, 6.0, 0.2, 3.0];
-    let amp = |v: &[f32], k: f32| Tensor::new(v, &dev).unwrap().affine(k as f64, 0.0).unwrap().sqrt().unwrap();
+    let amp = |v: &[f32], k: f32| {
+        Tensor::new(v, &dev)
+            .unwrap()
+            .affine(k as f64, 0.0)
+            .unwrap()
+            .sqrt()
+            .unwrap()
+    };
     // one image, three heads: the shape, the shape 1.7× brighter, a wrong shape
     let pred = Tensor::stack(&[amp(&shape, 1.0), amp(&shape, 1.7), amp(&wrong, 1.0)], 0)
         .unwrap()
@@ -320,8 +332,14 @@ fn fitted_pattern_scale_ignores_brightness_only() {
         let (a, b, w) = (fit[0][0][0], fit[0][1][0], fit[0][2][0]);
         assert!((a - b).abs() < 1e-5 * a.abs().max(1e-3), "{kind:?}: scaled {b} vs {a}");
         assert!(w > 2.0 * a, "{kind:?}: the wrong shape scores {w}, the right one {a}");
-        assert!(fixed[0][1][0] > fixed[0][0][0] * 1.05, "{kind:?}: a fixed scale ignores brightness");
-        assert!(a <= fixed[0][0][0] + 1e-6, "{kind:?}: the fitted scale is no worse than 1");
+        assert!(
+            fixed[0][1][0] > fixed[0][0][0] * 1.05,
+            "{kind:?}: a fixed scale ignores brightness"
+        );
+        assert!(
+            a <= fixed[0][0][0] + 1e-6,
+            "{kind:?}: the fitted scale is no worse than 1"
+        );
     }
     // Poisson: the fitted intensity scale is Σk / Σλ
     let scaled = xrai_bench::xrai::loss::fit_scale(&pred, &target.unsqueeze(1).unwrap(), DataLoss::Poisson)
@@ -334,7 +352,10 @@ fn fitted_pattern_scale_ignores_brightness_only() {
         .unwrap();
     let total: f32 = counts.iter().sum();
     for (h, t) in scaled[0].iter().enumerate() {
-        assert!((t - total).abs() < 1e-3 * total, "head {h}: scaled total {t}, counts {total}");
+        assert!(
+            (t - total).abs() < 1e-3 * total,
+            "head {h}: scaled total {t}, counts {total}"
+        );
     }
 }
 
@@ -348,23 +369,46 @@ fn background_in_the_forward_model() {
     let b = [1.0f32, 0.8, 0.6, 0.5, 0.4, 0.6, 0.8, 1.0];
     let phi = 1.6f32;
     let counts: Vec<f32> = shape.iter().zip(&b).map(|(s, b)| phi * s + b).collect();
-    let target = Tensor::new(counts.as_slice(), &dev).unwrap().sqrt().unwrap().reshape((1, 8)).unwrap();
-    let pred = Tensor::new(&shape, &dev).unwrap().sqrt().unwrap().reshape((1, 1, 8)).unwrap();
+    let target = Tensor::new(counts.as_slice(), &dev)
+        .unwrap()
+        .sqrt()
+        .unwrap()
+        .reshape((1, 8))
+        .unwrap();
+    let pred = Tensor::new(&shape, &dev)
+        .unwrap()
+        .sqrt()
+        .unwrap()
+        .reshape((1, 1, 8))
+        .unwrap();
     let model = |background: Option<Tensor>| DataModel {
         loss: DataLoss::Poisson,
         scale: PatternScale::Fit,
         background,
     };
-    let with = branch_errors(&pred, &pred, &target, &target, 1.0, &model(Some(Tensor::new(&b, &dev).unwrap())))
-        .unwrap()
-        .to_vec3::<f32>()
-        .unwrap()[0][0][0];
+    let with = branch_errors(
+        &pred,
+        &pred,
+        &target,
+        &target,
+        1.0,
+        &model(Some(Tensor::new(&b, &dev).unwrap())),
+    )
+    .unwrap()
+    .to_vec3::<f32>()
+    .unwrap()[0][0][0];
     let without = branch_errors(&pred, &pred, &target, &target, 1.0, &model(None))
         .unwrap()
         .to_vec3::<f32>()
         .unwrap()[0][0][0];
-    assert!(with.abs() < 1e-5, "deviance {with} at the true shape with the background modelled");
-    assert!(without > 100.0 * with.abs().max(1e-6), "deviance {without} without the background");
+    assert!(
+        with.abs() < 1e-5,
+        "deviance {with} at the true shape with the background modelled"
+    );
+    assert!(
+        without > 100.0 * with.abs().max(1e-6),
+        "deviance {without} without the background"
+    );
 }
 
 /// The multi-head encoder learns poses with the true amplitude volume frozen in the decoder.
@@ -606,10 +650,17 @@ fn poisson_deviance_is_the_shifted_negative_log_likelihood() {
     let target = Tensor::new(&[[1f32, 2., 3.]], &dev).unwrap();
     let target_pi = Tensor::new(&[[3f32, 2., 1.]], &dev).unwrap();
     let pred = Tensor::new(&[[[3f32, 2., 1.]]], &dev).unwrap();
-    let e = branch_errors(&pred, &pred, &target, &target_pi, 1.0, &DataModel::plain(DataLoss::Poisson))
-        .unwrap()
-        .to_vec3::<f32>()
-        .unwrap();
+    let e = branch_errors(
+        &pred,
+        &pred,
+        &target,
+        &target_pi,
+        1.0,
+        &DataModel::plain(DataLoss::Poisson),
+    )
+    .unwrap()
+    .to_vec3::<f32>()
+    .unwrap();
     assert!(e[0][0][1].abs() < 1e-4 && e[0][0][0] > 0.1, "{e:?}");
 }
 

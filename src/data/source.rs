@@ -189,19 +189,11 @@ impl<'a> Source<'a> {
     /// acquisition that made them (empty when it has none). The methods may use it as an
     /// experiment uses the mean of its blank shots; each pattern's scale stays unknown.
     pub fn expected_background(&self, acquisition: &Acquisition) -> Vec<f32> {
-        let mut b = acquisition.background_per_pixel(&self.full);
+        let b = acquisition.background_per_pixel(&self.full);
         if b.is_empty() {
             return b;
         }
-        for &t in &self.bad {
-            b[t] = 0.0;
-        }
-        if self.bin == 1 {
-            return b;
-        }
-        let mut out = Vec::new();
-        bin_frames_shaped_into(&b, self.full.rows, self.full.cols, self.bin, &mut out);
-        out
+        self.as_read(Cow::Owned(b))
     }
 
     /// Only frames `range` of these (indices relative to this source); `what` names the
@@ -291,7 +283,7 @@ impl<'a> Source<'a> {
         }
         let at = self.offset + start;
         let per = self.full.len();
-        let mut full: Cow<[f32]> = match &self.origin {
+        let full: Cow<[f32]> = match &self.origin {
             Origin::Stream { sim, split } => {
                 let batch = ImageStream::new(sim, *split, at + count as u64, count)
                     .starting_at(at)
@@ -313,20 +305,25 @@ impl<'a> Source<'a> {
             }
             Origin::Memory { frames, .. } => Cow::Borrowed(&frames[at as usize * per..(at as usize + count) * per]),
         };
+        Ok(self.as_read(full))
+    }
+
+    /// Full-detector frames as this source gives them: bad pixels 0, then binned.
+    fn as_read(&self, mut full: Cow<[f32]>) -> Vec<f32> {
         if !self.bad.is_empty() {
             let frames = full.to_mut();
-            for frame in frames.chunks_exact_mut(per) {
+            for frame in frames.chunks_exact_mut(self.full.len()) {
                 for &t in &self.bad {
                     frame[t] = 0.0;
                 }
             }
         }
         if self.bin == 1 {
-            return Ok(full.into_owned());
+            return full.into_owned();
         }
         let mut out = Vec::new();
         bin_frames_shaped_into(&full, self.full.rows, self.full.cols, self.bin, &mut out);
-        Ok(out)
+        out
     }
 
     /// True poses of frames `start .. start + count` (clamped), where the source knows them.

@@ -273,7 +273,10 @@ impl Emc {
         let background_total = if params.background.is_empty() {
             0.0
         } else {
-            lik_pixels.iter().map(|&q| params.background[q as usize] as f64).sum::<f64>() as f32
+            lik_pixels
+                .iter()
+                .map(|&q| params.background[q as usize] as f64)
+                .sum::<f64>() as f32
         };
         let model = IntensityVolume::filled(m, spacing, 0.0);
         // Checks that the grid covers the detector.
@@ -504,8 +507,7 @@ impl Emc {
                 || vec![0.0f32; p],
                 |buf, rot| {
                     slicer.slice_into(rot, buf);
-                    self.lik_pixels.iter().map(|&q| buf[q as usize] as f64).sum::<f64>() as f32
-                        + self.background_total
+                    self.lik_pixels.iter().map(|&q| buf[q as usize] as f64).sum::<f64>() as f32 + self.background_total
                 },
             )
             .collect()

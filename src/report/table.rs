@@ -205,7 +205,10 @@ pub fn from_dataframe(df: &DataFrame, source: &Path) -> Result<Vec<ResultRow>> {
     );
     let projected = optional_f("projected_time_s")?;
     // Tables from before the detector limit and the times to 3° and 2°: unknown.
-    let (limit_px, limit_a) = (optional_f("resolution_limit_px")?, optional_f("resolution_limit_angstrom")?);
+    let (limit_px, limit_a) = (
+        optional_f("resolution_limit_px")?,
+        optional_f("resolution_limit_angstrom")?,
+    );
     let (to3, to2) = (optional_f("time_to_3deg_s")?, optional_f("time_to_2deg_s")?);
     let at_limit: Vec<bool> = if df.column("resolution_at_limit").is_ok() {
         s("resolution_at_limit")?.iter().map(|v| v == "true").collect()
@@ -495,7 +498,13 @@ pub fn markdown(rows: &[ResultRow]) -> String {
                 num(r.resolution_px, 2)
             },
         );
-        let to = |s: f64| if s.is_finite() { hours_minutes(s) } else { "not reached".into() };
+        let to = |s: f64| {
+            if s.is_finite() {
+                hours_minutes(s)
+            } else {
+                "not reached".into()
+            }
+        };
         let reach = format!("{} / {}", to(r.time_to_3deg_s), to(r.time_to_2deg_s));
         let tr = bold(
             r.train_median_deg,

@@ -130,6 +130,16 @@ impl WorkingGeometry {
     /// Full-size intensity images → working-size amplitude images (block sums placed into the
     /// working image, square root; padding and bad pixels 0).
     pub fn amplitudes(&self, images: &[f32], out: &mut Vec<f32>) {
+        self.place(images, out, |v| v.max(0.0).sqrt())
+    }
+
+    /// Full-size intensity images → working-size intensity images (block sums placed as
+    /// [`Self::amplitudes`] places them, without the square root).
+    pub fn intensities(&self, images: &[f32], out: &mut Vec<f32>) {
+        self.place(images, out, |v| v.max(0.0))
+    }
+
+    fn place(&self, images: &[f32], out: &mut Vec<f32>, value: fn(f32) -> f32) {
         let mut binned = Vec::new();
         bin_frames_shaped_into(images, self.full_rows, self.full_cols, self.factor, &mut binned);
         let per = self.binned.len();
@@ -139,7 +149,7 @@ impl WorkingGeometry {
         for (frame, o) in binned.chunks_exact(per).zip(out.chunks_exact_mut(p)) {
             for (v, &b) in o.iter_mut().zip(&self.source_pixel) {
                 if b != u32::MAX && self.binned.mask[b as usize] != PixelMask::Bad {
-                    *v = frame[b as usize].max(0.0).sqrt();
+                    *v = value(frame[b as usize]);
                 }
             }
         }

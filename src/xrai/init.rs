@@ -1,5 +1,6 @@
 //! The fixed input statistics and the starting volume.
 
+use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -43,23 +44,22 @@ impl InputStats {
         let mean_sq = s2.iter().sum::<f64>() / (n * pixels) as f64;
         InputStats { mean, std, mean_sq }
     }
+
+    /// The statistics of the images each normalised to their mean total ([`normalize_totals`]),
+    /// as the encoder sees them with a fitted pattern scale.
+    pub fn from_normalized_amplitudes(amps: &[f32], pixels: usize) -> candle_core::Result<InputStats> {
+        let total = InputStats::from_amplitudes(amps, pixels).mean_sq * pixels as f64;
+        let images = Tensor::from_slice(amps, (amps.len() / pixels, pixels), &Device::Cpu)?;
+        let normalized = normalize_totals(&images, total)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(InputStats::from_amplitudes(&normalized, pixels))
+    }
 }
 
-/// Amplitude images `[n × pixels]` each scaled to the mean total intensity of them all (the
-/// encoder's input with a fitted pattern scale; see `Trainer::input`).
-pub fn normalized_to_mean_total(amps: &[f32], pixels: usize) -> Vec<f32> {
-    let totals: Vec<f64> = amps
-        .chunks_exact(pixels)
-        .map(|img| img.iter().map(|&a| (a as f64).powi(2)).sum())
-        .collect();
-    let mean = totals.iter().sum::<f64>() / totals.len().max(1) as f64;
-    amps.chunks_exact(pixels)
-        .zip(&totals)
-        .flat_map(|(img, &t)| {
-            let f = (mean / (t + 1e-12)).sqrt() as f32;
-            img.iter().map(move |&a| a * f)
-        })
-        .collect()
+/// Amplitude images `[B, P]` each scaled so that its total intensity (Σ amplitude²) is `total`
+/// (an empty image stays empty): the encoder's input with a fitted pattern scale.
+pub fn normalize_totals(amps: &Tensor, total: f64) -> candle_core::Result<Tensor> {
+    let sums = (amps.sqr()?.sum_keepdim(1)? + 1e-12)?;
+    amps.broadcast_mul(&(sums.recip()? * total)?.sqrt()?)
 }
 
 /// The orientation-free starting volume: the radial average of the data's amplitudes

@@ -8,7 +8,6 @@ use super::{contiguous_f32, with_f32};
 
 pub use super::config::{DataLoss, PatternScale};
 
-
 /// How a predicted slice becomes the expected image it is scored against: the data term, the
 /// pattern's scale and the background.
 #[derive(Clone, Debug)]
@@ -56,7 +55,11 @@ pub fn branch_errors(
         let t = t.unsqueeze(1)?;
         match (model.loss, &model.background) {
             (DataLoss::Mse, None) => {
-                let p = if plain { p.clone() } else { fit_scale(p, &t, DataLoss::Mse)? };
+                let p = if plain {
+                    p.clone()
+                } else {
+                    fit_scale(p, &t, DataLoss::Mse)?
+                };
                 p.broadcast_sub(&t)?.sqr()?.mean(D::Minus1)
             }
             (DataLoss::Mse, Some(_)) => (expected_intensity(p, &t, model)? + 1e-12)?
@@ -90,7 +93,9 @@ pub fn expected_intensity(pred: &Tensor, target: &Tensor, model: &DataModel) -> 
         PatternScale::Fixed => lam,
         PatternScale::Fit => {
             let k = target.sqr()?.sum_keepdim(D::Minus1)?; // [B, 1, 1]
-            let signal = k.affine(1.0, -b.sum_all()?.to_scalar::<f32>()? as f64)?.maximum(&(&k * 0.05)?)?;
+            let signal = k
+                .affine(1.0, -b.sum_all()?.to_scalar::<f32>()? as f64)?
+                .maximum(&(&k * 0.05)?)?;
             let total = (lam.sum_keepdim(D::Minus1)? + 1e-12)?; // [B, K, 1]
             lam.broadcast_mul(&signal.broadcast_div(&total)?)?
         }

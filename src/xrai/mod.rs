@@ -18,7 +18,8 @@
 //! [`crate::data::Source`]), [`init`] (input statistics, starting volume), [`pyramid`], [`loss`],
 //! [`optim`], [`trainer`] (step, prediction, checkpoints), [`train`] (the loop), [`refine`]
 //! (after training: each image's pose against the frozen decoder, then the volume with the poses
-//! fixed) and [`run`] (the method as the benchmark runs it).
+//! fixed), [`options`] (the command's options and the configuration they make) and [`run`] (the
+//! method as the benchmark runs it).
 
 pub mod config;
 pub mod conv;
@@ -29,6 +30,7 @@ pub mod init;
 pub mod layers;
 pub mod loss;
 pub mod optim;
+pub mod options;
 pub mod pyramid;
 pub mod refine;
 pub mod run;

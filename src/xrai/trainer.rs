@@ -17,7 +17,7 @@ use super::config::{DecoderKind, PatternScale, SymmetricBranch, XraiConfig};
 use super::decoder::{Amplitudes, Decoder, FourierNet};
 use super::encoder::{sixd_to_rotation, Encoder};
 use super::geometry::WorkingGeometry;
-use super::init::InputStats;
+use super::init::{normalize_totals, InputStats};
 use super::loss::{branch_errors, symmetric_multihead, uniformity, DataModel};
 use super::optim::{Adam, ParamGroup};
 use super::pyramid::gaussian_pyramid;
@@ -68,13 +68,6 @@ pub struct Trainer {
     /// How a slice becomes the expected image (loss, pattern scale, background).
     pub data_model: DataModel,
     pub step: usize,
-}
-
-/// Amplitude images `[B, P]` each scaled so that its total intensity (Σ amplitude²) is `total`
-/// (an empty image stays empty).
-pub fn normalize_totals(amps: &Tensor, total: f64) -> candle_core::Result<Tensor> {
-    let sums = (amps.sqr()?.sum_keepdim(1)? + 1e-12)?;
-    amps.broadcast_mul(&(sums.recip()? * total)?.sqrt()?)
 }
 
 /// How the volume starts.
@@ -219,8 +212,8 @@ impl Trainer {
         Ok(t)
     }
 
-    /// The data's known expected background, photons per pixel of the working image (as
-    /// [`WorkingGeometry::amplitudes`] places the frames, squared back), put in the forward model
+    /// The data's known expected background, photons per pixel of the working image
+    /// ([`WorkingGeometry::intensities`]), put in the forward model
     /// (λ = φ·slice + b); pixels outside the loss get none.
     pub fn with_background(mut self, background: &[f32]) -> anyhow::Result<Trainer> {
         let p = self.geometry.pixels();
