@@ -63,7 +63,7 @@ fn iteration(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(3));
     // Dense: noise-free frames, 64 × 64.
     let sim = simulator(Rescale::PerImage(20_000.0), false);
-    let (mut emc, mut frames) = problem(&sim, 2, LikelihoodPath::Dense, true);
+    let (mut emc, frames) = problem(&sim, 2, LikelihoodPath::Dense, true);
     let (r, p) = (emc.grid.len(), emc.pixels());
     emc.prepare(&frames).unwrap();
     group.throughput(Throughput::Elements((r * FRAMES * p) as u64));
@@ -88,7 +88,7 @@ fn iteration(c: &mut Criterion) {
     });
     // Sparse: Poisson frames at ~880 photons on the full 128 × 128 detector.
     let sim = simulator(Rescale::MeanTotal(880.0), true);
-    let (mut emc, mut frames) = problem(&sim, 1, LikelihoodPath::Sparse, false);
+    let (mut emc, frames) = problem(&sim, 1, LikelihoodPath::Sparse, false);
     let (r, p) = (emc.grid.len(), emc.pixels());
     emc.prepare(&frames).unwrap();
     group.throughput(Throughput::Elements((r * FRAMES * p) as u64));

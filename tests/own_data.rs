@@ -367,3 +367,68 @@ fn bad_data_inputs_are_refused_by_argument_before_anything_is_written() {
         assert!(!out.exists(), "{method} wrote {} before refusing", out.display());
     }
 }
+
+/// X-RAI's data model follows the frames read: photon counts (a simulate directory drawn with
+/// `--poisson`, any photon file) are scored by the Poisson likelihood with each pattern's scale
+/// fitted, fractional (noise-free) frames by squared error, and an explicit `--loss` wins.
+#[test]
+fn a_files_photon_counts_choose_the_count_data_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let base = ["--n", "40", "--pixels", "64", "--seed", "2", "--rescale-total", "1000"];
+    ok(&xrai(
+        &[&["simulate", "--out", s(&p("expected"))][..], &base[..]].concat(),
+    ));
+    ok(&xrai(
+        &[&["simulate", "--poisson", "--out", s(&p("counts"))][..], &base[..]].concat(),
+    ));
+    let counts_emc = p("counts_emc");
+    ok(&xrai(
+        &[
+            &["simulate", "--poisson", "--format", "emc", "--out", s(&counts_emc)][..],
+            &base[..],
+        ]
+        .concat(),
+    ));
+    let run = |data: &Path, out: &str, extra: &[&str]| -> serde_json::Value {
+        let mut a = vec!["xrai", "--data", s(data), "--steps", "1", "--batch", "8"];
+        a.extend(["--working-size", "16", "--volume-size", "11", "--eval-every", "1000"]);
+        let dir = p(out);
+        a.extend(["--train-pose-images", "8", "--refine-steps", "0", "--out", s(&dir)]);
+        a.extend(extra);
+        let log = ok(&xrai(&a));
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p(out).join("summary.json")).unwrap()).unwrap();
+        eprintln!("{out}: {log}");
+        summary
+    };
+    let model = |v: &serde_json::Value| {
+        (
+            v["data"]["photon_counts"].as_bool().unwrap(),
+            v["config"]["loss"].as_str().unwrap().to_string(),
+            v["config"]["pattern_scale"].as_str().unwrap().to_string(),
+            v["config"]["standardize"].as_bool().unwrap(),
+        )
+    };
+    let counted = (true, "poisson".to_string(), "fit".to_string(), false);
+    assert_eq!(
+        model(&run(&p("counts"), "c", &[])),
+        counted,
+        "simulate --poisson directory"
+    );
+    assert_eq!(
+        model(&run(&counts_emc.join("photons.emc"), "e", &[])),
+        counted,
+        "photon file"
+    );
+    assert_eq!(
+        model(&run(&p("expected"), "x", &[])),
+        (false, "mse".to_string(), "fixed".to_string(), true),
+        "noise-free directory"
+    );
+    assert_eq!(
+        model(&run(&p("counts"), "m", &["--loss", "mse"])).1,
+        "mse",
+        "--loss wins"
+    );
+}

@@ -106,6 +106,7 @@ fn a_files_frames_are_scored_against_a_structure_or_by_half_sets() {
     assert_eq!(rows.len(), 1);
     let r = &rows[0];
     assert_eq!(r.pdb_id, "photons.emc vs 2CEX_A");
+    assert_eq!(r.noise, "poisson", "a photon file's frames are counts: {r:?}");
     assert!(r.resolution_px.is_finite() && r.resolution_px > 0.0, "{r:?}");
     assert!(r.test_median_deg.is_finite(), "the file's poses were not scored: {r:?}");
 

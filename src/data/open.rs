@@ -27,6 +27,8 @@ pub struct Opened {
     pub config: Option<SimulationConfig>,
     /// The reciprocal grid recorded by `simulate` (m, Δs in Å⁻¹), if any; see [`grid`].
     pub grid: Option<(usize, f64)>,
+    /// Whether the training frames are photon counts ([`Source::holds_counts`]).
+    pub counts: bool,
     /// What was read, for the method's meta.json.
     pub record: serde_json::Value,
 }
@@ -101,6 +103,9 @@ pub fn open(args: &DataArgs, physics: &PhysicsArgs) -> Result<Option<Opened>> {
             })
         }
     };
+    let counts = source
+        .holds_counts()
+        .with_context(|| format!("--data {}", data.display()))?;
     let range_text = |r: &Option<std::ops::Range<u64>>| r.as_ref().map(|r| format!("{}..{}", r.start, r.end));
     let record = json!({
         "data": data,
@@ -114,12 +119,14 @@ pub fn open(args: &DataArgs, physics: &PhysicsArgs) -> Result<Option<Opened>> {
         "frame_shape": [source.full_detector().rows, source.full_detector().cols],
         "masked_pixels": source.full_detector().len() - source.full_detector().measured(),
         "true_poses": source.poses(0, 1)?.is_some(),
+        "photon_counts": counts,
     });
     Ok(Some(Opened {
         train: source,
         test,
         config: train.config,
         grid: train.grid,
+        counts,
         record,
     }))
 }

@@ -200,6 +200,12 @@ pub const DEFAULT_DET_DIST_M: f64 = 0.2;
 pub const DEFAULT_ENERGY_EV: f64 = 4600.0;
 
 impl PhysicsArgs {
+    /// Whether the simulated frames are photon counts (`--poisson`, or `--mean-photons` which
+    /// implies it).
+    pub fn counts(&self) -> bool {
+        self.poisson || self.mean_photons.is_some()
+    }
+
     /// The simulation these options describe (reads `--mask`).
     pub fn config(&self) -> Result<SimulationConfig> {
         let bad_pixels = match &self.mask {
@@ -229,7 +235,7 @@ impl PhysicsArgs {
                 (None, Some(t), RescaleMode::PerImage) => Rescale::PerImage(t),
                 (None, Some(t), RescaleMode::Mean) => Rescale::MeanTotal(t),
             },
-            poisson: self.poisson || self.mean_photons.is_some(),
+            poisson: self.counts(),
             seed: self.seed,
             acquisition: Acquisition {
                 fluence_jitter: self.fluence_jitter,

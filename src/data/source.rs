@@ -25,6 +25,9 @@ use crate::physics::detector::{PixelDetector, PixelMask};
 
 pub use crate::physics::detector::bin_frames_into as bin_frames_shaped_into;
 
+/// Frames [`Source::holds_counts`] looks at.
+pub const COUNT_PROBE_FRAMES: usize = 32;
+
 /// Where the frames come from.
 pub enum Origin<'a> {
     /// Frames generated on demand from (seed, split, index): the same frame for any read.
@@ -324,6 +327,18 @@ impl<'a> Source<'a> {
         let mut out = Vec::new();
         bin_frames_shaped_into(&full, self.full.rows, self.full.cols, self.bin, &mut out);
         out
+    }
+
+    /// Whether the frames are photon counts, as a detector records them: a photon file always
+    /// is; anything else is when its first [`COUNT_PROBE_FRAMES`] frames hold only whole numbers
+    /// ≥ 0 (a noise-free pattern, rescaled or not, has fractional values in every frame). The
+    /// methods choose their data model from it (X-RAI's loss, pattern scale and encoder input).
+    pub fn holds_counts(&self) -> Result<bool> {
+        if matches!(self.origin, Origin::Emc { .. }) {
+            return Ok(true);
+        }
+        let frames = self.read(0, COUNT_PROBE_FRAMES)?;
+        Ok(!frames.is_empty() && frames.iter().all(|&v| v >= 0.0 && v.fract() == 0.0))
     }
 
     /// True poses of frames `start .. start + count` (clamped), where the source knows them.

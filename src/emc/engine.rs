@@ -42,126 +42,12 @@ use rayon::prelude::*;
 
 use super::compress::Merger;
 use super::grid::OrientationGrid;
+pub use super::params::{Assignment, EmcParams, IterationStats, LikelihoodPath, MergeRule, PartialPass};
 use crate::comm::{share, Comm, Single};
 use crate::data::Source;
 use crate::physics::slice::Slicer;
 use crate::volume::IntensityVolume;
 
-/// How Σ_p K_ip ln W_rp is computed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LikelihoodPath {
-    /// Sparse when the fraction of non-zero pixels is below `sparse_below`, else dense.
-    Auto,
-    /// Dense GEMM over all pixels.
-    Dense,
-    /// Sum over each frame's non-zero pixels.
-    Sparse,
-}
-
-/// How compress turns merged slices into the new model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum MergeRule {
-    /// M'_x = M_x · Σ t K/S / Σ t φ c (S the old slice): the exact EM (Richardson–Lucy, Shepp &
-    /// Vardi 1982) step for the trilinear forward model, so the likelihood cannot fall at β = 1;
-    /// multiplicative, so a random start's texture fades slowly — use it to refine.
-    Em,
-    /// M'_x = Σ t K / Σ t φ c: the interpolation-weighted mean of the maximised slices, the
-    /// classic compress (Loh & Elser 2009, eq. 9); exact only when each pixel falls in one
-    /// voxel, so the likelihood can dip slightly. The default: it forgets a random start fast.
-    Average,
-}
-
-/// Settings of the iterations.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct EmcParams {
-    /// Deterministic-annealing exponent β (1 = plain EM).
-    pub beta: f64,
-    /// Fit a scale factor per frame.
-    pub scale: bool,
-    pub merge: MergeRule,
-    pub path: LikelihoodPath,
-    /// `Auto` goes sparse below this fraction of non-zero pixels. Measured (benches/emc.rs):
-    /// dense ≈ 27 G (rotation·frame·pixel)/s, sparse ≈ 2 G (rotation·photon-pixel)/s, so
-    /// sparse wins below ~7 % non-zero pixels.
-    pub sparse_below: f64,
-    /// Memory for one chunk's whole working set, bytes: its frames, their candidate lists and
-    /// posteriors, and the E-step's and merge's scratch ([`super::chunk::ChunkPlan`]).
-    pub chunk_bytes: usize,
-    /// Rotations expanded and multiplied at a time.
-    pub rotation_block: usize,
-    /// Posterior entries with β L + ln w below max − threshold are dropped (e^−14 ≈ 1e−6).
-    pub threshold: f64,
-    /// At most this many posterior entries per frame (the largest are kept).
-    pub max_candidates: usize,
-    /// Entries below this probability are not merged.
-    pub min_probability: f64,
-    /// Resolution cut-off: pixels with |s| above it (Å⁻¹) are left out of the likelihood.
-    pub max_s: Option<f64>,
-    /// Pixels merged into the model but left out of the likelihood (Dragonfly's mask 1).
-    #[serde(skip)]
-    pub merge_only: Vec<u32>,
-    /// Expected background photons per pixel (empty: none); see the module docs.
-    #[serde(skip)]
-    pub background: Vec<f32>,
-}
-
-impl Default for EmcParams {
-    fn default() -> Self {
-        EmcParams {
-            beta: 1.0,
-            scale: false,
-            merge: MergeRule::Average,
-            path: LikelihoodPath::Auto,
-            sparse_below: 0.07,
-            chunk_bytes: 512 << 20,
-            rotation_block: 256,
-            threshold: 14.0,
-            max_candidates: 4096,
-            min_probability: 1e-6,
-            max_s: None,
-            merge_only: Vec::new(),
-            background: Vec::new(),
-        }
-    }
-}
-
-/// One line of the Dragonfly-style log.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct IterationStats {
-    pub iteration: usize,
-    pub seconds: f64,
-    /// Mean over frames of ln Σ_r w_r exp(L_ir) (β = 1 marginal, up to the data-only Σ ln K!).
-    pub log_likelihood: f64,
-    /// RMS change of the model voxels.
-    pub rms_change: f64,
-    /// Mean over frames of Σ_r P_ir ln(P_ir / w_r), nats (ln R when every frame is certain).
-    pub mutual_information: f64,
-    /// Mean over frames of max_r P_ir.
-    pub mean_max_probability: f64,
-    pub beta: f64,
-    pub sparse: bool,
-}
-
-/// The most likely rotation of a frame and its probability.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Assignment {
-    pub rotation: u32,
-    pub probability: f32,
-}
-
-/// How far a pass stopped by its deadline got: the frames of its completed chunks (each
-/// through the E-step and the merge) and the seconds from the pass's start to the end of the
-/// last of them — the partial pass's measured cost.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
-pub struct PartialPass {
-    pub frames: usize,
-    pub seconds: f64,
-}
-
-/// Frames [`Emc::prepare`] reads for the data's means when it needs no per-frame totals.
-pub const PREPARE_SAMPLE: usize = 65_536;
 /// Frames per read from the source while a chunk is assembled (and the deadline's grain
 /// while reading: 256 simulated 128² frames take about 0.1 s on one core).
 pub(super) const READ_BATCH: usize = 256;
@@ -314,7 +200,7 @@ impl Emc {
     }
 
     /// This rank's frames of a source of `n`.
-    fn own_frames(&self, n: usize) -> Range<usize> {
+    pub(super) fn own_frames(&self, n: usize) -> Range<usize> {
         share(n, self.comm.rank(), self.comm.size())
     }
 
@@ -376,130 +262,12 @@ impl Emc {
         }
     }
 
-    /// The data's mean photon total and density (which picks the likelihood path), to scale a
-    /// fresh model to the data (mean slice total = mean frame total); with `scale`, also every
-    /// frame's total, which starts its φ_i at its total over the mean slice total.
-    ///
-    /// With `scale` this is a pass over every frame. Without it, up to [`PREPARE_SAMPLE`] frames
-    /// in blocks spread evenly over the source are enough for two means (relative error ~1/√65536
-    /// of the frames' spread), and on millions of frames the full pass would cost as much as
-    /// simulating or reading them once more.
-    pub fn prepare(&mut self, source: &Source) -> anyhow::Result<()> {
-        let done = self.prepare_until(source, None, &|_| {})?;
-        debug_assert!(done);
-        Ok(())
-    }
-
-    /// [`prepare`](Self::prepare) that gives up (returning false, nothing changed) once
-    /// `deadline` passes: on millions of frames this first pass over the data is itself long.
-    /// `progress` receives the number of frames read.
-    pub fn prepare_until(
-        &mut self,
-        source: &Source,
-        deadline: Option<Instant>,
-        progress: &dyn Fn(usize),
-    ) -> anyhow::Result<bool> {
-        ensure!(
-            source.pixels() == self.pixels(),
-            "frames have {} pixels, the detector {}",
-            source.pixels(),
-            self.pixels()
-        );
-        ensure!(!source.is_empty(), "no frames");
-        let n = source.count()?;
-        let own = self.own_frames(n);
-        // Per-frame totals are kept only to start the scale factors (this rank's frames); the
-        // mean is summed in frame order either way.
-        let mut totals = Vec::with_capacity(if self.params.scale { own.len() } else { 0 });
-        let (mut sum_total, mut read) = (0.0f64, 0usize);
-        let mut nonzero = 0usize;
-        // Reads of up to READ_BATCH frames: with `scale` this rank's frames, else every frame
-        // or the sample's blocks, shared among the ranks.
-        let reads: Vec<(usize, usize)> = if self.params.scale {
-            own.clone()
-                .step_by(READ_BATCH)
-                .map(|s| (s, READ_BATCH.min(own.end - s)))
-                .collect()
-        } else {
-            let starts: Vec<usize> = if n <= PREPARE_SAMPLE {
-                (0..n).step_by(READ_BATCH).collect()
-            } else {
-                let blocks = PREPARE_SAMPLE / READ_BATCH;
-                (0..blocks).map(|k| k * (n - READ_BATCH) / (blocks - 1)).collect()
-            };
-            starts[self.own_frames(starts.len())]
-                .iter()
-                .map(|&s| (s, READ_BATCH.min(n - s)))
-                .collect()
-        };
-        let expected: usize = reads.iter().map(|&(_, k)| k).sum();
-        let mut gave_up = false;
-        for (start, count) in reads {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                gave_up = true;
-                break;
-            }
-            progress(start);
-            let frames = source.read(start as u64, count)?;
-            for f in frames.chunks_exact(self.pixels()) {
-                let total = self.lik_pixels.iter().map(|&p| f[p as usize] as f64).sum::<f64>() as f32;
-                sum_total += total as f64;
-                read += 1;
-                if self.params.scale {
-                    totals.push(total);
-                }
-                nonzero += f.iter().filter(|&&x| x != 0.0).count();
-            }
-        }
-        // All ranks give up together when any one's deadline passed.
-        if self.comm.any(gave_up) {
-            return Ok(false);
-        }
-        ensure!(
-            read == expected,
-            "the source returned {read} frames, expected {expected}"
-        );
-        let mut sums = [sum_total, read as f64, nonzero as f64];
-        self.comm.sum_f64(&mut sums);
-        let [sum_total, read, nonzero] = sums;
-        self.density = Some(nonzero / (read * self.pixels() as f64));
-        let mean_total = sum_total / read;
-        ensure!(
-            mean_total > 0.0,
-            "the frames hold no signal inside the likelihood pixels"
-        );
-        let slicer = self.slicer()?;
-        let t = self.slice_totals(&slicer);
-        let bt = self.background_total as f64;
-        let mut mean_t = t.iter().map(|&x| x as f64).sum::<f64>() / t.len() as f64;
-        ensure!(
-            mean_t - bt > 0.0,
-            "the model is zero on the detector: start from a random or given model"
-        );
-        // A fresh model's level is the data's signal (mean slice total = mean frame total, the
-        // background's share taken from both); with a background the level is no longer free
-        // under a fitted scale, so it is set then too.
-        if self.iteration == 0 && (!self.params.scale || bt > 0.0) {
-            let k = (mean_total - bt).max(0.05 * mean_total) / (mean_t - bt);
-            self.model.data.iter_mut().for_each(|v| *v *= k as f32);
-            mean_t = (mean_t - bt) * k + bt;
-        }
-        if self.params.scale {
-            totals.iter_mut().for_each(|k| *k = (*k as f64 / mean_t) as f32);
-            self.scales = totals;
-        } else {
-            self.scales = Vec::new();
-        }
-        self.prepared = n;
-        Ok(true)
-    }
-
-    fn slicer(&self) -> anyhow::Result<Slicer> {
+    pub(super) fn slicer(&self) -> anyhow::Result<Slicer> {
         Slicer::with_scale(&self.model, &self.s, self.factors.clone())
     }
 
     /// T_r = Σ_p (W_rp + b_p) over the likelihood pixels, every rotation.
-    fn slice_totals(&self, slicer: &Slicer) -> Vec<f32> {
+    pub(super) fn slice_totals(&self, slicer: &Slicer) -> Vec<f32> {
         let p = self.pixels();
         self.rotations
             .par_iter()

@@ -168,7 +168,7 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
     let rows: Vec<ResultRow> = runs
         .iter()
         .zip(&evaluations)
-        .map(|(r, e)| row(&args, n, r, e, &commit, &final_dir))
+        .map(|(r, e)| row(&args, n, r, e, &commit, &final_dir, external.as_ref().map(|x| x.counts)))
         .collect();
     write_table(&staging, &rows)?;
     let md = markdown(&rows);
@@ -363,7 +363,17 @@ fn stage_wall_time(stage: &Path) -> Option<f64> {
 }
 
 /// The table row of one method.
-fn row(args: &RunArgs, n: u64, r: &MethodRun, e: &Evaluation, commit: &str, final_dir: &Path) -> ResultRow {
+/// One method's table row; `file_counts`: with `--data`, whether the file's frames are photon
+/// counts (the noise column says so).
+fn row(
+    args: &RunArgs,
+    n: u64,
+    r: &MethodRun,
+    e: &Evaluation,
+    commit: &str,
+    final_dir: &Path,
+    file_counts: Option<bool>,
+) -> ResultRow {
     let o = &r.output;
     let stat = |s: Option<crate::eval::pose_error::PoseErrorSummary>,
                 f: fn(&crate::eval::pose_error::PoseErrorSummary) -> f64| s.as_ref().map_or(f64::NAN, f);
@@ -414,10 +424,11 @@ fn row(args: &RunArgs, n: u64, r: &MethodRun, e: &Evaluation, commit: &str, fina
         ranks: o.world.ranks as u64,
         threads_per_rank: o.world.threads_per_rank as u64,
         seed: args.seed,
-        noise: if args.photons().is_some() {
-            "poisson".into()
-        } else {
-            format!("{:?}", args.noise).to_lowercase()
+        noise: match file_counts {
+            Some(true) => "poisson".into(),
+            Some(false) => "none".into(),
+            None if args.photons().is_some() => "poisson".into(),
+            None => format!("{:?}", args.noise).to_lowercase(),
         },
         mean_photons: args.photons().unwrap_or(f64::NAN),
         realism: args.realism(),

@@ -37,6 +37,8 @@ pub struct External {
     pub frames: u64,
     /// Whether the file carries true poses (pose errors are reported).
     pub has_poses: bool,
+    /// Whether its frames are photon counts ([`crate::data::Source::holds_counts`]).
+    pub counts: bool,
 }
 
 /// The data options of `args` that locate the file (for the methods and for opening it here).
@@ -112,6 +114,7 @@ pub fn check(args: &RunArgs, n: u64) -> Result<External> {
         path,
         frames,
         has_poses,
+        counts: opened.counts,
     })
 }
 

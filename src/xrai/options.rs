@@ -173,8 +173,11 @@ pub enum DeviceArg {
 }
 
 /// The configuration: a checkpoint's own (resume), else the defaults (or `--paper`) with the
-/// options given on top.
-pub fn config(args: &Options) -> Result<XraiConfig> {
+/// options given on top. `counts`: the frames are photon counts (simulated with `--poisson` or
+/// `--mean-photons`, or read from a file that holds them, [`crate::data::Source::holds_counts`]),
+/// which sets the defaults of the data model: Poisson loss, each pattern's scale fitted, the
+/// encoder's input scaled globally.
+pub fn config(args: &Options, counts: bool) -> Result<XraiConfig> {
     if let Some(dir) = &args.resume {
         return read_config(dir);
     }
@@ -211,7 +214,6 @@ pub fn config(args: &Options) -> Result<XraiConfig> {
         pyramid_levels = args.pyramid_levels
     );
     // Photon counts are scored by their own likelihood unless --loss says otherwise.
-    let counts = args.physics.poisson || args.physics.mean_photons.is_some();
     if args.loss.is_none() && counts {
         c.loss = DataLoss::Poisson;
     }

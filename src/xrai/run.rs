@@ -105,7 +105,10 @@ pub fn run(mut args: Options) -> Result<()> {
     if args.physics.rescale_total.is_none() {
         args.physics.rescale_total = Some(20_000.0);
     }
-    let cfg = config(&args)?;
+    let opened = crate::data::open(&args.files, &args.physics)?;
+    // the data model follows the data: photon counts, simulated or read, are scored as counts
+    let counts = opened.as_ref().map_or(args.physics.counts(), |o| o.counts);
+    let cfg = config(&args, counts)?;
     cfg.validate()?;
     let ranks = comm.size();
     ensure!(
@@ -134,8 +137,21 @@ pub fn run(mut args: Options) -> Result<()> {
             Device::new_cuda(0).context("--device cuda: build with --features cuda on a machine with a GPU")?
         }
     };
-    let data = match crate::data::open(&args.files, &args.physics)? {
+    let data = match opened {
         Some(opened) => {
+            if comm.is_root() && args.resume.is_none() {
+                eprintln!(
+                    "{}: {}",
+                    args.files.data.as_deref().unwrap_or(Path::new("--data")).display(),
+                    if counts {
+                        "photon counts, scored as counts (Poisson loss, each pattern's scale fitted; \
+                         --loss, --pattern-scale and --standardize change that)"
+                    } else {
+                        "not photon counts (fractional values), scored by squared error (--loss poisson to \
+                         change that)"
+                    }
+                );
+            }
             // the working geometry and the evaluation grid the run will use
             let geo = WorkingGeometry::from_detector(opened.train.full_detector(), cfg.working_size)?;
             crate::data::open::grid(opened.grid, &geo.binned, args.physics.grid).context("--grid")?;

@@ -9,10 +9,10 @@ use anyhow::{bail, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::axes::{log_axis, log_range};
+use super::axes::log_range;
 use super::style::{
-    draw_legend, emptiest_corner, font, house_mesh, no_data_note, normalise_log, render_both, series_color, PlotErr,
-    TITLE_PX,
+    draw_legend, emptiest_corner, log_log_chart, marked_series, no_data_note, normalise_log, render_both, series_color,
+    PlotErr,
 };
 
 /// `series[i]` = (label, [(photons, value)]); `noise_free[i]`: series i's value on noise-free
@@ -62,39 +62,18 @@ fn draw<DB: DrawingBackend>(
         .chain(refs.iter().flatten().copied())
         .collect();
     let (y_lo, y_hi) = log_range(ys, 1.4);
-    let (x_axis, fx) = log_axis(x_lo, x_hi);
-    let (y_axis, fy) = log_axis(y_lo, y_hi);
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, font(TITLE_PX))
-        .margin(20)
-        .margin_right(36)
-        .x_label_area_size(72)
-        .y_label_area_size(100)
-        .build_cartesian_2d(x_axis, y_axis)
-        .pe()?;
-    house_mesh(&mut chart.configure_mesh())
-        .x_desc("mean photons per pattern")
-        .y_desc(y_label)
-        .x_label_formatter(&fx)
-        .y_label_formatter(&fy)
-        .draw()
-        .pe()?;
+    let mut chart = log_log_chart(
+        root,
+        title,
+        ("mean photons per pattern", y_label),
+        (x_lo, x_hi),
+        (y_lo, y_hi),
+    )?;
     let norm = |(x, y): (f64, f64)| (normalise_log(x, x_lo, x_hi), normalise_log(y, y_lo, y_hi));
     let mut norm_pts: Vec<(f64, f64)> = Vec::new();
     for (i, ((label, _), ok)) in series.iter().zip(&data).enumerate() {
         let col = series_color(i);
-        chart
-            .draw_series(LineSeries::new(ok.iter().copied(), col.stroke_width(2)))
-            .pe()?
-            .label(label.as_str())
-            .legend(move |(x, y)| {
-                EmptyElement::at((x, y))
-                    + PathElement::new(vec![(0, 0), (26, 0)], col.stroke_width(2))
-                    + Circle::new((13, 0), 5, col.filled())
-            });
-        chart
-            .draw_series(ok.iter().map(|&p| Circle::new(p, 5, col.filled())))
-            .pe()?;
+        marked_series(&mut chart, ok, col, label)?;
         norm_pts.extend(ok.iter().map(|&p| norm(p)));
         if let Some(v) = refs[i] {
             chart

@@ -7,10 +7,13 @@ use std::sync::Once;
 
 use anyhow::{anyhow, Context, Result};
 use plotters::chart::MeshStyle;
+use plotters::coord::combinators::WithKeyPoints;
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{FontDesc, FontFamily, FontStyle};
+
+use super::axes::log_axis;
 
 /// The bundled DejaVu Sans (see `assets/fonts/DejaVuSans-LICENSE.txt`).
 static DEJAVU_SANS: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
@@ -181,6 +184,63 @@ pub(super) fn house_mesh<'m, 'a, 'b, X: Ranged, Y: Ranged, DB: DrawingBackend>(
         .label_style(font(TICK_PX))
         .bold_line_style(BLACK.mix(0.12))
         .light_line_style(BLACK.mix(0.04))
+}
+
+/// Log axes from a log-log figure's two [`log_axis`] ranges.
+pub(super) type LogLog = Cartesian2d<WithKeyPoints<LogCoord<f64>>, WithKeyPoints<LogCoord<f64>>>;
+
+/// A log–log chart filling `root` (the against-N and against-photons figures): `title` above,
+/// axes spanning `x` and `y` with decade ticks, the house mesh described by `x_desc` and
+/// `y_desc`.
+pub(super) fn log_log_chart<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    (x_lo, x_hi): (f64, f64),
+    (y_lo, y_hi): (f64, f64),
+) -> Result<ChartContext<'a, DB, LogLog>> {
+    let (x_axis, fx) = log_axis(x_lo, x_hi);
+    let (y_axis, fy) = log_axis(y_lo, y_hi);
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, font(TITLE_PX))
+        .margin(20)
+        .margin_right(36)
+        .x_label_area_size(72)
+        .y_label_area_size(100)
+        .build_cartesian_2d(x_axis, y_axis)
+        .pe()?;
+    house_mesh(&mut chart.configure_mesh())
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(&fx)
+        .y_label_formatter(&fy)
+        .draw()
+        .pe()?;
+    Ok(chart)
+}
+
+/// One method's series of a log–log figure: a 2 px line with 5 px filled circles at `pts`, in
+/// the legend as `label` (none when empty).
+pub(super) fn marked_series<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, LogLog>,
+    pts: &[(f64, f64)],
+    col: RGBColor,
+    label: &str,
+) -> Result<()> {
+    let s = chart
+        .draw_series(LineSeries::new(pts.iter().copied(), col.stroke_width(2)))
+        .pe()?;
+    if !label.is_empty() {
+        s.label(label).legend(move |(x, y)| {
+            EmptyElement::at((x, y))
+                + PathElement::new(vec![(0, 0), (26, 0)], col.stroke_width(2))
+                + Circle::new((13, 0), 5, col.filled())
+        });
+    }
+    chart
+        .draw_series(pts.iter().map(|&p| Circle::new(p, 5, col.filled())))
+        .pe()?;
+    Ok(())
 }
 
 /// One series as a 2 px line through `pts` with filled circles of `radius`
