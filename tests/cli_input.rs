@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::repo;
+use common::{fails_with, repo, stderr};
 use xrai_bench::mrc::write_mrc;
 use xrai_bench::volume::Volume;
 
@@ -26,20 +26,6 @@ fn xrai_in(cwd: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Output {
 
 fn xrai(args: &[&str]) -> Output {
     xrai_in(None, args, &[])
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-fn fails_with(o: &Output, needles: &[&str]) -> String {
-    let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success: {err}");
-    assert!(!err.contains("panicked"), "panicked instead of an error: {err}");
-    for n in needles {
-        assert!(err.contains(n), "error lacks {n:?}:\n{err}");
-    }
-    err
 }
 
 /// Every file under `dir` with its contents, to show that nothing was written or deleted.

@@ -17,19 +17,6 @@ fn xrai(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-fn fails_with(o: &Output, needles: &[&str]) {
-    let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success: {err}");
-    assert!(!err.contains("panicked"), "panicked instead of an error: {err}");
-    for n in needles {
-        assert!(err.contains(n), "error lacks {n:?}:\n{err}");
-    }
-}
-
 const ATOM: &str = "ATOM      1  N   ASP A   2      14.312   3.902  -7.338  1.00 34.33           N  ";
 const ATOM2: &str = "ATOM      2  CA  ASP A   2      14.303   4.751  -6.109  1.00 33.69           C  ";
 

@@ -6,10 +6,13 @@
 //! by argument before anything is written.
 #![cfg(feature = "hdf5")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use clap::Parser;
+use common::{fails_with, ok};
 use rand::SeedableRng;
 use rand_distr::Distribution;
 use xrai_bench::data::options::{DataArgs, PhysicsArgs};
@@ -30,22 +33,6 @@ fn xrai(args: &[&str]) -> Output {
         .env("HDF5_USE_FILE_LOCKING", "FALSE")
         .output()
         .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(o.status.success(), "command failed:\n{err}");
-    err
-}
-
-fn fails_with(o: &Output, needles: &[&str]) -> String {
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(!o.status.success(), "expected failure, got success: {err}");
-    assert!(!err.contains("panicked"), "panicked instead of an error: {err}");
-    for n in needles {
-        assert!(err.contains(n), "error lacks {n:?}:\n{err}");
-    }
-    err
 }
 
 fn s(p: &Path) -> &str {

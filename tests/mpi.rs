@@ -13,9 +13,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use candle_core::Device;
+use common::ok;
 use xrai_bench::comm::share;
 use xrai_bench::data::Split;
 use xrai_bench::xrai::init::InputStats;
@@ -29,16 +30,6 @@ fn mpirun() -> Command {
     let mut c = Command::new(words[0]);
     c.args(&words[1..]).env("RAYON_NUM_THREADS", "1");
     c
-}
-
-fn ok(o: &Output) -> String {
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(
-        o.status.success(),
-        "command failed:\n{err}\n{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    err
 }
 
 fn read_map(path: &Path) -> Vec<f32> {

@@ -23,21 +23,6 @@ fn xrai(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(o: &Output) -> String {
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(o.status.success(), "command failed:\n{err}");
-    err
-}
-
-fn fails_with(o: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(!o.status.success(), "expected failure, got success: {err}");
-    assert!(!err.contains("panicked"), "panicked instead of an error: {err}");
-    for n in needles {
-        assert!(err.contains(n), "error lacks {n:?}:\n{err}");
-    }
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }

@@ -1,9 +1,12 @@
 //! The benchmark on a file's frames (`xrai-bench run --data`): scored against a named structure
 //! on each method's own grid, or, without one, by the half-set FSC of two independent halves.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::ok;
 use xrai_bench::report::table::read_table;
 
 fn xrai(args: &[&str], dir: &Path) -> Output {
@@ -16,12 +19,6 @@ fn xrai(args: &[&str], dir: &Path) -> Output {
         .env("RAYON_NUM_THREADS", "2")
         .output()
         .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(o.status.success(), "command failed:\n{err}");
-    err
 }
 
 const EMC: [&str; 10] = [

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use xrai_bench::physics::molecule::{read_structure, Molecule, Selection};
 
@@ -74,4 +75,32 @@ pub fn cex_a_simulator() -> xrai_bench::data::ImageSimulator {
         },
     )
     .expect("the default simulation")
+}
+
+/// A command's stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Asserts that the command succeeded (showing its stderr and stdout when not); its stderr.
+pub fn ok(o: &Output) -> String {
+    let err = stderr(o);
+    assert!(
+        o.status.success(),
+        "command failed:\n{err}\n{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    err
+}
+
+/// Asserts that the command failed with an error, not a panic, whose text holds every one of
+/// `needles`; its stderr.
+pub fn fails_with(o: &Output, needles: &[&str]) -> String {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success: {err}");
+    assert!(!err.contains("panicked"), "panicked instead of an error: {err}");
+    for n in needles {
+        assert!(err.contains(n), "error lacks {n:?}:\n{err}");
+    }
+    err
 }
