@@ -353,9 +353,10 @@ fn bad_data_inputs_are_refused_by_argument_before_anything_is_written() {
     }
 }
 
-/// X-RAI's data model follows the frames read: photon counts (a simulate directory drawn with
-/// `--poisson`, any photon file) are scored by the Poisson likelihood with each pattern's scale
-/// fitted, fractional (noise-free) frames by squared error, and an explicit `--loss` wins.
+/// The data model follows the frames read: X-RAI scores photon counts (a simulate directory drawn
+/// with `--poisson`, any photon file) by the Poisson likelihood with each pattern's scale fitted,
+/// fractional (noise-free) frames by squared error, and an explicit `--loss` wins; EMC fits each
+/// frame's scale on a file's counts without a record of a constant fluence.
 #[test]
 fn a_files_photon_counts_choose_the_count_data_model() {
     let dir = tempfile::tempdir().unwrap();
@@ -416,4 +417,36 @@ fn a_files_photon_counts_choose_the_count_data_model() {
         "mse",
         "--loss wins"
     );
+
+    // EMC fits each frame's scale on a file's counts unless the file's record says the fluence
+    // is constant (this simulate directory's meta.json does: no jitter, no focus).
+    let bare = p("bare");
+    std::fs::create_dir(&bare).unwrap();
+    std::fs::copy(counts_emc.join("photons.emc"), bare.join("frames.emc")).unwrap();
+    std::fs::copy(counts_emc.join("detector.dat"), bare.join("detector.dat")).unwrap();
+    let emc_scale = |data: &Path, out: &str, extra: &[&str]| -> bool {
+        let mut a = vec!["emc", "--data", s(data), "--level", "1", "--bin", "4", "--iters", "1"];
+        let dir = p(out);
+        a.extend(["--out", s(&dir)]);
+        a.extend(extra);
+        let log = ok(&xrai(&a));
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+        let scale = meta["params"]["scale"].as_bool().unwrap();
+        assert_eq!(scale, log.contains("fitting each frame's scale"), "{out}: {log}");
+        scale
+    };
+    assert!(
+        emc_scale(&bare.join("frames.emc"), "emc_bare", &[]),
+        "a bare photon file"
+    );
+    assert!(
+        !emc_scale(&bare.join("frames.emc"), "emc_bare_no", &["--no-scale"]),
+        "--no-scale"
+    );
+    assert!(
+        !emc_scale(&counts_emc, "emc_recorded", &[]),
+        "a record of a constant fluence"
+    );
+    assert!(!emc_scale(&p("expected"), "emc_expected", &[]), "noise-free frames");
 }

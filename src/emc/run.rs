@@ -127,9 +127,15 @@ pub struct Options {
     /// Largest β the schedule reaches.
     #[arg(long, default_value_t = 1.0)]
     pub beta_max: f64,
-    /// Fit a scale factor per frame (useful for per-image rescaled frames).
-    #[arg(long)]
+    /// Fit a scale factor φ_i per frame (Dragonfly's need_scaling): for frames whose pulse
+    /// fluence or place in the focus varies, and per-image rescaled frames. The default for photon
+    /// counts read from a file (`--data`) unless its simulation record (meta.json) says every
+    /// pattern has the same scale, as X-RAI fits each pattern's scale on counts.
+    #[arg(long, conflicts_with = "no_scale")]
     pub scale: bool,
+    /// One scale for every frame, also for a file's photon counts.
+    #[arg(long)]
+    pub no_scale: bool,
     /// Compress rule: average (interpolation-weighted mean of the maximised slices, the classic
     /// compress) or em (exact EM step for the trilinear model: the likelihood never falls, but
     /// it is slow to leave a random start — use it to refine).
@@ -185,6 +191,7 @@ pub fn run(args: Options) -> Result<()> {
         Some(_) => None,
         None => Some(ImageSimulator::new(args.molecule.load()?, args.physics.config()?)?),
     };
+    let mut scale = args.scale;
     let (train, test, config, record, recorded_grid) = match (&simulator, opened) {
         (Some(sim), _) => (
             Source::stream(sim, Split::Train, Some(args.n.unwrap_or(0))),
@@ -193,7 +200,19 @@ pub fn run(args: Options) -> Result<()> {
             serde_json::Value::Null,
             Some((sim.grid.m, sim.grid.spacing)),
         ),
-        (None, Some(o)) => (o.train, o.test, o.config, o.record, o.grid),
+        (None, Some(o)) => {
+            // a file's counts: each pulse its own unless the simulation record says otherwise
+            if !args.scale && !args.no_scale && o.counts && o.config.as_ref().is_none_or(|c| c.acquisition.varies()) {
+                scale = true;
+                if comm.is_root() {
+                    eprintln!(
+                        "EMC: the frames are photon counts with no record of a constant pulse fluence: fitting \
+                         each frame's scale (--no-scale: one scale for all)"
+                    );
+                }
+            }
+            (o.train, o.test, o.config, o.record, o.grid)
+        }
         (None, None) => unreachable!("data are simulated or read"),
     };
     let train = train.binned(args.bin).context("--bin")?;
@@ -204,7 +223,7 @@ pub fn run(args: Options) -> Result<()> {
     let beam = train.beam().clone();
     let params = EmcParams {
         beta: args.beta,
-        scale: args.scale,
+        scale,
         merge: args.merge,
         path: args.path,
         chunk_bytes,
