@@ -62,7 +62,10 @@ pub struct PoseErrorSummary {
     pub rms_deg: f64,
     /// Mean view-direction error (the quantity the paper's alignment minimises).
     pub mean_view_direction_deg: f64,
-    /// Fraction of images matched with the in-plane π flip.
+    /// Fraction of images matched with the in-plane π flip (the variant with the smaller
+    /// residual). An image far off (say > 45°) takes whichever variant is less far, so where
+    /// many are far off this counts them too: read it beside the residuals, not as the share of
+    /// π partners among good poses.
     pub flipped_fraction: f64,
 }
 
