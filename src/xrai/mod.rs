@@ -18,7 +18,7 @@
 //! [`crate::data::Source`]), [`init`] (input statistics, starting volume), [`pyramid`], [`loss`],
 //! [`optim`], [`trainer`] (step, prediction, checkpoints), [`train`] (the loop), [`refine`]
 //! (after training: each image's pose against the frozen decoder, then the volume with the poses
-//! fixed), [`options`] (the command's options and the configuration they make) and [`run`] (the
+//! fixed; [`mates`]: the near-2-fold mates it can also try), [`options`] (the command's options and the configuration they make) and [`run`] (the
 //! method as the benchmark runs it).
 
 pub mod config;
@@ -29,6 +29,7 @@ pub mod geometry;
 pub mod init;
 pub mod layers;
 pub mod loss;
+pub mod mates;
 pub mod optim;
 pub mod options;
 pub mod pyramid;

@@ -150,6 +150,11 @@ pub struct Options {
     /// first pose pass; the lowest final loss wins.
     #[arg(long, default_value_t = RefineOptions::default().candidates)]
     pub refine_candidates: usize,
+    /// Also refine each image from the three near-2-fold mates of its best rotation (turned by
+    /// π about the volume's principal axes, where the low-resolution intensity nearly repeats)
+    /// in the first pose pass, keeping the lowest loss; adds three candidates' descent per image.
+    #[arg(long)]
+    pub refine_mates: bool,
     /// Rounds of (volume with the poses fixed, then the poses again) after the first pose pass:
     /// the first is kept from the budget, the others run while it allows.
     #[arg(long, default_value_t = 3)]

@@ -53,6 +53,10 @@ pub struct RefineOptions {
     pub search_rotations: usize,
     /// Most images searched for, as a share of the images.
     pub search_fraction: f64,
+    /// Also refine each image from the near-2-fold mates of its best rotation in the first
+    /// pass ([`super::mates`]).
+    #[serde(default)]
+    pub mates: bool,
 }
 
 impl Default for RefineOptions {
@@ -70,6 +74,7 @@ impl Default for RefineOptions {
             lost_factor: 3.0,
             search_rotations: 8192,
             search_fraction: 0.005,
+            mates: false,
         }
     }
 }
@@ -245,6 +250,13 @@ pub fn refine_from_encoder(t: &Trainer, amps: &[f32], opts: &RefineOptions) -> R
         report.retried = retry;
         report.retry_moved = keep_lower(&mut best, &mut best_e, &order, &b2, &be2).1;
     }
+    // the near-2-fold mates of each image's best rotation, which no hypothesis covers
+    if opts.mates && n > 0 {
+        let axes = super::mates::near_twofold_axes(&t.decoder.symmetrized_volume()?, t.decoder.m)?;
+        let twofolds = super::mates::twofolds(&axes);
+        report.mates_moved = super::mates::try_mates(t, amps, &twofolds, &mut best, &mut best_e, opts)?;
+        report.mates_tried = n;
+    }
     // images still far above the typical loss: no hypothesis was near; search all of SO(3)
     let median = crate::stats::median(&mut best_e.iter().map(|&e| e as f64).collect::<Vec<_>>());
     let mut lost: Vec<usize> = (0..n)
@@ -265,7 +277,7 @@ pub fn refine_from_encoder(t: &Trainer, amps: &[f32], opts: &RefineOptions) -> R
 /// Replaces image `indices[k]`'s rotation and error by candidate k where the candidate's error
 /// is lower; returns how many were replaced and how many of those moved by more than
 /// [`DISTINCT_DEG`].
-fn keep_lower(
+pub(super) fn keep_lower(
     best: &mut [Matrix3<f64>],
     best_e: &mut [f32],
     indices: &[usize],
@@ -297,6 +309,9 @@ pub struct FirstPass {
     /// Images searched for over SO(3), and those that found a lower loss.
     pub searched: usize,
     pub search_improved: usize,
+    /// Images refined from their near-2-fold mates, and those that moved to one.
+    pub mates_tried: usize,
+    pub mates_moved: usize,
 }
 
 /// A global search for images `amps` whose hypotheses all missed: every rotation of a fixed
@@ -469,8 +484,9 @@ impl RefineCost {
         let c = o.candidates.clamp(1, self.per.max(1)) as f64;
         let retried = images * o.retry_fraction;
         let searched = images * o.search_fraction;
+        let mates = if o.mates { super::mates::MATES as f64 } else { 0.0 };
         FIRST_PASS_MEASURED
-            * (images * (self.hypotheses_s + self.step_s * c * steps)
+            * (images * (self.hypotheses_s + self.step_s * (c + mates) * steps)
                 + retried * self.step_s * self.per as f64 * steps
                 + searched * self.step_s * (o.search_rotations as f64 / 2.0 + c * steps))
     }
