@@ -109,6 +109,8 @@ pub fn run(mut args: Options) -> Result<()> {
     // the data model follows the data: photon counts, simulated or read, are scored as counts
     let counts = opened.as_ref().map_or(args.physics.counts(), |o| o.counts);
     let cfg = config(&args, counts)?;
+    // photon counts leave a share of images at a near-2-fold mate (xrai::mates)
+    args.refine_mates |= counts && !args.no_refine_mates;
     cfg.validate()?;
     let ranks = comm.size();
     ensure!(
