@@ -146,19 +146,11 @@ fn known_background_is_modelled_and_removed() {
     };
     // the ratio of two models' sums over the voxels both reach
     let level = |a: &[f32], b: &[f32]| -> f64 {
-        let both = |x: &f32, y: &f32| *x > 0.0 && *y > 0.0;
-        let sa: f64 = a
+        let (sa, sb) = a
             .iter()
             .zip(b)
-            .filter(|(x, y)| both(x, y))
-            .map(|(x, _)| *x as f64)
-            .sum();
-        let sb: f64 = a
-            .iter()
-            .zip(b)
-            .filter(|(x, y)| both(x, y))
-            .map(|(_, y)| *y as f64)
-            .sum();
+            .filter(|(x, y)| **x > 0.0 && **y > 0.0)
+            .fold((0f64, 0f64), |(sa, sb), (x, y)| (sa + *x as f64, sb + *y as f64));
         sa / sb
     };
     let (clean, clean_assigned) = merged(frames(&vec![0.0; p]), Vec::new());

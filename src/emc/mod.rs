@@ -22,4 +22,3 @@ pub use chunk::ChunkPlan;
 pub use engine::Emc;
 pub use grid::OrientationGrid;
 pub use params::{Assignment, EmcParams, IterationStats, LikelihoodPath, MergeRule, PartialPass};
-pub use prepare::PREPARE_SAMPLE;

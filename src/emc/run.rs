@@ -191,7 +191,17 @@ pub fn run(args: Options) -> Result<()> {
         Some(_) => None,
         None => Some(ImageSimulator::new(args.molecule.load()?, args.physics.config()?)?),
     };
-    let mut scale = args.scale;
+    // a file's counts: each pulse its own unless the simulation record says otherwise
+    let file_scale_varies = opened
+        .as_ref()
+        .is_some_and(|o| o.counts && o.config.as_ref().is_none_or(|c| c.acquisition.varies()));
+    let scale = args.scale || (!args.no_scale && file_scale_varies);
+    if scale && !args.scale && comm.is_root() {
+        eprintln!(
+            "EMC: the frames are photon counts with no record of a constant pulse fluence: fitting each frame's \
+             scale (--no-scale: one scale for all)"
+        );
+    }
     let (train, test, config, record, recorded_grid) = match (&simulator, opened) {
         (Some(sim), _) => (
             Source::stream(sim, Split::Train, Some(args.n.unwrap_or(0))),
@@ -200,19 +210,7 @@ pub fn run(args: Options) -> Result<()> {
             serde_json::Value::Null,
             Some((sim.grid.m, sim.grid.spacing)),
         ),
-        (None, Some(o)) => {
-            // a file's counts: each pulse its own unless the simulation record says otherwise
-            if !args.scale && !args.no_scale && o.counts && o.config.as_ref().is_none_or(|c| c.acquisition.varies()) {
-                scale = true;
-                if comm.is_root() {
-                    eprintln!(
-                        "EMC: the frames are photon counts with no record of a constant pulse fluence: fitting \
-                         each frame's scale (--no-scale: one scale for all)"
-                    );
-                }
-            }
-            (o.train, o.test, o.config, o.record, o.grid)
-        }
+        (None, Some(o)) => (o.train, o.test, o.config, o.record, o.grid),
         (None, None) => unreachable!("data are simulated or read"),
     };
     let train = train.binned(args.bin).context("--bin")?;

@@ -362,7 +362,6 @@ fn stage_wall_time(stage: &Path) -> Option<f64> {
         .find_map(|l| l.strip_prefix("wall_s").and_then(|v| v.trim().parse().ok()))
 }
 
-/// The table row of one method.
 /// One method's table row; `file_counts`: with `--data`, whether the file's frames are photon
 /// counts (the noise column says so).
 fn row(

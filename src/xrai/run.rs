@@ -146,11 +146,12 @@ pub fn run(mut args: Options) -> Result<()> {
                     "{}: {}",
                     args.files.data.as_deref().unwrap_or(Path::new("--data")).display(),
                     if counts {
-                        "photon counts, scored as counts (Poisson loss, each pattern's scale fitted; \
-                         --loss, --pattern-scale and --standardize change that)"
+                        "photon counts: the count defaults apply (Poisson loss, each pattern's scale fitted, \
+                         global input scaling, near-2-fold mates; --loss, --pattern-scale, --standardize and \
+                         --no-refine-mates override them)"
                     } else {
-                        "not photon counts (fractional values), scored by squared error (--loss poisson to \
-                         change that)"
+                        "not photon counts (fractional values): the defaults for expected photons apply \
+                         (squared error; --loss poisson overrides it)"
                     }
                 );
             }
