@@ -18,7 +18,8 @@
 //! [`crate::data::Source`]), [`init`] (input statistics, starting volume), [`pyramid`], [`loss`],
 //! [`optim`], [`trainer`] (step, prediction, checkpoints), [`train`] (the loop), [`refine`]
 //! (after training: each image's pose against the frozen decoder, then the volume with the poses
-//! fixed; [`mates`]: the near-2-fold mates it can also try), [`options`] (the command's options and the configuration they make) and [`run`] (the
+//! fixed; [`mates`]: the near-2-fold mates it can also try; [`plan`]: what it costs and what fits
+//! the budget), [`options`] (the command's options and the configuration they make) and [`run`] (the
 //! method as the benchmark runs it).
 
 pub mod config;
@@ -32,6 +33,7 @@ pub mod loss;
 pub mod mates;
 pub mod optim;
 pub mod options;
+pub mod plan;
 pub mod pyramid;
 pub mod refine;
 pub mod run;

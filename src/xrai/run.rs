@@ -19,7 +19,8 @@ use super::config::{DataLoss, DecoderKind, PatternScale};
 use super::geometry::{amplitudes, WorkingGeometry};
 use super::init::{radial_volume, true_amplitude_volume, InputStats};
 use super::options::{config, DeviceArg, Options};
-use super::refine::{self, RefineCost, RefineOptions, REFINE_SHARE};
+use super::plan::{self, RefineCost, REFINE_SHARE};
+use super::refine::{self, RefineOptions};
 use super::train::{train_loop, LoopOptions};
 use super::trainer::{CheckpointState, Trainer, VolumeInit};
 use super::XraiConfig;
@@ -368,53 +369,57 @@ fn train(
     };
     let n_test = test_amps.len() / geo.pixels();
     let n_train_poses = train_n.map_or(args.train_pose_images, |n| (n as usize).min(args.train_pose_images));
-    let refine_opts = RefineOptions {
+    let asked = RefineOptions {
         pose_steps: args.refine_steps,
         candidates: args.refine_candidates,
         mates: args.refine_mates,
         ..RefineOptions::default()
     };
-    let mut refining = args.refine_steps > 0;
     // The refinement stage's plan: its first pass and one round are kept from the budget (at
-    // most REFINE_SHARE of it: fewer training images are refined when they would not fit, and a
-    // budget too short even for --train-pose-images of them keeps the encoder's poses), and the
-    // rounds, up to --refine-rounds, run while the budget allows.
-    let mut n_closing_train = n_train_poses;
-    let mut refine_cost = RefineCost::default();
-    if refining {
-        let wanted = args.refine_images.max(n_train_poses);
-        n_closing_train = train_n.map_or(wanted, |n| (n as usize).min(wanted));
-        if root {
-            refine_cost = RefineCost::measure(&trainer, &test_amps, &refine_opts)?;
-            if let Some(limit) = budget.limit_s() {
-                let share = REFINE_SHARE * (limit - budget.elapsed_s()).max(0.0);
-                while n_closing_train > n_train_poses
-                    && refine_cost.reserve_s(n_closing_train, n_test, args.refine_rounds) > share
-                {
-                    n_closing_train = (n_closing_train * 3 / 4).max(n_train_poses);
-                }
-                let needed = refine_cost.reserve_s(n_closing_train, n_test, args.refine_rounds);
-                if needed > share {
-                    eprintln!(
-                        "refinement skipped: it would take about {needed:.0} s, more than {:.0} % of the budget; \
-                         the encoder's poses are the result",
-                        REFINE_SHARE * 100.0
-                    );
-                    refining = false;
-                    n_closing_train = n_train_poses;
-                    refine_cost = RefineCost::default();
-                }
-            }
-        }
-        if refining && root {
+    // most REFINE_SHARE of it; see `plan`), and the rounds, up to --refine-rounds, run while the
+    // budget allows.
+    let wanted = train_n.map_or(args.refine_images, |n| (n as usize).min(args.refine_images));
+    let mut refine_plan = plan::RefinePlan {
+        refining: args.refine_steps > 0,
+        train_images: n_train_poses,
+        cost: RefineCost::default(),
+        dropped_mates: false,
+        skipped_s: None,
+    };
+    if refine_plan.refining && root {
+        let cost = RefineCost::measure(&trainer, &test_amps, &asked)?;
+        let share = budget
+            .limit_s()
+            .map(|limit| REFINE_SHARE * (limit - budget.elapsed_s()).max(0.0));
+        refine_plan = plan::plan(cost, wanted, n_train_poses, n_test, args.refine_rounds, share);
+        let p = &refine_plan;
+        if let Some(needed) = p.skipped_s {
             eprintln!(
-                "refinement after training: {n_closing_train} training and {n_test} test images, about {:.0} s kept from \
+                "refinement skipped: it would take about {needed:.0} s, more than {:.0} % of the budget; \
+                 the encoder's poses are the result",
+                REFINE_SHARE * 100.0
+            );
+        } else {
+            if p.dropped_mates {
+                eprintln!(
+                    "refinement without the near-2-fold mates: with them even {n_train_poses} training images would \
+                     take more than {:.0} % of the budget",
+                    REFINE_SHARE * 100.0
+                );
+            }
+            eprintln!(
+                "refinement after training: {} training and {n_test} test images, about {:.0} s kept from \
                  the budget ({:.0} µs per rotation and descent step)",
-                refine_cost.reserve_s(n_closing_train, n_test, args.refine_rounds),
-                refine_cost.step_s * 1e6
+                p.train_images,
+                p.cost.reserve_s(p.train_images, n_test, args.refine_rounds),
+                p.cost.step_s * 1e6
             );
         }
     }
+    let refining = refine_plan.refining;
+    let n_closing_train = refine_plan.train_images;
+    let refine_cost = refine_plan.cost.clone();
+    let refine_opts = if root { refine_plan.opts().clone() } else { asked };
     let refine_s = refine_cost.reserve_s(n_closing_train, n_test, args.refine_rounds);
     let preparation_s = budget.elapsed_s();
     let mut curve_file: Box<dyn Write> = match staging {
