@@ -106,7 +106,7 @@ impl Detector {
             self.gap_px,
             self.pixels
         );
-        let total = self.pixels.checked_mul(self.pixels).unwrap_or(usize::MAX);
+        let total = self.pixels.saturating_mul(self.pixels);
         if let Some(&p) = self.bad_pixels.iter().find(|&&p| p as usize >= total) {
             bail!(
                 "--mask: bad pixel {p} is outside the {}×{} detector",
@@ -291,7 +291,7 @@ impl PixelDetector {
 
     /// Largest |s| on the detector, Å⁻¹.
     pub fn s_max(&self) -> f64 {
-        self.s.iter().map(|s| norm(s)).fold(0.0, f64::max)
+        self.s.iter().map(norm).fold(0.0, f64::max)
     }
 
     /// Pixels that are not [`PixelMask::Bad`].

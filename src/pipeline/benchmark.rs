@@ -132,7 +132,7 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
         let (e, curve) = match (&external, &args.pdb) {
             (None, _) => evaluate(
                 r,
-                &read_mrc(&truth_dir.join("density.mrc"))?,
+                &read_mrc(truth_dir.join("density.mrc"))?,
                 &staging,
                 starts,
                 seed,
@@ -341,7 +341,7 @@ fn dataset_name(args: &RunArgs) -> String {
 fn half_density(r: &MethodRun, starts: usize, seed: u64) -> Result<crate::volume::DensityMap> {
     let path = r.dir.join("half_density.mrc");
     if !path.exists() {
-        let amplitude = read_mrc(&r.dir.join(crate::method::output::AMPLITUDE_FILE))?;
+        let amplitude = read_mrc(r.dir.join(crate::method::output::AMPLITUDE_FILE))?;
         let phased = crate::eval::phasing::phase(
             &amplitude,
             &crate::eval::phasing::PhasingParams {

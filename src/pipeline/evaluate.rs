@@ -61,7 +61,7 @@ pub fn evaluate(
     let record = out.join("resolution.json");
     if !(fsc_csv.exists() && density_path.exists() && record.exists()) {
         let t0 = Instant::now();
-        let amplitude = read_mrc(&r.dir.join(AMPLITUDE_FILE))?;
+        let amplitude = read_mrc(r.dir.join(AMPLITUDE_FILE))?;
         let phased = phase(
             &amplitude,
             &PhasingParams {

@@ -99,16 +99,16 @@ fn gallery(sim: &ImageSimulator, plots_dir: &Path, runs: &[MethodRun]) -> Result
 
 /// Central slices: amplitudes (log) and aligned densities (linear), truth vs each method.
 fn slices(dir: &Path, plots_dir: &Path, runs: &[MethodRun]) -> Result<()> {
-    let truth_amp = read_mrc(&dir.join("truth/amplitude.mrc"))?;
-    let truth_den = read_mrc(&dir.join("truth/density.mrc"))?;
+    let truth_amp = read_mrc(dir.join("truth/amplitude.mrc"))?;
+    let truth_den = read_mrc(dir.join("truth/density.mrc"))?;
     let mut columns = vec!["truth".to_string()];
     let mut amp_slices = vec![central_slice(&truth_amp)];
     let mut den_slices = vec![central_slice(&truth_den)];
     for r in runs {
         columns.push(r.label.to_string());
-        amp_slices.push(central_slice(&read_mrc(&r.dir.join(AMPLITUDE_FILE))?));
+        amp_slices.push(central_slice(&read_mrc(r.dir.join(AMPLITUDE_FILE))?));
         den_slices.push(central_slice(&read_mrc(
-            &dir.join("eval").join(r.id).join("density.mrc"),
+            dir.join("eval").join(r.id).join("density.mrc"),
         )?));
     }
     // The density box is 1/Δs = 4kR wide (k = 3): the molecule fills its central sixth, so

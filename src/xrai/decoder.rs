@@ -409,7 +409,7 @@ impl FourierNet {
         seed: u64,
     ) -> Result<FourierNet> {
         use rand::SeedableRng;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5157_4e45_54);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x0051_574e_4554);
         let envelope = Siren::new(3, width, layers, omega, vb.pp("envelope"), &mut rng)?;
         let modulant = Siren::new(3, width, layers, omega, vb.pp("modulant"), &mut rng)?;
         Ok(FourierNet {
