@@ -279,6 +279,12 @@ fn run_is_atomic_refuses_to_overwrite_and_resumes() {
     child.wait().unwrap();
     assert!(!out.exists(), "a killed run must not appear under its final name");
     assert!(staging.join("run.toml").exists());
+    // as if X-RAI had run under an earlier build: its row must name that build, not this one
+    let output = staging.join("xrai/output.json");
+    let mut record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
+    let this_build = record["software"]["git_commit"].as_str().unwrap().to_string();
+    record["software"]["git_commit"] = "0123456789ab".into();
+    std::fs::write(&output, serde_json::to_string(&record).unwrap()).unwrap();
     let xrai_written = std::fs::metadata(staging.join("xrai/summary.json"))
         .unwrap()
         .modified()
@@ -326,6 +332,18 @@ fn run_is_atomic_refuses_to_overwrite_and_resumes() {
     assert!(rows
         .iter()
         .all(|r| r.n_train == 256 && r.resolution_px.is_finite() && r.test_median_deg.is_finite()));
+    for r in &rows {
+        let expected = if r.method == "xrai" {
+            "0123456789ab"
+        } else {
+            this_build.as_str()
+        };
+        assert_eq!(
+            r.git_commit, expected,
+            "{}: the build that produced its output",
+            r.method
+        );
+    }
     assert_eq!(read_table(&summary.join("summary.parquet")).unwrap().len(), 2);
     // and a finished run is never overwritten
     let before = std::fs::read(out.join("table.csv")).unwrap();

@@ -164,11 +164,10 @@ pub fn run_one(args: RunArgs, control: RunControl, matches: Option<&clap::ArgMat
         evaluations.push(e);
     }
 
-    let commit = crate::method::output::Software::this().git_commit;
     let rows: Vec<ResultRow> = runs
         .iter()
         .zip(&evaluations)
-        .map(|(r, e)| row(&args, n, r, e, &commit, &final_dir, external.as_ref().map(|x| x.counts)))
+        .map(|(r, e)| row(&args, n, r, e, &final_dir, external.as_ref().map(|x| x.counts)))
         .collect();
     write_table(&staging, &rows)?;
     let md = markdown(&rows);
@@ -369,11 +368,18 @@ fn row(
     n: u64,
     r: &MethodRun,
     e: &Evaluation,
-    commit: &str,
     final_dir: &Path,
     file_counts: Option<bool>,
 ) -> ResultRow {
     let o = &r.output;
+    // the build that produced the method's output (a resumed run may reuse one from an earlier
+    // build); the harness's own for an output of another program
+    let this = crate::method::output::Software::this();
+    let software = if o.software.name == this.name {
+        &o.software
+    } else {
+        &this
+    };
     let stat = |s: Option<crate::eval::pose_error::PoseErrorSummary>,
                 f: fn(&crate::eval::pose_error::PoseErrorSummary) -> f64| s.as_ref().map_or(f64::NAN, f);
     // the test pose error against time, for the times to 3° and 2°
@@ -431,8 +437,8 @@ fn row(
         },
         mean_photons: args.photons().unwrap_or(f64::NAN),
         realism: args.realism(),
-        crate_version: env!("CARGO_PKG_VERSION").into(),
-        git_commit: commit.into(),
+        crate_version: software.version.clone(),
+        git_commit: software.git_commit.clone(),
         params: params.to_string(),
         run_dir: final_dir.display().to_string(),
         timestamp: chrono::Utc::now().to_rfc3339(),
