@@ -31,18 +31,22 @@ pub struct RefineCost {
 }
 
 impl RefineCost {
+    /// No costs measured (the stage not planned on this rank, or skipped): it reserves nothing.
+    pub fn unmeasured(opts: RefineOptions) -> RefineCost {
+        RefineCost {
+            opts,
+            ..RefineCost::default()
+        }
+    }
+
     /// Times the encoder's hypotheses and a few descent steps on up to 128 test images.
     pub fn measure(t: &Trainer, test_amps: &[f32], opts: &RefineOptions) -> Result<RefineCost> {
         let p = t.geometry.pixels();
         let n = (test_amps.len() / p).min(128);
-        let per = 2 * t.cfg.heads;
         if n == 0 {
-            return Ok(RefineCost {
-                opts: opts.clone(),
-                per,
-                ..RefineCost::default()
-            });
+            return Ok(RefineCost::unmeasured(opts.clone()));
         }
+        let per = 2 * t.cfg.heads;
         let amps = &test_amps[..n * p];
         let t0 = std::time::Instant::now();
         let (hyp, errs) = t.hypotheses(amps)?;
@@ -102,20 +106,35 @@ impl RefineCost {
 /// What the refinement stage will do.
 #[derive(Clone, Debug)]
 pub struct RefinePlan {
-    /// false: the budget is too short for the stage (its estimate in `skipped_s`).
-    pub refining: bool,
     /// Training images refined; `--train-pose-images` of them are scored.
     pub train_images: usize,
     /// The costs and the options the stage runs with (zero costs when skipped).
     pub cost: RefineCost,
     /// The near-2-fold mates were asked for but left out to fit the budget.
     pub dropped_mates: bool,
+    /// The stage's estimate when the budget is too short for it.
     pub skipped_s: Option<f64>,
 }
 
 impl RefinePlan {
+    /// The options asked for, not (yet) fitted to a budget: `train_images` of the training
+    /// images' poses, refined unless `opts.pose_steps` is 0.
+    pub fn unplanned(opts: RefineOptions, train_images: usize) -> RefinePlan {
+        RefinePlan {
+            train_images,
+            cost: RefineCost::unmeasured(opts),
+            dropped_mates: false,
+            skipped_s: None,
+        }
+    }
+
     pub fn opts(&self) -> &RefineOptions {
         &self.cost.opts
+    }
+
+    /// Whether the stage runs.
+    pub fn refining(&self) -> bool {
+        self.skipped_s.is_none() && self.opts().pose_steps > 0
     }
 }
 
@@ -133,7 +152,6 @@ pub fn plan(
     let wanted = wanted_train.max(min_train);
     let Some(share) = share_s else {
         return RefinePlan {
-            refining: true,
             train_images: wanted,
             cost,
             dropped_mates: false,
@@ -151,7 +169,6 @@ pub fn plan(
     let needed = cost.reserve_s(train, n_test, rounds);
     if needed <= share {
         return RefinePlan {
-            refining: true,
             train_images: train,
             cost,
             dropped_mates: false,
@@ -164,7 +181,6 @@ pub fn plan(
         train = fit(&without);
         if without.reserve_s(train, n_test, rounds) <= share {
             return RefinePlan {
-                refining: true,
                 train_images: train,
                 cost: without,
                 dropped_mates: true,
@@ -173,14 +189,8 @@ pub fn plan(
         }
     }
     RefinePlan {
-        refining: false,
-        train_images: min_train,
-        cost: RefineCost {
-            opts: cost.opts,
-            ..RefineCost::default()
-        },
-        dropped_mates: false,
         skipped_s: Some(needed),
+        ..RefinePlan::unplanned(cost.opts, min_train)
     }
 }
 
@@ -213,27 +223,27 @@ mod tests {
         // no budget, or room for all: everything asked for
         for share in [None, Some(full * 1.01)] {
             let p = plan(with.clone(), wanted, min, n_test, rounds, share);
-            assert!(p.refining && !p.dropped_mates && p.opts().mates);
+            assert!(p.refining() && !p.dropped_mates && p.opts().mates);
             assert_eq!(p.train_images, wanted);
         }
         // room for fewer training images with the mates: the mates stay
         let p = plan(with.clone(), wanted, min, n_test, rounds, Some((least + full) / 2.0));
-        assert!(p.refining && p.opts().mates && !p.dropped_mates);
+        assert!(p.refining() && p.opts().mates && !p.dropped_mates);
         assert!(p.train_images < wanted && p.train_images > min, "{}", p.train_images);
         assert!(p.cost.reserve_s(p.train_images, n_test, rounds) <= (least + full) / 2.0);
         // room only without the mates: they go, the stage stays
         let share = (least_without + least) / 2.0;
         let p = plan(with.clone(), wanted, min, n_test, rounds, Some(share));
-        assert!(p.refining && p.dropped_mates && !p.opts().mates);
+        assert!(p.refining() && p.dropped_mates && !p.opts().mates);
         assert!(p.cost.reserve_s(p.train_images, n_test, rounds) <= share);
         // not even that: skipped, its estimate (with the mates, as asked) given
         let p = plan(with, wanted, min, n_test, rounds, Some(least_without * 0.9));
-        assert!(!p.refining && !p.dropped_mates);
+        assert!(!p.refining() && !p.dropped_mates);
         assert_eq!(p.train_images, min);
         assert_eq!(p.skipped_s, Some(least));
         assert_eq!(p.cost.reserve_s(min, n_test, rounds), 0.0);
         // without mates asked for, a share too small for the least is skipped at once
         let p = plan(without, wanted, min, n_test, rounds, Some(least_without * 0.9));
-        assert!(!p.refining && !p.dropped_mates);
+        assert!(!p.refining() && !p.dropped_mates);
     }
 }

@@ -379,15 +379,9 @@ fn train(
     // most REFINE_SHARE of it; see `plan`), and the rounds, up to --refine-rounds, run while the
     // budget allows.
     let wanted = train_n.map_or(args.refine_images, |n| (n as usize).min(args.refine_images));
-    let mut refine_plan = plan::RefinePlan {
-        refining: args.refine_steps > 0,
-        train_images: n_train_poses,
-        cost: RefineCost::default(),
-        dropped_mates: false,
-        skipped_s: None,
-    };
-    if refine_plan.refining && root {
-        let cost = RefineCost::measure(&trainer, &test_amps, &asked)?;
+    let mut refine_plan = plan::RefinePlan::unplanned(asked, n_train_poses);
+    if refine_plan.refining() && root {
+        let cost = RefineCost::measure(&trainer, &test_amps, refine_plan.opts())?;
         let share = budget
             .limit_s()
             .map(|limit| REFINE_SHARE * (limit - budget.elapsed_s()).max(0.0));
@@ -416,10 +410,13 @@ fn train(
             );
         }
     }
-    let refining = refine_plan.refining;
-    let n_closing_train = refine_plan.train_images;
-    let refine_cost = refine_plan.cost.clone();
-    let refine_opts = if root { refine_plan.opts().clone() } else { asked };
+    let refining = refine_plan.refining();
+    let refine_opts = refine_plan.opts().clone();
+    let plan::RefinePlan {
+        train_images: n_closing_train,
+        cost: refine_cost,
+        ..
+    } = refine_plan;
     let refine_s = refine_cost.reserve_s(n_closing_train, n_test, args.refine_rounds);
     let preparation_s = budget.elapsed_s();
     let mut curve_file: Box<dyn Write> = match staging {
