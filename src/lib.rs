@@ -9,11 +9,11 @@
 //! |---|---|---|
 //! | [`rotation`], [`volume`], [`trilinear`], [`gemm`], [`stats`], [`mrc`], [`comm`] | quaternions, pose files and the in-plane π rotation; centred reciprocal grids; the one trilinear sampler family (boundary rule per use); the GEMM wrapper (f32/f64); median, percentile, RMS; MRC maps (modes 0/1/2/6, any cubic box); the processes of a run (MPI ranks with the `mpi` feature, or one) and the collectives the methods use | — (leaves) |
 //! | [`formats`] | the field's other file formats (Dragonfly photon and detector files; CXI/HDF5 with the `hdf5` feature) | physics, leaves |
-//! | [`physics`] | molecule parsing, form factors, the molecular transform, the one detector model ([`physics::detector::PixelDetector`]: per-pixel s, correction, mask, frame shape; binning) and the simulator's square detector (beamstop, gaps, masks), beam, Ewald slices, the shot-to-shot effects (fluence jitter, focus, background), photon counting | leaves |
+//! | [`physics`] | molecule parsing, the molecule's exact rotational symmetry (the rotations its poses are known up to), form factors, the molecular transform, the one detector model ([`physics::detector::PixelDetector`]: per-pixel s, correction, mask, frame shape; binning) and the simulator's square detector (beamstop, gaps, masks), beam, Ewald slices, the shot-to-shot effects (fluence jitter, focus, background), photon counting | leaves |
 //! | [`data`] | the seeded image simulator and stream, on-disk datasets (npy, Dragonfly or CXI files), [`data::Source`] (the one frame source, with its detector, mask and binning), opening the methods' data files (`--data`), writing datasets in every format, PDB lookup, the shared data options, staged output directories | formats, physics, leaves |
 //! | [`method`] | the method contract: [`method::Method`], the typed [`method::MethodOutput`], [`method::Budget`], the registry | data, eval (pose-error summary), leaves |
 //! | [`xrai`], [`emc`] | the two methods (models and kernels, training or iterations, each's `run`) | method, data, physics, eval, leaves |
-//! | [`eval`] | pose error, phasing, alignment, FSC | leaves |
+//! | [`eval`] | pose error (modulo a molecule's symmetry), phasing, alignment, FSC | leaves |
 //! | [`report`] | Table 1 (CSV, Parquet, Markdown), cost against dataset size, and the plots, from plain data | leaves |
 //! | [`pipeline`] | the benchmark protocol: settings, staging and resume, method processes, evaluation, table, figures, sweeps over sizes, proteins and photon levels, the benchmark on a file's frames (scored against a structure or by half-set FSC) | everything above |
 //! | [`cli`] | one file per command: parse and dispatch | pipeline and the modules a command serves |

@@ -265,7 +265,7 @@ fn small_reconstruction_recovers_poses() {
     let assigned = emc.assign(&test, 1.0).unwrap();
     let poses: Vec<_> = assigned.iter().map(|a| emc.quaternion(a.rotation)).collect();
     let truth = test.poses(0, 200).unwrap().unwrap();
-    let err = pose_error(&truth, &poses).unwrap().summary;
+    let err = pose_error(&truth, &poses, &[]).unwrap().summary;
     let spacing = emc.grid.mean_spacing_deg();
     eprintln!(
         "test median {:.2}° (grid spacing {spacing:.2}°); log {:?}",

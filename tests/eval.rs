@@ -136,7 +136,7 @@ fn pose_error_is_zero_for_a_globally_rotated_copy() {
         &vec![UnitQuaternion::identity(); 2000],
         &vec![false; 2000],
     );
-    let result = pose_error(&truth, &est).unwrap();
+    let result = pose_error(&truth, &est, &[]).unwrap();
     assert!(result.summary.median_deg < 1e-6, "median {}", result.summary.median_deg);
     assert!(result.summary.rms_deg < 1e-6, "rms {}", result.summary.rms_deg);
     assert!(result.alignment.angle_to(&global) < 1e-8, "G not recovered");
@@ -150,13 +150,52 @@ fn pose_error_is_zero_with_random_in_plane_pi_flips() {
     let flips: Vec<bool> = (0..n).map(|_| rng.random::<bool>()).collect();
     let global = random_rotation(&mut rng);
     let est = estimates(&truth, &global, &vec![UnitQuaternion::identity(); n], &flips);
-    let result = pose_error(&truth, &est).unwrap();
+    let result = pose_error(&truth, &est, &[]).unwrap();
     let worst = result.angles_deg.iter().copied().fold(0.0, f64::max);
     assert!(worst < 1e-6, "worst {worst}°");
     let agree = result.flipped.iter().zip(&flips).filter(|(a, b)| a == b).count();
     assert_eq!(agree, n, "flips not identified");
     // Without the flip handling half of these would be 180° off.
     assert!((result.summary.flipped_fraction - 0.5).abs() < 0.05);
+}
+
+#[test]
+fn pose_error_is_taken_modulo_the_molecules_symmetry() {
+    // A two-fold molecule: the image of pose R is also that of S·R, so a method may return
+    // either. Half the estimates are made from S·R_i, with noise and flips as usual.
+    let mut rng = rng(7);
+    let n = 4000;
+    let s = UnitQuaternion::from_axis_angle(
+        &nalgebra::Unit::new_normalize(nalgebra::Vector3::new(0.4, -0.2, 0.9)),
+        std::f64::consts::PI,
+    );
+    let truth: Vec<_> = (0..n).map(|_| random_rotation(&mut rng)).collect();
+    let mates: Vec<_> = truth
+        .iter()
+        .map(|r| if rng.random::<bool>() { s * r } else { *r })
+        .collect();
+    let injected: Vec<f64> = (0..n).map(|_| rng.random::<f64>() * 8.0).collect();
+    let noise: Vec<_> = injected.iter().map(|a| rotation_by(a.to_radians(), &mut rng)).collect();
+    let flips: Vec<bool> = (0..n).map(|_| rng.random::<bool>()).collect();
+    let global = random_rotation(&mut rng);
+    let est = estimates(&mates, &global, &noise, &flips);
+    let modulo = pose_error(&truth, &est, &[UnitQuaternion::identity(), s]).unwrap();
+    let want = median(&injected);
+    let got = modulo.summary.median_deg;
+    assert!(
+        (got - want).abs() < 0.1 * want,
+        "median {got:.3}° vs injected {want:.3}°"
+    );
+    assert!(modulo.summary.rms_deg < 6.0, "rms {}", modulo.summary.rms_deg);
+    // without the symmetry, the half made from S·R_i are off by S seen from the detector: more
+    // than 45° unless S's axis lies within 22.5° of the beam (where the π flip nearly undoes
+    // it), so about 0.5 × 0.92 of the images
+    let plain = pose_error(&truth, &est, &[]).unwrap();
+    let far = plain.angles_deg.iter().filter(|&&a| a > 45.0).count() as f64 / n as f64;
+    assert!(
+        (0.4..0.55).contains(&far),
+        "{far} of the images more than 45° off without the symmetry"
+    );
 }
 
 #[test]
@@ -170,7 +209,7 @@ fn pose_error_recovers_injected_noise() {
     let flips: Vec<bool> = (0..n).map(|_| rng.random::<bool>()).collect();
     let global = random_rotation(&mut rng);
     let est = estimates(&truth, &global, &noise, &flips);
-    let result = pose_error(&truth, &est).unwrap();
+    let result = pose_error(&truth, &est, &[]).unwrap();
     let want = median(&injected);
     let got = result.summary.median_deg;
     assert!(
@@ -207,7 +246,7 @@ fn pose_error_of_random_poses_matches_the_folded_uniform_distribution() {
     let n = 4000;
     let truth: Vec<_> = (0..n).map(|_| random_rotation(&mut rng)).collect();
     let est: Vec<_> = (0..n).map(|_| random_rotation(&mut rng)).collect();
-    let result = pose_error(&truth, &est).unwrap();
+    let result = pose_error(&truth, &est, &[]).unwrap();
     let got = result.summary.median_deg;
     // Fitting G to random data can only pull the median down a little.
     assert!(
@@ -220,7 +259,7 @@ fn pose_error_of_random_poses_matches_the_folded_uniform_distribution() {
 fn pose_error_rejects_different_counts() {
     let mut rng = rng(5);
     let a: Vec<_> = (0..10).map(|_| random_rotation(&mut rng)).collect();
-    let err = pose_error(&a, &a[..9]).unwrap_err().to_string();
+    let err = pose_error(&a, &a[..9], &[]).unwrap_err().to_string();
     assert!(err.contains("10") && err.contains('9'), "{err}");
 }
 

@@ -83,3 +83,55 @@ fn mmcif_files_give_the_same_atoms_as_pdb() {
         .fold(0.0, f64::max);
     assert!(max_diff < 1e-9, "{max_diff}");
 }
+
+/// |F(q)|² by the direct sum over atoms (form factors at |q|).
+fn intensity(m: &xrai_bench::physics::molecule::Molecule, q: &nalgebra::Vector3<f64>) -> f64 {
+    let (mut re, mut im) = (0.0, 0.0);
+    for (p, &k) in m.positions.iter().zip(&m.species_index) {
+        let f = m.species[k].at_s(q.norm());
+        let phase = std::f64::consts::TAU * (q[0] * p[0] + q[1] * p[1] + q[2] * p[2]);
+        re += f * phase.cos();
+        im += f * phase.sin();
+    }
+    re * re + im * im
+}
+
+#[test]
+fn the_haemoglobin_tetramer_is_two_fold_and_its_diffraction_says_so() {
+    use nalgebra::Vector3;
+    use xrai_bench::physics::symmetry::PointGroup;
+    let path = repo().join("datasets/pdb/2dhb.pdb");
+    let tetramer = read_structure(&path, &Selection::default()).unwrap();
+    let g = PointGroup::of_molecule(&tetramer);
+    assert_eq!(g.name(), "C2");
+    // the two-fold is a symmetry of the diffraction volume: |F(S q)|² = |F(q)|² to rounding,
+    // while a rotation by 2π/2 about another axis changes it by tens of per cent
+    let s = g.ops()[1];
+    let other = nalgebra::UnitQuaternion::from_axis_angle(
+        &nalgebra::Unit::new_normalize(s.axis().unwrap().cross(&Vector3::new(0.3, 0.5, 0.8))),
+        std::f64::consts::PI,
+    );
+    let (mut same, mut moved) = (0.0f64, 0.0f64);
+    for i in 0..12 {
+        let t = i as f64;
+        let q = Vector3::new((1.3 * t).sin(), (0.7 * t + 1.0).cos(), (2.1 * t).sin() + 0.2).normalize() * 0.04;
+        let i0 = intensity(&tetramer, &q);
+        same = same.max(((intensity(&tetramer, &(s * q)) - i0) / i0).abs());
+        moved = moved.max(((intensity(&tetramer, &(other * q)) - i0) / i0).abs());
+    }
+    assert!(same < 1e-4, "|F(Sq)|² differs from |F(q)|² by {same}");
+    assert!(moved > 0.1, "another half-turn changed |F|² by only {moved}");
+    // the αβ dimer alone (chains A and B) has no symmetry: α and β differ
+    let dimer = read_structure(
+        &path,
+        &Selection {
+            chains: vec!["A".into(), "B".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(PointGroup::of_molecule(&dimer).name(), "C1");
+    // and neither has the paper's protein
+    let cex = read_structure(&repo().join("datasets/pdb/2cex_a.pdb"), &Selection::default()).unwrap();
+    assert_eq!(PointGroup::of_molecule(&cex).name(), "C1");
+}

@@ -458,7 +458,7 @@ fn encoder_learns_poses_with_the_true_volume_frozen() {
     .unwrap();
     let (test_amps, test_poses) = load_amplitudes(&sim, &geo, Split::Test, 0, 500);
     let start = std::time::Instant::now();
-    let before = pose_error(&test_poses, &t.predict(&test_amps).unwrap())
+    let before = pose_error(&test_poses, &t.predict(&test_amps).unwrap(), &[])
         .unwrap()
         .summary
         .median_deg;
@@ -467,7 +467,7 @@ fn encoder_learns_poses_with_the_true_volume_frozen() {
         let (amps, _) = load_amplitudes(&sim, &geo, Split::Train, (step * cfg.batch) as u64, cfg.batch);
         let s = t.train_step(&amps).unwrap();
         if (step + 1) % 100 == 0 || step + 1 == steps {
-            let e = pose_error(&test_poses, &t.predict(&test_amps).unwrap())
+            let e = pose_error(&test_poses, &t.predict(&test_amps).unwrap(), &[])
                 .unwrap()
                 .summary;
             eprintln!(
@@ -535,7 +535,7 @@ fn tiny_end_to_end_reconstruction_learns_poses() {
     .unwrap();
     let (test_amps, test_poses) = load_amplitudes(&sim, &geo, Split::Test, 0, 500);
     let median = |t: &Trainer| {
-        pose_error(&test_poses, &t.predict(&test_amps).unwrap())
+        pose_error(&test_poses, &t.predict(&test_amps).unwrap(), &[])
             .unwrap()
             .summary
             .median_deg

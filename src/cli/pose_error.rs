@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 
 use crate::data::output::{check_output_file, write_file_atomically};
 use crate::eval::pose_error::pose_error;
+use crate::physics::symmetry::PointGroup;
 use crate::rotation::{read_poses, to_wxyz};
 
 #[derive(clap::Args, Debug)]
@@ -31,6 +32,12 @@ pub struct Args {
     /// Replace an existing --per-image file
     #[arg(long)]
     pub force: bool,
+    /// The molecule the poses belong to (PDB ID or file, as for `simulate`): errors are taken
+    /// modulo its exact rotational symmetry, found from its atoms (2DHB's two-fold: the image of
+    /// pose R is also that of S·R). Default: the symmetry `simulate` recorded in meta.json beside
+    /// --truth, else none
+    #[arg(long)]
+    pub pdb: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -42,9 +49,16 @@ pub fn run(args: Args) -> Result<()> {
             args.force,
         )?;
     }
+    let symmetry = match &args.pdb {
+        Some(spec) => PointGroup::of_molecule(&crate::data::pdb::load(spec, None, false, false).context("--pdb")?),
+        None => {
+            let dir = args.truth.parent().filter(|d| !d.as_os_str().is_empty());
+            crate::data::open::recorded_symmetry(dir.unwrap_or(std::path::Path::new("."))).unwrap_or_default()
+        }
+    };
     let truth = read_poses(&args.truth)?;
     let estimate = read_poses(&args.estimate)?;
-    let result = pose_error(&truth, &estimate)
+    let result = pose_error(&truth, &estimate, symmetry.ops())
         .with_context(|| format!("comparing {} with {}", args.truth.display(), args.estimate.display()))?;
     if let Some(path) = &args.per_image {
         let mut text = String::from("angle_deg,flipped,view_direction_deg\n");
@@ -68,6 +82,7 @@ pub fn run(args: Args) -> Result<()> {
             "mean_view_direction_deg": s.mean_view_direction_deg,
             "flipped_fraction": s.flipped_fraction,
             "alignment_wxyz": to_wxyz(&result.alignment),
+            "symmetry": symmetry.name(),
         });
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
@@ -79,6 +94,11 @@ pub fn run(args: Args) -> Result<()> {
         println!("π-flipped         {:.1} %", 100.0 * s.flipped_fraction);
         let [w, x, y, z] = to_wxyz(&result.alignment);
         println!("alignment (wxyz)  {w:.6} {x:.6} {y:.6} {z:.6}");
+        println!(
+            "symmetry          {} (errors modulo its {} rotations)",
+            symmetry.name(),
+            symmetry.order()
+        );
     }
     Ok(())
 }

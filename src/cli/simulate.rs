@@ -215,6 +215,7 @@ fn simulate_into(
             "pdb": args.molecule.pdb, "source": source, "atoms": n_atoms,
             "radius_angstrom": radius, "composition": composition,
             "include_hetatm": args.molecule.include_hetatm, "include_water": args.molecule.include_water,
+            "symmetry": simulator.symmetry().to_json(),
         },
         "config": simulator.config,
         "mask": mask.then_some("mask.npy (true = bad pixel, written as 0)"),

@@ -3,7 +3,7 @@
 //! `hdf5` build feature) a CXI/HDF5 file ([`super::cxi`]) — every path, range and detector checked
 //! before any work, each error naming its argument.
 //!
-//! Files written by `simulate` carry their truth beside them (`meta.json`: beam and grid;
+//! Files written by `simulate` carry their truth beside them (`meta.json`: beam, grid and the molecule's symmetry;
 //! `poses.csv`: true poses), so pose errors are reported; any other file has no true poses
 //! ([`Source::poses`] is None) and its grid comes from the detector
 //! ([`PixelDetector::natural_grid`]).
@@ -17,6 +17,7 @@ use super::options::{DataArgs, PhysicsArgs};
 use super::{Dataset, SimulationConfig, Source};
 use crate::formats::dragonfly::{read_detector, EmcReader};
 use crate::physics::detector::PixelDetector;
+use crate::physics::symmetry::PointGroup;
 use crate::rotation::read_poses;
 
 /// A method's data read from files.
@@ -119,6 +120,7 @@ pub fn open(args: &DataArgs, physics: &PhysicsArgs) -> Result<Option<Opened>> {
         "frame_shape": [source.full_detector().rows, source.full_detector().cols],
         "masked_pixels": source.full_detector().len() - source.full_detector().measured(),
         "true_poses": source.poses(0, 1)?.is_some(),
+        "pose_symmetry": source.pose_symmetry().name(),
         "photon_counts": counts,
     });
     Ok(Some(Opened {
@@ -138,8 +140,31 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// The frames at one path (`arg`: the option that named it, for errors).
+/// The frames at one path (`arg`: the option that named it, for errors), their true poses known
+/// up to the molecule symmetry `simulate` recorded beside them (meta.json), if any.
 fn open_path(path: &Path, arg: &str, args: &DataArgs, physics: &PhysicsArgs) -> Result<Frames> {
+    let mut frames = open_frames(path, arg, args, physics)?;
+    let dir = if path.is_dir() {
+        path
+    } else {
+        path.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    };
+    if let Some(group) = recorded_symmetry(dir) {
+        frames.source = frames.source.with_pose_symmetry(group);
+    }
+    Ok(frames)
+}
+
+/// The molecule symmetry in `simulate`'s meta.json in `dir`, where it recorded one.
+pub fn recorded_symmetry(dir: &Path) -> Option<PointGroup> {
+    let text = std::fs::read_to_string(dir.join("meta.json")).ok()?;
+    let meta: serde_json::Value = serde_json::from_str(&text).ok()?;
+    PointGroup::from_json(&meta["molecule"]["symmetry"])
+}
+
+fn open_frames(path: &Path, arg: &str, args: &DataArgs, physics: &PhysicsArgs) -> Result<Frames> {
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())

@@ -20,6 +20,7 @@ use crate::physics::detector::{Detector, PixelDetector};
 use crate::physics::molecule::Molecule;
 use crate::physics::noise::poisson_counts_in_place;
 use crate::physics::slice::Slicer;
+use crate::physics::symmetry::PointGroup;
 use crate::physics::transform::{direct_transform, grid_transform, GridSpec};
 use crate::rotation::{random_rotation, to_matrix};
 use crate::volume::ComplexVolume;
@@ -110,6 +111,8 @@ pub struct ImageSimulator {
     pub transform: ComplexVolume,
     slicer: Slicer,
     molecule: Molecule,
+    /// The molecule's exact rotational symmetry: poses known only up to its rotations.
+    symmetry: PointGroup,
     /// Global multiplier applied to every image (1, or the mean-total constant).
     global_scale: f64,
     /// Expected background photons per pixel (empty: none).
@@ -159,6 +162,7 @@ impl ImageSimulator {
             _ => 1.0,
         };
         let background = config.acquisition.background_per_pixel(&geometry);
+        let symmetry = PointGroup::of_molecule(&molecule);
         Ok(ImageSimulator {
             config,
             geometry,
@@ -167,6 +171,7 @@ impl ImageSimulator {
             transform,
             slicer,
             molecule,
+            symmetry,
             global_scale,
             background,
             transform_seconds,
@@ -175,6 +180,12 @@ impl ImageSimulator {
 
     pub fn pixels(&self) -> usize {
         self.geometry.len()
+    }
+
+    /// The molecule's exact rotational symmetry ([`crate::physics::symmetry`]): the image of pose
+    /// R is also that of S · R for each of its rotations S.
+    pub fn symmetry(&self) -> &PointGroup {
+        &self.symmetry
     }
 
     pub fn molecule(&self) -> &Molecule {

@@ -22,6 +22,7 @@ use crate::formats::dragonfly::EmcReader;
 use crate::physics::acquisition::Acquisition;
 use crate::physics::beam::Beam;
 use crate::physics::detector::{PixelDetector, PixelMask};
+use crate::physics::symmetry::PointGroup;
 
 pub use crate::physics::detector::bin_frames_into as bin_frames_shaped_into;
 
@@ -70,6 +71,9 @@ pub struct Source<'a> {
     len: Option<u64>,
     /// Sum b × b pixel blocks on reading (1: full size).
     bin: usize,
+    /// The rotations under which the true poses are known only up to one (the molecule's
+    /// symmetry, [`crate::physics::symmetry`]); the identity alone where none is known.
+    symmetry: PointGroup,
 }
 
 impl<'a> Source<'a> {
@@ -84,6 +88,7 @@ impl<'a> Source<'a> {
             offset: 0,
             len,
             bin: 1,
+            symmetry: PointGroup::trivial(),
         }
     }
 
@@ -95,6 +100,7 @@ impl<'a> Source<'a> {
             sim.config.beam.clone(),
             n,
         )
+        .with_pose_symmetry(sim.symmetry().clone())
     }
 
     /// The frames of a dataset, with the detector recorded in its meta.json.
@@ -339,6 +345,18 @@ impl<'a> Source<'a> {
         }
         let frames = self.read(0, COUNT_PROBE_FRAMES)?;
         Ok(!frames.is_empty() && frames.iter().all(|&v| v >= 0.0 && v.fract() == 0.0))
+    }
+
+    /// The same frames, their true poses known up to the rotations of `symmetry` (a file's
+    /// recorded molecule symmetry).
+    pub fn with_pose_symmetry(self, symmetry: PointGroup) -> Source<'a> {
+        Source { symmetry, ..self }
+    }
+
+    /// The rotations the true poses are known up to ([`Source::poses`]; the pose error is taken
+    /// modulo them).
+    pub fn pose_symmetry(&self) -> &PointGroup {
+        &self.symmetry
     }
 
     /// True poses of frames `start .. start + count` (clamped), where the source knows them.

@@ -620,6 +620,7 @@ fn reconstruct(args: &Options, out: Option<&Path>, mut emc: Emc, problem: Proble
             "partial_iteration_s": partial.map_or(0.0, |p| p.seconds),
             "chunk_mb": args.chunk_mb, "chunk_frames": plan.frames.min(n),
             "train_pose_images": train_poses.len(),
+            "pose_symmetry": train.pose_symmetry().name(),
         }),
         projected_wall_s,
         world,
@@ -639,7 +640,9 @@ fn bar_on(root: bool, len: u64) -> indicatif::ProgressBar {
 /// Pose error against the source's true poses, where it has them.
 fn known_error(source: &Source, estimated: &[UnitQuaternion<f64>]) -> Result<Option<PoseErrorSummary>> {
     match source.poses(0, estimated.len())? {
-        Some(truth) if !estimated.is_empty() => Ok(Some(pose_error(&truth, estimated)?.summary)),
+        Some(truth) if !estimated.is_empty() => Ok(Some(
+            pose_error(&truth, estimated, source.pose_symmetry().ops())?.summary,
+        )),
         _ => Ok(None),
     }
 }

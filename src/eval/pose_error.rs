@@ -17,6 +17,12 @@
 //! **Residual.** Per image, θ_i = min over F of angle(R_iᵀ · G · R̂_i · F), in degrees: the paper's
 //! "project the in-plane component to [0, π]", then the angle of the aligning rotation.
 //!
+//! **Symmetric molecules.** Where the molecule has rotations S under which its volume is the
+//! same (`physics::symmetry`: 2DHB's two-fold), the image of pose R is also that of S · R, so
+//! the residual is also minimised over S: θ_i = min over S, F of angle(R_iᵀ · S · G · R̂_i · F),
+//! and the alignment's candidates are Sᵀ · R_i · F · R̂_iᵀ. With the identity alone this is the
+//! metric above.
+//!
 //! **Summaries.** Median, mean and root-mean-square of θ_i ([`crate::stats`]). We read the
 //! paper's Table 1 column "Med/MSE" as median / root-mean-square in degrees: its pairs (1.5/2.2,
 //! 53.4/72.6) are in degrees and RMS ≥ median as for these skewed distributions, whereas a mean
@@ -69,8 +75,14 @@ pub struct PoseErrorSummary {
     pub flipped_fraction: f64,
 }
 
-/// Aligns `estimate` to `truth` (same images, same order) and measures the per-image error.
-pub fn pose_error(truth: &[UnitQuaternion<f64>], estimate: &[UnitQuaternion<f64>]) -> Result<PoseError, EvalError> {
+/// Aligns `estimate` to `truth` (same images, same order) and measures the per-image error,
+/// modulo the molecule's `symmetry` (its rotations, molecule frame; the identity alone, or an
+/// empty slice, for an asymmetric one).
+pub fn pose_error(
+    truth: &[UnitQuaternion<f64>],
+    estimate: &[UnitQuaternion<f64>],
+    symmetry: &[UnitQuaternion<f64>],
+) -> Result<PoseError, EvalError> {
     if truth.len() != estimate.len() {
         return Err(EvalError::PoseCountMismatch {
             truth: truth.len(),
@@ -80,6 +92,8 @@ pub fn pose_error(truth: &[UnitQuaternion<f64>], estimate: &[UnitQuaternion<f64>
     if truth.is_empty() {
         return Err(EvalError::NoPoses);
     }
+    let identity = [UnitQuaternion::identity()];
+    let sym = if symmetry.is_empty() { &identity[..] } else { symmetry };
     let n = truth.len();
     let mut rng = ChaCha8Rng::seed_from_u64(0x5EED_FA11);
     let fit: Vec<usize> = if n <= MAX_FIT_IMAGES {
@@ -89,21 +103,22 @@ pub fn pose_error(truth: &[UnitQuaternion<f64>], estimate: &[UnitQuaternion<f64>
     };
     let pairs: Vec<(UnitQuaternion<f64>, UnitQuaternion<f64>)> = fit.iter().map(|&i| (truth[i], estimate[i])).collect();
 
-    let g = weiszfeld(&pairs, consensus_start(&pairs, &mut rng));
+    let g = weiszfeld(&pairs, consensus_start(&pairs, sym, &mut rng), sym);
 
-    let residuals: Vec<(f64, bool)> = truth
+    let residuals: Vec<Residual> = truth
         .par_iter()
         .zip(estimate.par_iter())
-        .map(|(q, e)| residual(q, &g, e))
+        .map(|(q, e)| residual(q, &g, e, sym))
         .collect();
-    let angles_deg: Vec<f64> = residuals.iter().map(|r| r.0.to_degrees()).collect();
-    let flipped: Vec<bool> = residuals.iter().map(|r| r.1).collect();
+    let angles_deg: Vec<f64> = residuals.iter().map(|r| r.angle.to_degrees()).collect();
+    let flipped: Vec<bool> = residuals.iter().map(|r| r.flipped).collect();
     let view_direction_deg: Vec<f64> = truth
         .par_iter()
         .zip(estimate.par_iter())
-        .map(|(q, e)| {
+        .zip(residuals.par_iter())
+        .map(|((q, e), r)| {
             let z = Vector3::z();
-            (q * z).angle(&(g * e * z)).to_degrees()
+            (q * z).angle(&(sym[r.op] * g * e * z)).to_degrees()
         })
         .collect();
     let summary = summarise(&angles_deg, &view_direction_deg, &flipped);
@@ -116,58 +131,104 @@ pub fn pose_error(truth: &[UnitQuaternion<f64>], estimate: &[UnitQuaternion<f64>
     })
 }
 
-/// Residual angle (radians) of image (truth q, estimate e) under alignment g, and whether the π
-/// flip gave it. With d = qᵀ g e, angle(d) = 2 acos|d_w| and angle(d · Rz(π)) = 2 acos|d_z|
-/// (d · Rz(π) = (−d_z; d_y, −d_x, d_w)).
-fn residual(q: &UnitQuaternion<f64>, g: &UnitQuaternion<f64>, e: &UnitQuaternion<f64>) -> (f64, bool) {
-    let d = q.inverse() * g * e;
-    let (w, x, y, z) = (d.w.abs(), d.i, d.j, d.k.abs());
-    // atan2 rather than acos: accurate for tiny angles as well.
-    if z > w {
-        (2.0 * (x * x + y * y + w * w).sqrt().atan2(z), true)
+/// The residual of one image: its angle (radians), whether the π flip gave it, and which of
+/// the symmetry's rotations.
+#[derive(Clone, Copy, Debug)]
+struct Residual {
+    angle: f64,
+    flipped: bool,
+    op: usize,
+}
+
+/// Residual of image (truth q, estimate e) under alignment g, the least over the symmetry's
+/// rotations S and the π flip. With d = qᵀ S g e, angle(d) = 2 acos|d_w| and
+/// angle(d · Rz(π)) = 2 acos|d_z| (d · Rz(π) = (−d_z; d_y, −d_x, d_w)).
+fn residual(
+    q: &UnitQuaternion<f64>,
+    g: &UnitQuaternion<f64>,
+    e: &UnitQuaternion<f64>,
+    sym: &[UnitQuaternion<f64>],
+) -> Residual {
+    let q_inv = q.inverse();
+    let ge = g * e;
+    let mut best = Residual {
+        angle: f64::INFINITY,
+        flipped: false,
+        op: 0,
+    };
+    for (op, s) in sym.iter().enumerate() {
+        let d = q_inv * s * ge;
+        let (w, x, y, z) = (d.w.abs(), d.i, d.j, d.k.abs());
+        // atan2 rather than acos: accurate for tiny angles as well.
+        let (angle, flipped) = if z > w {
+            (2.0 * (x * x + y * y + w * w).sqrt().atan2(z), true)
+        } else {
+            (2.0 * (x * x + y * y + z * z).sqrt().atan2(w), false)
+        };
+        if angle < best.angle {
+            best = Residual { angle, flipped, op };
+        }
+    }
+    best
+}
+
+/// Alignment candidate that makes image (q, e) exact with its best symmetry rotation and flip
+/// relative to `g`.
+fn candidate(
+    q: &UnitQuaternion<f64>,
+    g: &UnitQuaternion<f64>,
+    e: &UnitQuaternion<f64>,
+    sym: &[UnitQuaternion<f64>],
+) -> UnitQuaternion<f64> {
+    let r = residual(q, g, e, sym);
+    let s_inv = sym[r.op].inverse();
+    if r.flipped {
+        s_inv * q * rz_pi() * e.inverse()
     } else {
-        (2.0 * (x * x + y * y + z * z).sqrt().atan2(w), false)
+        s_inv * q * e.inverse()
     }
 }
 
-/// Alignment candidate that makes image (q, e) exact with its best flip relative to `g`.
-fn candidate(q: &UnitQuaternion<f64>, g: &UnitQuaternion<f64>, e: &UnitQuaternion<f64>) -> UnitQuaternion<f64> {
-    let (_, flipped) = residual(q, g, e);
-    if flipped {
-        q * rz_pi() * e.inverse()
-    } else {
-        q * e.inverse()
-    }
-}
-
-fn median_residual(pairs: &[(UnitQuaternion<f64>, UnitQuaternion<f64>)], g: &UnitQuaternion<f64>) -> f64 {
-    let mut r: Vec<f64> = pairs.par_iter().map(|(q, e)| residual(q, g, e).0).collect();
+fn median_residual(
+    pairs: &[(UnitQuaternion<f64>, UnitQuaternion<f64>)],
+    g: &UnitQuaternion<f64>,
+    sym: &[UnitQuaternion<f64>],
+) -> f64 {
+    let mut r: Vec<f64> = pairs.par_iter().map(|(q, e)| residual(q, g, e, sym).angle).collect();
     median(&mut r)
 }
 
 /// Best single-image candidate (either flip) by median residual over (a subsample of) the pairs.
-fn consensus_start(pairs: &[(UnitQuaternion<f64>, UnitQuaternion<f64>)], rng: &mut ChaCha8Rng) -> UnitQuaternion<f64> {
+fn consensus_start(
+    pairs: &[(UnitQuaternion<f64>, UnitQuaternion<f64>)],
+    sym: &[UnitQuaternion<f64>],
+    rng: &mut ChaCha8Rng,
+) -> UnitQuaternion<f64> {
     let scored: Vec<(UnitQuaternion<f64>, UnitQuaternion<f64>)> = pairs.iter().take(2_000).copied().collect();
     (0..START_CANDIDATES)
         .flat_map(|_| {
             let (q, e) = pairs[rng.random_range(0..pairs.len())];
             [q * e.inverse(), q * rz_pi() * e.inverse()]
         })
-        .map(|g| (median_residual(&scored, &g), g))
+        .map(|g| (median_residual(&scored, &g, sym), g))
         .min_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, g)| g)
         .expect("at least one candidate")
 }
 
 /// Weiszfeld iterations for the geodesic L1 mean of the flip-resolved candidates.
-fn weiszfeld(pairs: &[(UnitQuaternion<f64>, UnitQuaternion<f64>)], start: UnitQuaternion<f64>) -> UnitQuaternion<f64> {
+fn weiszfeld(
+    pairs: &[(UnitQuaternion<f64>, UnitQuaternion<f64>)],
+    start: UnitQuaternion<f64>,
+    sym: &[UnitQuaternion<f64>],
+) -> UnitQuaternion<f64> {
     let mut g = start;
     for _ in 0..MAX_WEISZFELD_STEPS {
         let g_inv = g.inverse();
         let (sum, weight) = pairs
             .par_iter()
             .map(|(q, e)| {
-                let v = log(&(g_inv * candidate(q, &g, e)));
+                let v = log(&(g_inv * candidate(q, &g, e, sym)));
                 let w = 1.0 / v.norm().max(1e-9);
                 (v * w, w)
             })

@@ -11,5 +11,6 @@ pub mod form_factor;
 pub mod molecule;
 pub mod noise;
 pub mod slice;
+pub mod symmetry;
 pub mod transform;
 mod wk1995_table;

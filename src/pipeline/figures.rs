@@ -19,7 +19,7 @@ use crate::rotation::read_poses;
 fn test_errors(r: &MethodRun, sim: &ImageSimulator) -> Result<Vec<f64>> {
     let est = read_poses(&r.dir.join(TEST_POSES_FILE))?;
     let truth: Vec<_> = (0..est.len() as u64).map(|i| sim.pose(Split::Test, i)).collect();
-    Ok(pose_error(&truth, &est)?.angles_deg)
+    Ok(pose_error(&truth, &est, sim.symmetry().ops())?.angles_deg)
 }
 
 pub fn draw(

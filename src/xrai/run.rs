@@ -363,6 +363,20 @@ fn train(
             );
         }
     }
+    // the rotations the true poses are known up to (the molecule's symmetry)
+    let test_symmetry = test_source
+        .as_ref()
+        .map(|s| s.pose_symmetry().clone())
+        .unwrap_or_default();
+    let train_symmetry = train_source.pose_symmetry().clone();
+    if root && train_symmetry.order() > 1 {
+        eprintln!(
+            "the molecule is {}-symmetric: its images fix a pose only up to its {} rotations, and pose errors are \
+             taken modulo them",
+            train_symmetry.name(),
+            train_symmetry.order()
+        );
+    }
     let (test_amps, test_poses) = match &test_source {
         Some(src) => amplitudes(src, &geo, 0, args.test_images)?,
         None => (Vec::new(), Vec::new()),
@@ -445,6 +459,7 @@ fn train(
         &train_source,
         &opts,
         (&test_amps, &test_poses),
+        test_symmetry.ops(),
         args.eval_images,
         &mut |r| {
             writeln!(
@@ -484,40 +499,44 @@ fn train(
     let mut refine_record = Vec::new();
     let mut first_pass = serde_json::Value::Null;
     let (test_est, train_est) = if refining {
-        let mut stage = |name: String,
-                         objective: f64,
-                         test_rots: &[nalgebra::Matrix3<f64>],
-                         progress: &mut Vec<ProgressPoint>| {
-            let err = (!test_poses.is_empty())
-                .then(|| crate::eval::pose_error::pose_error(&test_poses, &crate::rotation::from_matrices(test_rots)))
-                .transpose()?
-                .map(|e| e.summary);
-            let elapsed = budget.elapsed_s();
-            if let Some(e) = &err {
-                eprintln!(
-                    "{name}: {:.0} s, test pose error median {:.2}°  rms {:.2}° ({} images)",
-                    elapsed, e.median_deg, e.rms_deg, e.images
-                );
-                progress.push(ProgressPoint {
-                    step: state.step as u64,
-                    elapsed_s: elapsed,
-                    objective,
-                    test_median_deg: Some(e.median_deg),
-                    beta: None,
-                });
-                // the learning curve goes on with the stage (the loss column: the stage's fit)
-                let mut curve = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(staging.join("curve.csv"))?;
-                writeln!(
-                    curve,
-                    "{},{elapsed:.2},{},{objective:.6},,,{:.4},{:.4},{:.4}",
-                    state.step, state.images_seen, e.median_deg, e.mean_deg, e.rms_deg
-                )?;
-            }
-            refine_record.push(serde_json::json!({ "stage": name, "elapsed_s": elapsed, "test_pose_error": err }));
-            anyhow::Ok(())
-        };
+        let mut stage =
+            |name: String, objective: f64, test_rots: &[nalgebra::Matrix3<f64>], progress: &mut Vec<ProgressPoint>| {
+                let err = (!test_poses.is_empty())
+                    .then(|| {
+                        crate::eval::pose_error::pose_error(
+                            &test_poses,
+                            &crate::rotation::from_matrices(test_rots),
+                            test_symmetry.ops(),
+                        )
+                    })
+                    .transpose()?
+                    .map(|e| e.summary);
+                let elapsed = budget.elapsed_s();
+                if let Some(e) = &err {
+                    eprintln!(
+                        "{name}: {:.0} s, test pose error median {:.2}°  rms {:.2}° ({} images)",
+                        elapsed, e.median_deg, e.rms_deg, e.images
+                    );
+                    progress.push(ProgressPoint {
+                        step: state.step as u64,
+                        elapsed_s: elapsed,
+                        objective,
+                        test_median_deg: Some(e.median_deg),
+                        beta: None,
+                    });
+                    // the learning curve goes on with the stage (the loss column: the stage's fit)
+                    let mut curve = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(staging.join("curve.csv"))?;
+                    writeln!(
+                        curve,
+                        "{},{elapsed:.2},{},{objective:.6},,,{:.4},{:.4},{:.4}",
+                        state.step, state.images_seen, e.median_deg, e.mean_deg, e.rms_deg
+                    )?;
+                }
+                refine_record.push(serde_json::json!({ "stage": name, "elapsed_s": elapsed, "test_pose_error": err }));
+                anyhow::Ok(())
+            };
         let (mut test_r, test_report) = refine::refine_from_encoder(&trainer, &test_amps, &refine_opts)?;
         let (mut train_r, train_report) = refine::refine_from_encoder(&trainer, &train_amps, &refine_opts)?;
         for (set, r) in [("test", &test_report), ("training", &train_report)] {
@@ -572,7 +591,7 @@ fn train(
         None
     } else {
         write_poses_csv(&staging.join("poses_test_true.csv"), &test_poses)?;
-        Some(crate::eval::pose_error::pose_error(&test_poses, &test_est)?.summary)
+        Some(crate::eval::pose_error::pose_error(&test_poses, &test_est, test_symmetry.ops())?.summary)
     };
     write_poses_csv(&staging.join(output::TRAIN_POSES_FILE), &train_est)?;
     let train_poses = &train_poses[..train_poses.len().min(n_train_poses)];
@@ -580,7 +599,7 @@ fn train(
         None
     } else {
         write_poses_csv(&staging.join("poses_train_true.csv"), train_poses)?;
-        Some(crate::eval::pose_error::pose_error(train_poses, &train_est)?.summary)
+        Some(crate::eval::pose_error::pose_error(train_poses, &train_est, train_symmetry.ops())?.summary)
     };
     // The learned grid as it is, and resampled onto the evaluation grid (the simulator's, the
     // one EMC uses) for `phase` and `fsc`; beyond the working detector's s_max: −1.
@@ -644,6 +663,7 @@ fn train(
             "budget": args.budget, "steps": state.step, "heads": cfg.heads, "decoder": cfg.decoder,
             "working_size": cfg.working_size, "batch": cfg.batch,
             "ranks": world.ranks, "threads_per_rank": world.threads_per_rank,
+            "pose_symmetry": train_symmetry.name(),
         }),
         projected_wall_s: None,
         world,

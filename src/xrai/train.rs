@@ -50,29 +50,19 @@ pub struct CurveRow {
     pub test_rms_deg: f64,
 }
 
-/// Test pose error of the first `n` cached test images.
-pub fn test_error(
-    t: &Trainer,
-    amps: &[f32],
-    poses: &[UnitQuaternion<f64>],
-    n: usize,
-) -> anyhow::Result<crate::eval::pose_error::PoseErrorSummary> {
-    let n = n.min(poses.len());
-    let est = t.predict(&amps[..n * t.geometry.pixels()])?;
-    Ok(crate::eval::pose_error::pose_error(&poses[..n], &est)?.summary)
-}
-
 /// Trains until `steps` or the budget (less the closing work's reserve); evaluates every
 /// `eval_every` steps on `eval_images` test images (rows go to `curve`), checkpoints every
 /// `checkpoint_every`. The batches are images step·B … of `source` (modulo its length for a
 /// fixed training set, fresh images every step for an endless stream). A non-finite loss stops
-/// the run with an error that names the last good checkpoint.
+/// the run with an error that names the last good checkpoint. `symmetry`: the rotations the
+/// test poses are known up to (the molecule's, [`Source::pose_symmetry`]).
 pub fn train_loop(
     t: &mut Trainer,
     comm: &dyn Comm,
     source: &Source,
     opts: &LoopOptions,
     test: (&[f32], &[UnitQuaternion<f64>]),
+    symmetry: &[UnitQuaternion<f64>],
     eval_images: usize,
     curve: &mut dyn FnMut(&CurveRow) -> anyhow::Result<()>,
 ) -> anyhow::Result<CheckpointState> {
@@ -172,7 +162,7 @@ pub fn train_loop(
             let n_eval = eval_images.min(test.1.len());
             let est = t.predict(&test.0[..n_eval * p])?;
             predict_s_per_image = eval_start.elapsed().as_secs_f64() / n_eval.max(1) as f64;
-            let e = crate::eval::pose_error::pose_error(&test.1[..n_eval], &est)?.summary;
+            let e = crate::eval::pose_error::pose_error(&test.1[..n_eval], &est, symmetry)?.summary;
             let row = CurveRow {
                 step: t.step,
                 elapsed_s: budget.elapsed_s(),
