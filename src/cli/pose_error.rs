@@ -51,10 +51,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let symmetry = match &args.pdb {
         Some(spec) => PointGroup::of_molecule(&crate::data::pdb::load(spec, None, false, false).context("--pdb")?),
-        None => {
-            let dir = args.truth.parent().filter(|d| !d.as_os_str().is_empty());
-            crate::data::open::recorded_symmetry(dir.unwrap_or(std::path::Path::new("."))).unwrap_or_default()
-        }
+        None => crate::data::open::recorded_symmetry(&args.truth).unwrap_or_default(),
     };
     let truth = read_poses(&args.truth)?;
     let estimate = read_poses(&args.estimate)?;

@@ -51,10 +51,7 @@ pub(super) fn open_cxi(path: &Path, arg: &str, args: &DataArgs, physics: &Physic
         )
     })?;
     let geometry = geometry(&reader, arg, args, physics)?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = super::open::folder_of(path);
     let (config, grid) = simulate_meta(dir);
     let mut beam = match &config {
         Some(c) => c.beam.clone(),

@@ -144,22 +144,28 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// up to the molecule symmetry `simulate` recorded beside them (meta.json), if any.
 fn open_path(path: &Path, arg: &str, args: &DataArgs, physics: &PhysicsArgs) -> Result<Frames> {
     let mut frames = open_frames(path, arg, args, physics)?;
-    let dir = if path.is_dir() {
-        path
-    } else {
-        path.parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-    };
-    if let Some(group) = recorded_symmetry(dir) {
+    if let Some(group) = recorded_symmetry(path) {
         frames.source = frames.source.with_pose_symmetry(group);
     }
     Ok(frames)
 }
 
-/// The molecule symmetry in `simulate`'s meta.json in `dir`, where it recorded one.
-pub fn recorded_symmetry(dir: &Path) -> Option<PointGroup> {
-    let text = std::fs::read_to_string(dir.join("meta.json")).ok()?;
+/// The folder a data path's side files (meta.json, poses.csv, detector.dat) sit in: the path
+/// itself for a directory, else its parent ("." for a bare file name).
+pub(super) fn folder_of(path: &Path) -> &Path {
+    if path.is_dir() {
+        path
+    } else {
+        path.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    }
+}
+
+/// The molecule symmetry `simulate` recorded in the meta.json beside `path` (a data directory or
+/// a file in one: frames, poses), where it recorded one.
+pub fn recorded_symmetry(path: &Path) -> Option<PointGroup> {
+    let text = std::fs::read_to_string(folder_of(path).join("meta.json")).ok()?;
     let meta: serde_json::Value = serde_json::from_str(&text).ok()?;
     PointGroup::from_json(&meta["molecule"]["symmetry"])
 }
@@ -226,10 +232,7 @@ fn open_frames(path: &Path, arg: &str, args: &DataArgs, physics: &PhysicsArgs) -
 /// when it wrote them.
 fn open_emc(path: &Path, arg: &str, args: &DataArgs, physics: &PhysicsArgs) -> Result<Frames> {
     let reader = EmcReader::open(path).with_context(|| format!("{arg} {}", path.display()))?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = folder_of(path);
     let (config, grid) = simulate_meta(dir);
     let beam = match &config {
         Some(c) => c.beam.clone(),
