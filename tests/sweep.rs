@@ -84,6 +84,30 @@ fn a_two_protein_sweep_resumes_at_the_next_unfinished_run() {
     assert!(out.join("2DHB/n96/table.parquet").exists());
     assert_eq!(std::fs::metadata(&kept).unwrap().modified().unwrap(), before);
     assert_eq!(read_table(&out.join("table.parquet")).unwrap().len(), 4);
+    // EMC recorded each iteration's seconds, and the fit compares the same iterations.
+    let scaling = std::fs::read_to_string(out.join("scaling.md")).unwrap();
+    assert!(
+        scaling.contains("(the mean of iterations 1–2, the same in every run)"),
+        "{scaling}"
+    );
+
+    // A run kept only as its small outputs (a results/example copy: the CSV table, no Parquet,
+    // no maps) counts as done, and its row joins the sweep's table.
+    let small = out.join("2CEX_A/n96");
+    let csv = std::fs::read(small.join("table.csv")).unwrap();
+    std::fs::remove_dir_all(&small).unwrap();
+    std::fs::create_dir_all(&small).unwrap();
+    std::fs::write(small.join("table.csv"), csv).unwrap();
+    let o = sweep(&out, dir.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(err.matches("already done").count(), 4, "{err}");
+    assert!(!small.join("table.parquet").exists(), "the kept run was run again");
+    let rows = read_table(&out.join("table.parquet")).unwrap();
+    assert_eq!(rows.len(), 4);
+    assert!(rows
+        .iter()
+        .any(|r| r.pdb_id == "2CEX_A" && r.n_train == 96 && r.method == "emc"));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 #!/bin/bash
 # copies the Table 1 sweep's small outputs (tables, logs, curves, plots) into results/example/table1
 set -e
-cd /work/main
+cd "$(dirname "$0")/.."
 S=results/table1; D=results/example/table1
 mkdir -p $D
 for prot in $S/*/; do

@@ -615,6 +615,7 @@ fn reconstruct(args: &Options, out: Option<&Path>, mut emc: Emc, problem: Proble
             "budget": args.budget, "level": args.level, "bin": args.bin, "iterations": history.len(),
             "iterations_requested": args.iters, "seconds_per_iteration": mean_iter,
             "iteration_seconds_total": total_iteration_s,
+            "iteration_seconds": history.iter().map(|s| s.seconds).collect::<Vec<f64>>(),
             "seconds_per_frame_iteration": cost.per_frame_iteration_s,
             "partial_iteration_frames": partial.map_or(0, |p| p.frames),
             "partial_iteration_s": partial.map_or(0.0, |p| p.seconds),

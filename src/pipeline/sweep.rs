@@ -74,7 +74,13 @@ pub fn sweep(args: RunArgs, control: RunControl) -> Result<()> {
             mean_photons: photons.into_iter().collect(),
             ..args.clone()
         };
-        if dir.join("table.parquet").exists() {
+        // a size is done when its table is there: the run's Parquet, or the CSV alone (the
+        // small outputs a results/example copy keeps, restored to continue a sweep elsewhere)
+        let done = ["table.parquet", "table.csv"]
+            .map(|f| dir.join(f))
+            .into_iter()
+            .find(|t| t.exists());
+        if done.is_some() {
             eprintln!("sweep: {pdb}, N = {n} already done in {}", dir.display());
         } else {
             let staged = staging_dir(&dir)?;
@@ -99,7 +105,7 @@ pub fn sweep(args: RunArgs, control: RunControl) -> Result<()> {
             };
             run_one(one, control, None)?;
         }
-        rows.extend(read_table(&dir.join("table.parquet"))?);
+        rows.extend(read_table(&done.unwrap_or_else(|| dir.join("table.parquet")))?);
     }
     let md = markdown(&rows);
     std::fs::write(root.join("table.md"), &md)?;
