@@ -106,9 +106,11 @@ pub fn scaling_summary(rows: &[ResultRow]) -> String {
             };
             let _ = writeln!(
                 out,
-                "seconds per iteration ({which}, the same in every run{stopped}) {}; least-squares line {:.3} ms per frame + {intercept:.0} s, R² = {r2:.4}",
+                "seconds per iteration ({which}, the same in every run{stopped}) {}; least-squares line {:.3} ms per frame {} {:.0} s, R² = {r2:.4}",
                 each.join(", "),
-                slope * 1e3
+                slope * 1e3,
+                if intercept < 0.0 { "−" } else { "+" },
+                intercept.abs()
             );
         } else if group.len() >= 2 {
             let spread = |f: fn(&ResultRow) -> f64| {
